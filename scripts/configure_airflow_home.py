@@ -1,0 +1,70 @@
+"""Point a project-local AIRFLOW_HOME at this repository.
+
+Airflow writes a complete ``airflow.cfg`` (with generated secrets) the first time it runs; this script
+then sets the few options the project depends on, in place, so every ``airflow`` command run with
+``AIRFLOW_HOME=.airflow`` sees this repo's ``dags/`` and ``plugins/`` and no example DAGs.
+Running it again changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def project_settings(home: Path) -> dict[tuple[str, str], str]:
+    return {
+        ("core", "dags_folder"): str(REPO / "dags"),
+        ("core", "plugins_folder"): str(REPO / "plugins"),
+        ("core", "load_examples"): "False",
+        ("core", "executor"): "LocalExecutor",
+        ("database", "sql_alchemy_conn"): f"sqlite:///{home / 'airflow.db'}",
+        ("logging", "base_log_folder"): str(home / "logs"),
+        ("dag_processor", "refresh_interval"): "30",
+    }
+
+
+def apply_settings(text: str, settings: dict[tuple[str, str], str]) -> str:
+    """Replace ``key = value`` lines inside their section; append what the file lacks."""
+    pending = dict(settings)
+    out: list[str] = []
+    section = None
+    for line in text.splitlines():
+        header = re.match(r"^\[([^\]]+)\]\s*$", line)
+        if header:
+            out.extend(_missing_in(section, pending))
+            section = header.group(1)
+        else:
+            option = re.match(r"^([A-Za-z0-9_]+)\s*=", line)
+            if option and (section, option.group(1)) in pending:
+                key = option.group(1)
+                line = f"{key} = {pending.pop((section, key))}"
+        out.append(line)
+    out.extend(_missing_in(section, pending))
+    for (sect, key), value in pending.items():
+        out += ["", f"[{sect}]", f"{key} = {value}"]
+    return "\n".join(out) + "\n"
+
+
+def _missing_in(section: str | None, pending: dict[tuple[str, str], str]) -> list[str]:
+    keys = [key for (sect, key) in pending if sect == section]
+    return [f"{key} = {pending.pop((section, key))}" for key in keys]
+
+
+def main(home: str) -> None:
+    home_path = Path(home).resolve()
+    cfg = home_path / "airflow.cfg"
+    if not cfg.exists():
+        sys.exit(f"{cfg} does not exist yet: run any airflow command with AIRFLOW_HOME={home_path} first")
+    text = cfg.read_text()
+    updated = apply_settings(text, project_settings(home_path))
+    if updated != text:
+        cfg.write_text(updated)
+        print(f"configured {cfg}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else str(REPO / ".airflow"))

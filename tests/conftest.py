@@ -1,0 +1,29 @@
+"""Test settings shared by the whole suite.
+
+The suite runs against a project-local Airflow home with its own metadata database
+(``.airflow/tests.db``), so tests never touch the database ``make demo`` uses. The environment is
+set here, before anything imports Airflow.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+AIRFLOW_HOME = Path(os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".airflow")))
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{AIRFLOW_HOME / 'tests.db'}"
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
+os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO / "plugins"))
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+pytest_plugins = [
+    "tests.fixtures.services",
+    "tests.fixtures.airflow_db",
+    "tests.fixtures.prodigy_sandbox",
+    "tests.fixtures.opentext_sandbox",
+]
