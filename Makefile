@@ -60,8 +60,10 @@ browser:
 	  else echo "no /usr/bin/chromium: install Debian's chromium package to run the browser tests"; fi; \
 	fi
 
+# pytest exits 5 when it collected no test: that is a failure here, never a silent pass.
 test: setup browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
 
 demo: setup
 	$(BIN)/python -m scripts.demo

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from airflow.sdk import BaseHook
@@ -24,16 +23,6 @@ class OpenTextWorkflowHook(BaseHook):
         super().__init__(**kwargs)
         self.opentext_conn_id = opentext_conn_id
 
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": ["schema", "port"],
-            "relabeling": {"host": "Root URL", "login": "Client ID", "password": "Client secret"},
-            "placeholders": {
-                "host": "https://na-1-dev.api.opentext.com",
-                "extra": json.dumps({"tenant_id": "…", "grant_type": "client_credentials"}),
-            },
-        }
 
     def test_connection(self) -> tuple[bool, str]:
         raise NotImplementedError

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from airflow.sdk import BaseHook
@@ -26,16 +25,6 @@ class ProdigyHook(BaseHook):
         super().__init__(**kwargs)
         self.prodigy_conn_id = prodigy_conn_id
 
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": [],
-            "relabeling": {"schema": "Database", "extra": "prodigy.json settings (db, db_settings)"},
-            "placeholders": {
-                "extra": json.dumps({"db": "sqlite", "db_settings": {"sqlite": {"name": "prodigy.db"}}}),
-                "host": "PostgreSQL/MySQL host (empty for SQLite)",
-            },
-        }
 
     def test_connection(self) -> tuple[bool, str]:
         raise NotImplementedError

@@ -1,0 +1,42 @@
+"""Every DAG file imports cleanly and carries what an operator of the deployment needs to run it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(DAGS))
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}, "\n".join(f"{k}: {v}" for k, v in dagbag.import_errors.items())
+
+
+def test_every_dag_file_defines_a_dag(dagbag):
+    files = {p.resolve() for p in DAGS.glob("*.py") if not p.name.startswith("_")}
+    assert files, "dags/ holds no DAG files"
+    with_dags = {Path(d.fileloc).resolve() for d in dagbag.dags.values()}
+    assert files <= with_dags, f"files without a DAG: {sorted(str(f) for f in files - with_dags)}"
+
+
+def test_every_dag_is_documented_owned_tagged_and_retried(dagbag):
+    problems = []
+    for dag_id, dag in sorted(dagbag.dags.items()):
+        if not (dag.doc_md or "").strip():
+            problems.append(f"{dag_id}: no doc_md")
+        if not dag.tags:
+            problems.append(f"{dag_id}: no tags")
+        for task in dag.tasks:
+            if not task.owner or task.owner == "airflow":
+                problems.append(f"{dag_id}.{task.task_id}: owner is {task.owner!r}, not the owning team")
+            if (task.retries or 0) < 1:
+                problems.append(f"{dag_id}.{task.task_id}: retries={task.retries}")
+    assert not problems, "\n".join(problems)

@@ -1,0 +1,115 @@
+"""docker-compose.yaml and the Dockerfile stay consistent with the repository the tests run.
+
+No Docker engine runs in CI, so the file is checked against what it refers to: the pinned Airflow version,
+the folders it mounts, the sandbox commands and their flags, the connection types of the provider.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+AIRFLOW_SERVICES = {
+    "airflow-init",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+}
+SANDBOX_PORTS = {"opentext-sandbox": 8091, "prodigy-sandbox": 8092}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((REPO / "docker-compose.yaml").read_text())
+
+
+def pinned_airflow_version() -> str:
+    match = re.search(r"^apache-airflow==(\S+)$", (REPO / "requirements.in").read_text(), re.M)
+    assert match, "requirements.in does not pin apache-airflow"
+    return match.group(1)
+
+
+def test_image_is_built_on_the_pinned_airflow_version(compose):
+    dockerfile = (REPO / "Dockerfile").read_text()
+    version = pinned_airflow_version()
+    assert f"ARG AIRFLOW_VERSION={version}\n" in dockerfile
+    assert re.search(r"^FROM apache/airflow:\$\{AIRFLOW_VERSION\}-python3\.11$", dockerfile, re.M)
+    assert re.search(rf":{re.escape(version)}\}}?$", compose["x-airflow-common"]["image"])
+
+
+def test_official_celery_topology_plus_sandboxes(compose):
+    services = set(compose["services"])
+    assert services >= AIRFLOW_SERVICES | {"postgres", "redis"} | set(SANDBOX_PORTS)
+    env = compose["x-airflow-common"]["environment"]
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql")
+    commands = {name: compose["services"][name].get("command") for name in AIRFLOW_SERVICES - {"airflow-init"}}
+    assert commands == {
+        "airflow-apiserver": "api-server",
+        "airflow-scheduler": "scheduler",
+        "airflow-dag-processor": "dag-processor",
+        "airflow-triggerer": "triggerer",
+        "airflow-worker": "celery worker",
+    }
+
+
+def test_ports(compose):
+    assert "8080:8080" in compose["services"]["airflow-apiserver"]["ports"]
+    for name, port in SANDBOX_PORTS.items():
+        assert f"{port}:{port}" in compose["services"][name]["ports"]
+        assert str(port) in compose["services"][name]["command"]
+
+
+def test_mounted_files_exist_in_the_repo(compose):
+    mounts = list(compose["x-airflow-common"]["volumes"]) + list(compose["services"]["postgres"]["volumes"])
+    local = [m.split(":")[0] for m in mounts if m.startswith("./")]
+    assert {"./dags", "./plugins", "./include"} <= set(local)
+    missing = [m for m in local if not (REPO / m).exists()]
+    assert not missing
+
+
+def test_files_the_containers_read_exist(compose):
+    for name in SANDBOX_PORTS:
+        for arg in compose["services"][name]["command"]:
+            if arg.startswith("/opt/airflow/include/"):
+                assert (REPO / "include" / arg.removeprefix("/opt/airflow/include/")).is_file(), arg
+
+
+def test_connections_use_the_provider_connection_types(compose):
+    from prodigy_opentext import get_provider_info
+
+    declared = {c["connection-type"] for c in get_provider_info()["connection-types"]}
+    env = compose["x-airflow-common"]["environment"]
+    for var in ("AIRFLOW_CONN_PRODIGY_DEFAULT", "AIRFLOW_CONN_OPENTEXT_DEFAULT"):
+        default = re.fullmatch(r"\$\{" + var + r":-(.*)\}", env[var], re.S).group(1)
+        assert json.loads(default)["conn_type"] in declared
+
+
+@pytest.mark.parametrize("service", sorted(SANDBOX_PORTS))
+def test_sandbox_commands_exist_and_accept_their_flags(compose, service):
+    spec = compose["services"][service]
+    module = spec["entrypoint"][-1]
+    command = list(spec["command"])
+    subcommand = [command[0]] if not command[0].startswith("-") else []
+    result = subprocess.run(
+        [sys.executable, "-m", module, *subcommand, "--help"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    flags = {arg for arg in command if arg.startswith("--")}
+    assert {flag for flag in flags if flag not in result.stdout} == set()
