@@ -23,6 +23,7 @@ if str(REPO) not in sys.path:
 
 pytest_plugins = [
     "tests.fixtures.services",
+    "tests.fixtures.samples",
     "tests.fixtures.airflow_db",
     "tests.fixtures.prodigy_sandbox",
     "tests.fixtures.opentext_sandbox",
