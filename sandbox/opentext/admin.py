@@ -1,0 +1,74 @@
+"""Sandbox-only endpoints under ``/sandbox`` (not part of the real API, no token needed): health,
+fault injection, the process clock and the user directory behind candidate-group matching."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Request
+
+from sandbox.opentext.clock import format_timestamp
+from sandbox.opentext.errors import BadRequest
+from sandbox.opentext.faults import FaultRule
+
+admin_router = APIRouter(prefix="/sandbox")
+JsonObject = Annotated[dict[str, Any], Body()]
+
+
+@admin_router.get("/health")
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@admin_router.get("/faults")
+def list_faults(request: Request) -> dict[str, Any]:
+    return {"faults": request.app.state.faults.describe()}
+
+
+@admin_router.post("/faults")
+def set_faults(request: Request, body: Annotated[Any, Body()]) -> dict[str, Any]:
+    """Replace the fault rules (one object or a list applied in order); ``revoke_tokens`` revokes
+    every token issued so far, on its own or beside a rule."""
+    items = body if isinstance(body, list) else [body]
+    if not items or not all(isinstance(item, dict) for item in items):
+        raise BadRequest("send a fault object or a list of fault objects")
+    rule_items = [item for item in items if set(item) - {"revoke_tokens"}]
+    rules = [FaultRule.from_json(item, index) for index, item in enumerate(rule_items)]
+    if rules:
+        request.app.state.faults.replace(rules)
+    revoked = request.app.state.tokens.revoke_all() if any(item.get("revoke_tokens") for item in items) else 0
+    return {"faults": request.app.state.faults.describe(), "revoked_tokens": revoked}
+
+
+@admin_router.delete("/faults")
+def clear_faults(request: Request) -> dict[str, Any]:
+    request.app.state.faults.clear()
+    return {"faults": []}
+
+
+def _clock_json(request: Request) -> dict[str, Any]:
+    clock = request.app.state.service.clock
+    return {"now": format_timestamp(clock.now()), "offset_seconds": clock.offset_seconds}
+
+
+@admin_router.get("/clock")
+def get_clock(request: Request) -> dict[str, Any]:
+    return _clock_json(request)
+
+
+@admin_router.post("/clock")
+def advance_clock(request: Request, body: JsonObject) -> dict[str, Any]:
+    """``{"advance_seconds": N}``: process time moves on; timers now due fire before this returns."""
+    request.app.state.service.advance_clock(body.get("advance_seconds"))
+    return _clock_json(request)
+
+
+@admin_router.get("/users")
+def list_users(request: Request) -> dict[str, Any]:
+    return {"users": request.app.state.service.users()}
+
+
+@admin_router.put("/users/{email}")
+def set_user(email: str, request: Request, body: JsonObject) -> dict[str, Any]:
+    """``{"groups": [...]}``: the user's groups, used by ``candidateOrAssigned`` and ``candidateUser``."""
+    return request.app.state.service.set_user_groups(email, body.get("groups"))

@@ -1,0 +1,114 @@
+"""Assembles the sandbox: FastAPI routes, error shapes, the background timer loop and fault injection."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sandbox.opentext.admin import admin_router
+from sandbox.opentext.api import API_PREFIX, router
+from sandbox.opentext.auth import AuthenticationFailed, TokenIssuer, token_router
+from sandbox.opentext.clock import SandboxClock
+from sandbox.opentext.errors import BadRequest, NotFound, ServiceError, gateway_fault
+from sandbox.opentext.faults import FaultInjector, FaultMiddleware
+from sandbox.opentext.inbox import inbox_router
+from sandbox.opentext.service import WorkflowService
+from sandbox.opentext.storage import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Settings:
+    db_path: str
+    clients: dict[str, str] = field(default_factory=lambda: {"sandbox": "sandbox"})
+    token_lifetime_seconds: int = 3600
+    users: dict[str, list[str]] = field(default_factory=dict)
+    timer_interval_seconds: float = 1.0
+
+
+def _run_timer_loop(service: WorkflowService, stop: threading.Event, interval: float) -> None:
+    """Fire due timers every ``interval`` seconds, like the job executor of the real service."""
+    while not stop.wait(interval):
+        try:
+            service.fire_due_timers()
+        except Exception:  # the loop must outlive one failing instance; the log says which
+            log.exception("firing due timers failed")
+
+
+def _validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}" for problem in error.errors()
+    )
+    return BadRequest(problems).response()
+
+
+def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    path = request.url.path
+    if error.status_code == 404 and not path.startswith((API_PREFIX, "/sandbox", "/inbox")):
+        return gateway_fault(
+            404,
+            f"Unable to identify proxy for host: {request.url.hostname} and url: {path}",
+            "messaging.adaptors.http.flow.ApplicationNotFound",
+        )
+    if error.status_code == 404:
+        return NotFound(f"No handler found for {request.method} {path}").response()
+    return JSONResponse(
+        {"message": str(error.detail), "exception": f"{request.method} {path}: {error.detail}"},
+        status_code=error.status_code,
+    )
+
+
+def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
+    log.exception("unexpected error in %s %s", request.method, request.url.path)
+    return JSONResponse(
+        {"message": "Internal server error", "exception": f"{type(error).__name__}: {error}"}, status_code=500
+    )
+
+
+def create_app(settings: Settings) -> FaultMiddleware:
+    """The ASGI application: FastAPI wrapped in the fault-injection layer."""
+    store = Store(settings.db_path)
+    service = WorkflowService(store, SandboxClock(store))
+    for email, groups in settings.users.items():
+        service.set_user_groups(email, groups)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        loop = threading.Thread(
+            target=_run_timer_loop, args=(service, stop, settings.timer_interval_seconds), daemon=True
+        )
+        loop.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            loop.join(timeout=10)
+
+    app = FastAPI(
+        title="OpenText Workflow Service sandbox",
+        lifespan=lifespan,
+        docs_url="/sandbox/docs",
+        openapi_url="/sandbox/openapi.json",
+        redoc_url=None,
+    )
+    app.state.service = service
+    app.state.tokens = TokenIssuer(store, settings.clients, settings.token_lifetime_seconds)
+    app.state.faults = FaultInjector()
+    app.add_exception_handler(ServiceError, lambda _, error: error.response())
+    app.add_exception_handler(AuthenticationFailed, lambda _, error: error.response())
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+    for part in (token_router, router, admin_router, inbox_router):
+        app.include_router(part)
+    return FaultMiddleware(app, app.state.faults)

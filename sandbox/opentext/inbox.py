@@ -1,0 +1,247 @@
+"""The reviewer inbox: server-rendered pages where a person lists open tasks, opens one with its
+variables and comments, claims it and completes it with an outcome and a comment.
+
+Element ids are stable for browser tests: ``#user``, ``#group``, ``#apply-filter``, ``#tasks`` rows
+``#task-<id>`` with ``a.open-task``; on a task page ``#task-name``, ``#assignee``, ``#variables`` rows
+``[data-variable=<name>]``, ``#comments``, ``#comment``, ``#claim``, one button per outcome (``#approve``
+for ``approved``, ``#reject`` for ``rejected``, ``#outcome-<value>`` otherwise) or ``#complete`` with a
+free ``#outcome`` field, and ``#notice`` / ``#error`` messages.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from html import escape
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from sandbox.opentext.clock import format_timestamp
+from sandbox.opentext.errors import NotFound, ServiceError
+from sandbox.opentext.service import PageRequest, WorkflowService
+
+inbox_router = APIRouter(prefix="/inbox")
+INBOX_PAGE_SIZE = 100
+_BUTTON_IDS = {"approved": "approve", "rejected": "reject"}
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem; color: #1d2733; }
+table { border-collapse: collapse; margin: 1rem 0; } th, td { border: 1px solid #ccd; padding: .35rem .6rem;
+text-align: left; vertical-align: top; } pre { margin: 0; white-space: pre-wrap; }
+.notice { background: #e6f4ea; padding: .5rem; } .error { background: #fce8e6; padding: .5rem; }
+form { margin: 1rem 0; } label { display: block; margin-top: .6rem; } textarea { width: 30rem; height: 5rem; }
+button { margin: .6rem .4rem 0 0; padding: .4rem .9rem; } dt { font-weight: 600; } dd { margin: 0 0 .4rem 0; }
+"""
+
+
+def _html(title: str, body: str, status_code: int = 200) -> HTMLResponse:
+    page = (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+        f"<style>{_STYLE}</style></head><body>{body}</body></html>"
+    )
+    return HTMLResponse(page, status_code=status_code)
+
+
+def _messages(notice: str | None, error: str | None) -> str:
+    parts = []
+    if notice:
+        parts.append(f'<p id="notice" class="notice">{escape(notice)}</p>')
+    if error:
+        parts.append(f'<p id="error" class="error">{escape(error)}</p>')
+    return "".join(parts)
+
+
+def _link(path: str, **query: str | None) -> str:
+    given = {key: value for key, value in query.items() if value}
+    return f"{path}?{urlencode(given)}" if given else path
+
+
+def _service(request: Request) -> WorkflowService:
+    service: WorkflowService = request.app.state.service
+    service.fire_due_timers()
+    return service
+
+
+@inbox_router.get("", response_class=HTMLResponse)
+def inbox(
+    request: Request,
+    user: str | None = None,
+    group: str | None = None,
+    notice: str | None = None,
+    error: str | None = None,
+) -> HTMLResponse:
+    """Open tasks of a group (claimed or not), or else the user's tasks and the ones they may claim."""
+    if group:
+        filters = {"candidateGroup": group, "ignoreAssignee": True}
+    elif user:
+        filters = {"candidateOrAssigned": user}
+    else:
+        filters = {}
+    service = _service(request)
+    page = service.list_tasks(
+        filters, PageRequest(count=INBOX_PAGE_SIZE, sort="createTime", order="desc"), False
+    )
+    rows = "".join(
+        f'<tr id="task-{escape(t["id"])}" data-task-id="{escape(t["id"])}">'
+        f'<td><a class="open-task" href="{escape(_link("/inbox/tasks/" + t["id"], user=user))}">'
+        f"{escape(t['name'])}</a></td>"
+        f'<td class="process">{escape(t["process_definition_key"])}</td>'
+        f'<td class="business-key">{escape(t["business_key"] or "")}</td>'
+        f'<td class="groups">{escape(", ".join(t["candidate_groups"]))}</td>'
+        f'<td class="assignee">{escape(t["assignee"] or "")}</td>'
+        f'<td class="created">{escape(format_timestamp(t["create_time"]) or "")}</td>'
+        f'<td class="due">{escape(format_timestamp(t["due_date"]) or "")}</td></tr>'
+        for t in page.rows
+    )
+    table = (
+        '<table id="tasks"><thead><tr><th>Task</th><th>Process</th><th>Business key</th><th>Groups</th>'
+        f"<th>Assignee</th><th>Created</th><th>Due</th></tr></thead><tbody>{rows}</tbody></table>"
+        if page.rows
+        else '<p id="no-tasks">No open tasks match.</p>'
+    )
+    body = (
+        "<h1>Reviewer inbox</h1>"
+        + _messages(notice, error)
+        + '<form id="filter" method="get" action="/inbox">'
+        '<label for="user">Reviewer e-mail</label>'
+        f'<input id="user" name="user" type="email" value="{escape(user or "")}">'
+        '<label for="group">Group (shows all of its open tasks)</label>'
+        f'<input id="group" name="group" value="{escape(group or "")}">'
+        '<button id="apply-filter" type="submit">Show tasks</button></form>'
+        f'<p id="task-count">{page.total} open task(s)</p>' + table
+    )
+    return _html("Reviewer inbox", body)
+
+
+def _outcome_controls(outcomes: list[str]) -> str:
+    if not outcomes:
+        return (
+            '<label for="outcome">Outcome (optional)</label><input id="outcome" name="outcome">'
+            '<button id="complete" type="submit" name="action" value="complete">Complete</button>'
+        )
+    buttons = []
+    for outcome in outcomes:
+        button_id = _BUTTON_IDS.get(outcome, "outcome-" + re.sub(r"[^A-Za-z0-9_-]+", "-", outcome))
+        label = {"approved": "Approve", "rejected": "Reject"}.get(outcome, outcome.replace("_", " ").title())
+        buttons.append(
+            f'<button id="{escape(button_id)}" class="outcome" type="submit" name="outcome" '
+            f'value="{escape(outcome)}">{escape(label)}</button>'
+        )
+    return "".join(buttons)
+
+
+def _task_page(
+    service: WorkflowService,
+    task_id: str,
+    user: str | None,
+    notice: str | None = None,
+    error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    try:
+        task = service.runtime_task(task_id)
+    except NotFound:
+        body = (
+            "<h1>Task not open</h1>"
+            + _messages(notice, error or f"Task {task_id} is not open any more.")
+            + f'<a id="back" href="{escape(_link("/inbox", user=user))}">Back to inbox</a>'
+        )
+        return _html("Task not open", body, 404)
+    variables = "".join(
+        f'<tr data-variable="{escape(v.name)}"><th>{escape(v.name)}</th>'
+        f'<td class="type">{escape(v.type)}</td>'
+        f'<td class="value"><pre>{escape(json.dumps(v.value, indent=2, ensure_ascii=False))}</pre></td></tr>'
+        for v in service.variables_of(task["process_instance_id"])
+    )
+    comments = "".join(
+        f'<li class="comment" data-author="{escape(c["author"] or "")}"><span class="author">'
+        f"{escape(c['author'] or '')}</span> <time>{escape(format_timestamp(c['time']) or '')}</time>"
+        f"<p>{escape(c['message'])}</p></li>"
+        for c in service.comments(task["process_instance_id"])
+    )
+    details = {
+        "task-id": task["id"],
+        "process-key": task["process_definition_key"],
+        "business-key": task["business_key"],
+        "assignee": task["assignee"],
+        "candidate-groups": ", ".join(task["candidate_groups"]),
+        "created": format_timestamp(task["create_time"]),
+        "due-date": format_timestamp(task["due_date"]),
+        "priority": str(task["priority"]),
+        "form-key": task["form_key"],
+    }
+    detail_list = "".join(
+        f'<dt>{escape(key.replace("-", " ").capitalize())}</dt><dd id="{key}">{escape(value or "")}</dd>'
+        for key, value in details.items()
+    )
+    claim = (
+        '<button id="claim" type="submit" name="action" value="claim">Claim</button>'
+        if task["assignee"] is None or task["assignee"] != user
+        else ""
+    )
+    body = (
+        f'<h1 id="task-name">{escape(task["name"])}</h1>'
+        + _messages(notice, error)
+        + f'<p id="task-description">{escape(task["description"] or "")}</p>'
+        f'<dl id="task-details">{detail_list}</dl>'
+        f'<h2>Variables</h2><table id="variables"><tbody>{variables}</tbody></table>'
+        f'<h2>Comments</h2><ul id="comments">{comments}</ul>'
+        f'<form id="task-form" method="post" action="/inbox/tasks/{escape(task_id)}">'
+        '<label for="user">Reviewer e-mail</label>'
+        f'<input id="user" name="user" type="email" required value="{escape(user or "")}">'
+        '<label for="comment">Comment</label><textarea id="comment" name="comment"></textarea>'
+        f"<div>{claim}{_outcome_controls(task['outcomes'])}</div></form>"
+        f'<a id="back" href="{escape(_link("/inbox", user=user))}">Back to inbox</a>'
+    )
+    return _html(task["name"], body, status_code)
+
+
+@inbox_router.get("/tasks/{task_id}", response_class=HTMLResponse)
+def task_page(
+    task_id: str,
+    request: Request,
+    user: str | None = None,
+    notice: str | None = None,
+    error: str | None = None,
+) -> HTMLResponse:
+    return _task_page(_service(request), task_id, user, notice, error)
+
+
+@inbox_router.post("/tasks/{task_id}")
+def act_on_task(
+    task_id: str,
+    request: Request,
+    user: Annotated[str, Form()] = "",
+    action: Annotated[str, Form()] = "",
+    outcome: Annotated[str, Form()] = "",
+    comment: Annotated[str, Form()] = "",
+):
+    """Claim, or complete with the outcome and comment (claiming first for the reviewer if unclaimed)."""
+    service = _service(request)
+    user = user.strip()
+    if not user:
+        return _task_page(
+            service, task_id, None, error="Enter your e-mail address to act on a task.", status_code=400
+        )
+    try:
+        if action == "claim":
+            service.claim_task(task_id, user)
+            return RedirectResponse(
+                _link(f"/inbox/tasks/{task_id}", user=user, notice=f"Claimed by {user}."), 303
+            )
+        task = service.runtime_task(task_id)
+        if task["assignee"] not in (None, user):
+            return _task_page(
+                service, task_id, user, error=f"This task is claimed by {task['assignee']}.", status_code=409
+            )
+        if task["assignee"] is None:
+            service.claim_task(task_id, user)
+        service.complete_task(task_id, outcome.strip() or None, [], user)
+        if comment.strip():
+            service.add_comment(task["process_instance_id"], comment.strip(), user, task_id)
+    except ServiceError as failure:
+        return _task_page(service, task_id, user, error=failure.exception, status_code=failure.status)
+    done = f"Completed “{task['name']}”" + (f" with outcome {outcome.strip()}." if outcome.strip() else ".")
+    return RedirectResponse(_link("/inbox", user=user, notice=done), 303)

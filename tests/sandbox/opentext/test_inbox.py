@@ -1,0 +1,166 @@
+"""The reviewer inbox over HTTP (its element ids are the contract browser tests rely on) and the
+reviewer CLI against a running sandbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import requests
+from lxml import html
+
+from tests.fixtures.opentext_sandbox import REPO, OpenTextSandbox
+
+
+def _page(response: requests.Response) -> html.HtmlElement:
+    return html.fromstring(response.text)
+
+
+def _ids(page: html.HtmlElement, element_id: str) -> list[html.HtmlElement]:
+    return page.xpath(f'//*[@id="{element_id}"]')
+
+
+def _inbox(sandbox: OpenTextSandbox, **params: str) -> html.HtmlElement:
+    response = requests.get(sandbox.inbox_url, params=params, timeout=30)
+    assert response.status_code == 200
+    return _page(response)
+
+
+def _post(sandbox: OpenTextSandbox, task_id: str, **form: str) -> requests.Response:
+    return requests.post(f"{sandbox.inbox_url}/tasks/{task_id}", data=form, allow_redirects=False, timeout=30)
+
+
+def test_reviewer_claims_and_approves_with_a_comment(sandbox: OpenTextSandbox, business_key):
+    instance = sandbox.start_process(
+        "annotation_batch_approval",
+        business_key,
+        {"regulated": False, "dataset": "ner_news_v2", "examples": 120},
+    )
+    (task,) = sandbox.tasks(processInstanceId=instance["id"])
+
+    listing = _inbox(sandbox, group="annotation-sme")
+    row = listing.get_element_by_id(f"task-{task['id']}")
+    assert row.find_class("business-key")[0].text == business_key
+    link = row.find_class("open-task")[0].get("href")
+
+    page = _page(requests.get(sandbox.url + link, params={"user": "sme@example.com"}, timeout=30))
+    assert page.get_element_by_id("task-name").text == "SME review of annotation batch"
+    assert page.get_element_by_id("candidate-groups").text == "annotation-sme"
+    dataset_row = page.xpath('//table[@id="variables"]//tr[@data-variable="dataset"]/td[@class="value"]/pre')[
+        0
+    ]
+    assert json.loads(dataset_row.text) == "ner_news_v2"
+    assert [b.get("id") for b in page.xpath('//form[@id="task-form"]//button')] == [
+        "claim",
+        "reject",
+        "approve",
+    ]
+    assert page.get_element_by_id("user").get("value") == "sme@example.com"
+
+    claimed = _post(sandbox, task["id"], user="sme@example.com", action="claim")
+    assert claimed.status_code == 303
+    claimed_page = _page(requests.get(sandbox.url + claimed.headers["location"], timeout=30))
+    assert claimed_page.get_element_by_id("assignee").text == "sme@example.com"
+    assert claimed_page.get_element_by_id("notice").text == "Claimed by sme@example.com."
+    assert not _ids(claimed_page, "claim")
+
+    done = _post(sandbox, task["id"], user="sme@example.com", outcome="approved", comment="Consistent spans.")
+    assert done.status_code == 303
+    after = _page(requests.get(sandbox.url + done.headers["location"], timeout=30))
+    assert "with outcome approved" in after.get_element_by_id("notice").text
+    assert not _ids(after, f"task-{task['id']}")
+
+    history = sandbox.historic_instance(instance["id"])
+    assert history["endActivityId"] == "end_approved"
+    task_history = sandbox.request("GET", f"/historic-task-instances/{task['id']}").json()
+    assert (task_history["assignee"], task_history["outcome"]) == ("sme@example.com", "approved")
+    comments = sandbox.request("GET", f"/process-instances/{instance['id']}/comments").json()
+    assert [(c["author"], c["message"], c["taskId"]) for c in comments] == [
+        ("sme@example.com", "Consistent spans.", task["id"])
+    ]
+
+
+def test_outcome_buttons_follow_the_model(sandbox: OpenTextSandbox, business_key):
+    qa = sandbox.start_process("qa_review", business_key)
+    (qa_task,) = sandbox.tasks(processInstanceId=qa["id"])
+    page = _page(requests.get(f"{sandbox.inbox_url}/tasks/{qa_task['id']}", timeout=30))
+    assert [(b.get("id"), b.get("value")) for b in page.xpath('//button[@class="outcome"]')] == [
+        ("outcome-pass", "pass"),
+        ("outcome-rework", "rework"),
+    ]
+    intake = sandbox.start_process("annotation_request_intake", business_key)
+    (approval,) = sandbox.tasks(processInstanceId=intake["id"])
+    sandbox.complete(approval["id"], "approved", "owner@example.com")
+    (provision,) = sandbox.tasks(processInstanceId=intake["id"])
+    page = _page(requests.get(f"{sandbox.inbox_url}/tasks/{provision['id']}", timeout=30))
+    assert not page.xpath('//button[@class="outcome"]')
+    assert _ids(page, "complete") and page.xpath('//input[@id="outcome"]')
+    done = _post(sandbox, provision["id"], user="airflow@example.com", action="complete")
+    assert done.status_code == 303
+    assert sandbox.historic_instance(intake["id"])["endActivityId"] == "end_provisioned"
+
+
+def test_inbox_filters_by_user_and_refuses_bad_actions(sandbox: OpenTextSandbox, business_key):
+    sandbox.set_user_groups("leads@example.com", ["ml-leads"])
+    instance = sandbox.start_process("model_improvement_request", business_key)
+    (task,) = sandbox.tasks(processInstanceId=instance["id"])
+    assert _ids(_inbox(sandbox, user="leads@example.com"), f"task-{task['id']}")
+    assert not _ids(_inbox(sandbox, user="stranger@example.com"), f"task-{task['id']}")
+    assert _ids(_inbox(sandbox, group="nobody-group"), "no-tasks")
+
+    missing_user = _post(sandbox, task["id"], user="", outcome="approved")
+    assert missing_user.status_code == 400 and "e-mail" in _page(missing_user).get_element_by_id("error").text
+    sandbox.claim(task["id"], "leads@example.com")
+    taken = _post(sandbox, task["id"], user="stranger@example.com", outcome="approved")
+    assert taken.status_code == 409
+    assert "claimed by leads@example.com" in _page(taken).get_element_by_id("error").text
+    wrong_outcome = _post(sandbox, task["id"], user="leads@example.com", outcome="perhaps")
+    assert wrong_outcome.status_code == 400
+    assert "improvement_decision" in _page(wrong_outcome).get_element_by_id("error").text
+    assert [t["id"] for t in sandbox.tasks(processInstanceId=instance["id"])] == [task["id"]]
+    gone = requests.get(f"{sandbox.inbox_url}/tasks/no-such-task", timeout=30)
+    assert gone.status_code == 404
+
+
+def _cli(sandbox: OpenTextSandbox, *args: str) -> subprocess.CompletedProcess[str]:
+    client = f"{sandbox.client_id}:{sandbox.client_secret}"
+    return subprocess.run(
+        [sys.executable, "-m", "sandbox.opentext", *args, "--url", sandbox.url, "--client", client],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=120,
+    )
+
+
+def test_cli_lists_claims_and_completes(sandbox: OpenTextSandbox, business_key):
+    instance = sandbox.start_process("dataset_release_signoff", business_key)
+    (task,) = sandbox.tasks(processInstanceId=instance["id"])
+
+    listed = _cli(sandbox, "tasks", "--group", "release-managers", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert task["id"] in {t["id"] for t in json.loads(listed.stdout)}
+
+    claimed = _cli(sandbox, "claim", "--user", "rm@example.com", task["id"])
+    assert claimed.returncode == 0, claimed.stderr
+    refused = _cli(sandbox, "claim", "--user", "other@example.com", task["id"])
+    assert refused.returncode == 1 and "already claimed" in refused.stderr
+
+    completed = _cli(
+        sandbox,
+        "complete",
+        "--user",
+        "rm@example.com",
+        "--outcome",
+        "approved",
+        "--comment",
+        "Ship it.",
+        task["id"],
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert sandbox.historic_instance(instance["id"])["endActivityId"] == "end_approved"
+    comments = sandbox.request("GET", f"/process-instances/{instance['id']}/comments").json()
+    assert [(c["author"], c["message"]) for c in comments] == [("rm@example.com", "Ship it.")]
