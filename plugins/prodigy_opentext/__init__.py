@@ -24,7 +24,11 @@ def get_provider_info() -> dict:
         "through OpenText Workflow Service approvals.",
         "versions": [__version__],
         "integrations": [
-            {"integration-name": "Prodigy", "external-doc-url": "https://prodi.gy/docs", "tags": ["software"]},
+            {
+                "integration-name": "Prodigy",
+                "external-doc-url": "https://prodi.gy/docs",
+                "tags": ["software"],
+            },
             {
                 "integration-name": "OpenText Workflow Service",
                 "external-doc-url": "https://developer.opentext.com/",

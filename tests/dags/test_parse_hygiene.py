@@ -53,7 +53,11 @@ def test_no_heavy_import_at_module_level(path):
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
 def test_importing_the_dag_file_loads_no_heavy_library(path):
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, env=os.environ.copy(), check=False
+        [sys.executable, "-c", PROBE, str(path)],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     loaded = json.loads(result.stdout.strip().splitlines()[-1])

@@ -54,7 +54,9 @@ def test_official_celery_topology_plus_sandboxes(compose):
     assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql")
-    commands = {name: compose["services"][name].get("command") for name in AIRFLOW_SERVICES - {"airflow-init"}}
+    commands = {
+        name: compose["services"][name].get("command") for name in AIRFLOW_SERVICES - {"airflow-init"}
+    }
     assert commands == {
         "airflow-apiserver": "api-server",
         "airflow-scheduler": "scheduler",
