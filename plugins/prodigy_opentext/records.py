@@ -1,0 +1,654 @@
+"""Prodigy annotation records: validation, labels, annotators, summaries and streaming export.
+
+Plain Python (no Airflow import) so that exporters, quality checks and release code share one definition of
+what a valid Prodigy example is. A record is the task JSON Prodigy stores in ``example.content``.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import json
+import os
+import queue
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypedDict
+
+import msgspec
+
+INPUT_KEYS = ("text", "image", "html", "input")
+ANSWERS = ("accept", "reject", "ignore")
+HASH_KEYS = ("_input_hash", "_task_hash")
+
+RawRecord = bytes | bytearray | memoryview | str
+
+
+class InvalidRecord(ValueError):
+    """A record that is not a valid Prodigy example.
+
+    ``row`` is a line number or an example id; ``where`` says which (``"row"``, ``"line"``, ``"example id"``).
+    """
+
+    def __init__(self, row: int | str, field: str, reason: str, *, where: str = "row") -> None:
+        super().__init__(f"{where} {row}: field {field!r}: {reason}")
+        self.row = row
+        self.field = field
+        self.reason = reason
+        self.where = where
+
+
+class QuarantineLimitExceeded(ValueError):
+    """More rows failed validation than the export allows; the manifest names the quarantine file."""
+
+    def __init__(self, manifest: dict[str, Any], max_fraction: float) -> None:
+        super().__init__(
+            f"dataset {manifest['dataset']!r}: {manifest['quarantined']} of {manifest['read']} rows failed "
+            f"validation (allowed fraction {max_fraction}); see {manifest['quarantine_path']}"
+        )
+        self.manifest = manifest
+        self.max_fraction = max_fraction
+
+
+class InvalidRecords(ValueError):
+    """Every bad row of a source that is checked whole before anything is written."""
+
+    def __init__(self, source: str, errors: list[InvalidRecord]) -> None:
+        shown = "; ".join(str(error) for error in errors[:20])
+        more = f" (and {len(errors) - 20} more)" if len(errors) > 20 else ""
+        super().__init__(f"{source}: {len(errors)} invalid rows: {shown}{more}")
+        self.source = source
+        self.errors = errors
+
+
+def check_dataset_name(name: str) -> str:
+    """Prodigy's rule for dataset names: not empty, no commas, no whitespace."""
+    if not isinstance(name, str) or not name or "," in name or any(char.isspace() for char in name):
+        raise ValueError(
+            f"invalid Prodigy dataset name {name!r}: it must be non-empty, without commas or spaces"
+        )
+    return name
+
+
+def as_bytes(raw: RawRecord) -> bytes:
+    """Database drivers return BLOBs as bytes (SQLite) or memoryview (psycopg2's BYTEA)."""
+    if isinstance(raw, bytes):
+        return raw
+    if isinstance(raw, str):
+        return raw.encode("utf-8")
+    return bytes(raw)
+
+
+def decode_record(raw: RawRecord | dict, *, row: int | str, where: str = "row") -> dict[str, Any]:
+    """Decode one record to a dict without checking Prodigy's keys (for tasks that are not answered yet)."""
+    if isinstance(raw, dict):
+        return raw
+    if isinstance(raw, memoryview | bytearray):
+        raw = bytes(raw)
+    try:
+        task = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InvalidRecord(row, "content", f"not valid JSON ({err})", where=where) from None
+    if not isinstance(task, dict):
+        raise InvalidRecord(row, "content", f"a JSON {type(task).__name__}, not an object", where=where)
+    return task
+
+
+def check_answer(answer: str) -> None:
+    """Require one of Prodigy's answers (for filters)."""
+    if answer not in ANSWERS:
+        raise ValueError(f"answer {answer!r} is not one of {', '.join(ANSWERS)}")
+
+
+def check_input(task: dict[str, Any], *, row: int | str, where: str = "row") -> None:
+    """Require one of Prodigy's input keys (text, image, html, input)."""
+    if not any(key in task for key in INPUT_KEYS):
+        raise InvalidRecord(row, "text", f"no input key (one of {', '.join(INPUT_KEYS)})", where=where)
+
+
+def check_hashes(task: dict[str, Any], *, row: int | str, where: str = "row") -> None:
+    """Require ``_input_hash`` and ``_task_hash`` as integers (Prodigy stores them in BIGINT columns)."""
+    for key in HASH_KEYS:
+        if key not in task:
+            raise InvalidRecord(row, key, "missing", where=where)
+        value = task[key]
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise InvalidRecord(row, key, f"{value!r} is not an integer", where=where)
+
+
+def check_record(task: dict[str, Any], *, row: int | str, where: str = "row") -> None:
+    """Require what every stored answer has: both hashes, an answer and an input key."""
+    check_hashes(task, row=row, where=where)
+    if "answer" not in task:
+        raise InvalidRecord(row, "answer", "missing", where=where)
+    if task["answer"] not in ANSWERS:
+        raise InvalidRecord(
+            row, "answer", f"{task['answer']!r} is not one of {', '.join(ANSWERS)}", where=where
+        )
+    check_input(task, row=row, where=where)
+
+
+def parse_record(raw: RawRecord | dict, *, row: int | str, where: str = "row") -> dict[str, Any]:
+    """Decode and check one stored Prodigy answer; raise :class:`InvalidRecord` naming row and field."""
+    task = decode_record(raw, row=row, where=where)
+    check_record(task, row=row, where=where)
+    return task
+
+
+# The keys the checks and summaries read. Decoding only these (msgspec skips, but still validates, the rest,
+# such as the token lists that make up most of an NER task) is several times faster than json.loads.
+class _SpanKeys(TypedDict, total=False):
+    label: Any
+
+
+_RecordKeys = TypedDict(
+    "_RecordKeys",
+    {
+        "_input_hash": int,
+        "_task_hash": int,
+        "answer": Any,
+        **dict.fromkeys(INPUT_KEYS, msgspec.Raw),
+        "label": Any,
+        "spans": list[_SpanKeys],
+        "options": list[msgspec.Raw],
+        "accept": list[Any],
+        "_annotator_id": Any,
+        "_session_id": Any,
+    },
+    total=False,
+)
+_decode_record_keys = msgspec.json.Decoder(_RecordKeys).decode
+
+
+def scan_record(raw: RawRecord, *, row: int | str, where: str = "row") -> dict[str, Any]:
+    """Check a stored answer exactly as :func:`parse_record` does, returning only the keys checks read.
+
+    Whatever the fast decoder does not take (a type it does not expect, NaN, invalid UTF-8 in skipped text)
+    goes through :func:`parse_record`, so the outcome and the error message are always the same.
+    """
+    raw = as_bytes(raw)
+    try:
+        if not raw.isascii():
+            raw.decode("utf-8")
+        keys = _decode_record_keys(raw)
+    except (msgspec.MsgspecError, UnicodeDecodeError):
+        return parse_record(raw, row=row, where=where)
+    # The decoder already made both hashes integers; the common case is settled without check_record's walk.
+    if "_task_hash" not in keys or "_input_hash" not in keys or keys.get("answer") not in ANSWERS:
+        check_record(keys, row=row, where=where)
+    elif keys.keys().isdisjoint(INPUT_KEYS):
+        check_input(keys, row=row, where=where)
+    return keys
+
+
+TASK_KEYS = ("spans", "label", "options")
+
+
+def _hash32(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=4).digest(), "big", signed=True)
+
+
+def set_hashes(task: dict[str, Any]) -> dict[str, Any]:
+    """Give a new task Prodigy's two hashes (signed 32-bit) unless it has both already; returns the task.
+
+    As in Prodigy, ``_input_hash`` covers the input keys and ``_task_hash`` the input hash plus the task keys
+    (spans, label, options), so the same text with another question is another task. Prodigy treats stored
+    hashes as opaque, so any stable hash works for tasks that enter Prodigy through this project.
+    """
+    if isinstance(task.get("_input_hash"), int) and isinstance(task.get("_task_hash"), int):
+        return task
+    inputs = {key: task[key] for key in INPUT_KEYS if key in task}
+    task["_input_hash"] = _hash32(json.dumps(inputs, sort_keys=True, ensure_ascii=False))
+    questions = {key: task[key] for key in TASK_KEYS if key in task}
+    task["_task_hash"] = _hash32(
+        f"{task['_input_hash']}:{json.dumps(questions, sort_keys=True, ensure_ascii=False)}"
+    )
+    return task
+
+
+def read_task_source(
+    path: Path | str, *, source_format: str | None = None, text_column: str = "text"
+) -> list[dict[str, Any]]:
+    """Tasks from a JSONL or CSV file, with hashes; all bad lines are named in one :class:`InvalidRecords`.
+
+    A CSV row becomes ``{"text": <text_column>, "meta": {<the other columns>}}``. The format comes from the
+    file suffix (``.jsonl``/``.json``/``.csv``) unless ``source_format`` names it.
+    """
+    path = Path(path)
+    source_format = (source_format or path.suffix.lstrip(".")).lower()
+    if source_format not in ("jsonl", "json", "csv"):
+        raise ValueError(f"{path}: source format {source_format!r} is not jsonl or csv")
+    errors: list[InvalidRecord] = []
+    tasks: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = _csv_tasks(handle, text_column) if source_format == "csv" else _jsonl_tasks(handle)
+        for row in rows:
+            if isinstance(row, InvalidRecord):
+                errors.append(row)
+            else:
+                tasks.append(set_hashes(row))
+    if errors:
+        raise InvalidRecords(str(path), errors)
+    return tasks
+
+
+def _jsonl_tasks(handle: Iterable[str]) -> Iterator[dict[str, Any] | InvalidRecord]:
+    for line, text in enumerate(handle, start=1):
+        if not text.strip():
+            continue
+        try:
+            task = decode_record(text, row=line, where="line")
+            check_input(task, row=line, where="line")
+        except InvalidRecord as err:
+            yield err
+            continue
+        yield task
+
+
+def _csv_tasks(handle: Iterable[str], text_column: str) -> Iterator[dict[str, Any] | InvalidRecord]:
+    reader = csv.DictReader(handle)
+    if text_column not in (reader.fieldnames or ()):
+        yield InvalidRecord(1, text_column, f"no such column in the header {reader.fieldnames}", where="line")
+        return
+    for row in reader:
+        text = row.pop(text_column)
+        if None in row:
+            yield InvalidRecord(reader.line_num, "row", "more fields than the header names", where="line")
+        elif text is None or not text.strip():
+            yield InvalidRecord(reader.line_num, text_column, "empty text", where="line")
+        else:
+            yield {"text": text, "meta": row}
+
+
+def record_labels(task: dict[str, Any]) -> list[str]:
+    """Distinct labels a task carries, in order: span labels, the task ``label``, accepted choice options."""
+    labels: dict[str, None] = {}
+    for span in task.get("spans") or ():
+        if isinstance(span, dict) and span.get("label") is not None:
+            labels[str(span["label"])] = None
+    if task.get("label") is not None:
+        labels[str(task["label"])] = None
+    if task.get("options"):
+        for option_id in task.get("accept") or ():
+            labels[str(option_id)] = None
+    return list(labels)
+
+
+def annotator_of(task: dict[str, Any]) -> str | None:
+    """Who answered: Prodigy's ``_annotator_id`` (named sessions), else the ``_session_id``."""
+    annotator = task.get("_annotator_id") or task.get("_session_id")
+    return str(annotator) if annotator else None
+
+
+def dedupe_key(task: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes an example the same as one already stored: its task hash, and for answers the annotator."""
+    if "answer" in task:
+        return (task["_task_hash"], "answer", annotator_of(task))
+    return (task["_task_hash"], "task")
+
+
+def _sorted_counts(counter: Counter[str]) -> dict[str, int]:
+    return dict(sorted(counter.items()))
+
+
+class RecordSummary:
+    """Running counts over records: total, per answer, per label (tasks carrying it) and per annotator.
+
+    Records are counted by (answer, labels, annotator) and the counts split out at the end: one dict update
+    per record keeps summaries cheap enough to run inside a streaming export.
+    """
+
+    def __init__(self) -> None:
+        self._groups: dict[tuple[Any, tuple[str, ...], str | None], int] = {}
+
+    def add(self, task: dict[str, Any]) -> None:
+        group = (task.get("answer"), tuple(record_labels(task)), annotator_of(task))
+        self._groups[group] = self._groups.get(group, 0) + 1
+
+    def _count(self, part: int) -> dict[str, int]:
+        counts: Counter[str] = Counter()
+        for group, count in self._groups.items():
+            values = group[part] if part == 1 else (group[part],)
+            counts.update({str(value): count for value in values if value is not None})
+        return _sorted_counts(counts)
+
+    @property
+    def total(self) -> int:
+        return sum(self._groups.values())
+
+    @property
+    def by_answer(self) -> dict[str, int]:
+        return self._count(0)
+
+    @property
+    def by_label(self) -> dict[str, int]:
+        return self._count(1)
+
+    @property
+    def by_annotator(self) -> dict[str, int]:
+        return self._count(2)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "by_answer": self.by_answer,
+            "by_label": self.by_label,
+            "by_annotator": self.by_annotator,
+        }
+
+
+class AnnotationProgress:
+    """Who answered what in a dataset: answers per annotator and distinct annotators per input."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.by_answer: Counter[str] = Counter()
+        self.annotators: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self.annotators_by_input: defaultdict[int, set[str]] = defaultdict(set)
+        self.invalid: list[int | str] = []
+
+    def add(self, task: dict[str, Any]) -> None:
+        self.total += 1
+        answer = str(task["answer"])
+        self.by_answer[answer] += 1
+        annotator = annotator_of(task)
+        inputs = self.annotators_by_input[task["_input_hash"]]
+        if annotator is not None:
+            self.annotators[annotator][answer] += 1
+            inputs.add(annotator)
+
+    def inputs_with(self, annotators: int) -> int:
+        """How many inputs have answers from at least this many distinct annotators."""
+        return sum(1 for names in self.annotators_by_input.values() if len(names) >= annotators)
+
+    def as_dict(self) -> dict[str, Any]:
+        spread = Counter(len(names) for names in self.annotators_by_input.values())
+        return {
+            "answers": self.total,
+            "by_answer": _sorted_counts(self.by_answer),
+            "annotators": {
+                name: {"answers": sum(counts.values()), "by_answer": _sorted_counts(counts)}
+                for name, counts in sorted(self.annotators.items())
+            },
+            "inputs": len(self.annotators_by_input),
+            "inputs_by_annotator_count": {str(count): spread[count] for count in sorted(spread)},
+            "invalid": len(self.invalid),
+            "invalid_rows": self.invalid[:20],
+        }
+
+
+@dataclass(frozen=True)
+class BatchTarget:
+    """When an annotation batch is done: ``min_answers`` answers in the dataset, and/or every input answered
+    by ``annotators_per_input`` distinct annotators (over at least ``min_inputs`` inputs, so that the first
+    few answers of a batch do not count as every input being done)."""
+
+    min_answers: int | None = None
+    annotators_per_input: int | None = None
+    min_inputs: int = 1
+
+    def __post_init__(self) -> None:
+        if self.min_answers is None and self.annotators_per_input is None:
+            raise ValueError("a batch target needs min_answers, annotators_per_input or both")
+        for name in ("min_answers", "annotators_per_input", "min_inputs"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"batch target {name} must be a positive integer, not {value!r}")
+
+    @classmethod
+    def from_rendered(cls, min_answers: Any, annotators_per_input: Any, min_inputs: Any = 1) -> BatchTarget:
+        """A target from rendered template values: ``"12"`` is 12, ``""`` and ``"None"`` are unset."""
+
+        def number(name: str, value: Any) -> int | None:
+            if not isinstance(value, str):
+                return value
+            if value.strip() in ("", "None"):
+                return None
+            try:
+                return int(value)
+            except ValueError:
+                raise ValueError(f"batch target {name} must be a positive integer, not {value!r}") from None
+
+        return cls(
+            number("min_answers", min_answers),
+            number("annotators_per_input", annotators_per_input),
+            number("min_inputs", min_inputs) or 1,
+        )
+
+    def reached(self, counts: dict[str, Any]) -> bool:
+        """Whether counts from ``ProdigyHook.batch_counts`` meet the target."""
+        if self.min_answers is not None and counts["answers"] < self.min_answers:
+            return False
+        if self.annotators_per_input is not None:
+            return counts["inputs"] >= self.min_inputs and counts["inputs_done"] == counts["inputs"]
+        return True
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class RecordSink(Protocol):
+    """Where an export writes valid records: ``write`` a batch, then ``close`` (or ``abort`` on failure)."""
+
+    path: Path
+
+    def write(self, rows: list[tuple[int, bytes, dict[str, Any]]]) -> None: ...
+
+    def close(self) -> dict[str, Any]: ...
+
+    def abort(self) -> None: ...
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def dumps_compact(task: Any) -> str:
+    """One-line JSON the way Prodigy writes JSONL (compact, non-ASCII kept)."""
+    return json.dumps(task, ensure_ascii=False, separators=(",", ":"))
+
+
+class JsonlSink:
+    """Writes records as JSONL, their stored bytes as they are, from a background thread.
+
+    The file is written as ``<name>.partial`` and renamed on ``close``, so a failed export leaves no
+    half-written file under the final name. Disk writes and hashing overlap with reading and validating.
+    """
+
+    def __init__(self, path: Path | str, *, queued_batches: int = 4) -> None:
+        self.path = Path(path)
+        self._partial = self.path.with_name(self.path.name + ".partial")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self._partial.open("wb")
+        self._digest = hashlib.sha256()
+        self._bytes = 0
+        self._error: BaseException | None = None
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=queued_batches)
+        self._writer = threading.Thread(
+            target=self._drain, name=f"jsonl-writer-{self.path.name}", daemon=True
+        )
+        self._writer.start()
+
+    def _drain(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._file.write(chunk)
+                    self._digest.update(chunk)
+                    self._bytes += len(chunk)
+                except BaseException as err:  # re-raised in the exporting thread
+                    self._error = err
+
+    def write(self, rows: list[tuple[int, bytes, dict[str, Any]]]) -> None:
+        if self._error is not None:
+            raise self._error
+        # A stored task with a raw line break (pretty-printed JSON) would split a JSONL line: re-serialize it.
+        lines = [
+            raw if b"\n" not in raw and b"\r" not in raw else dumps_compact(json.loads(raw)).encode("utf-8")
+            for _, raw, _ in rows
+        ]
+        lines.append(b"")
+        self._queue.put(b"\n".join(lines))
+
+    def _finish_writer(self) -> None:
+        self._queue.put(None)
+        self._writer.join()
+        self._file.close()
+
+    def close(self) -> dict[str, Any]:
+        self._finish_writer()
+        if self._error is not None:
+            self._partial.unlink(missing_ok=True)
+            raise self._error
+        os.replace(self._partial, self.path)
+        return {"path": str(self.path), "bytes": self._bytes, "sha256": self._digest.hexdigest()}
+
+    def abort(self) -> None:
+        self._finish_writer()
+        self._partial.unlink(missing_ok=True)
+
+
+class ParquetSink:
+    """Writes records to Parquet: the columns reviewers filter on, plus each task's full JSON in ``content``.
+
+    Prodigy tasks vary in keys from row to row, so the task itself stays JSON; ``labels`` and ``annotator``
+    are the values the manifest counts. Row groups are written as batches arrive (bounded memory).
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self._pa = pa
+        self.path = Path(path)
+        self._partial = self.path.with_name(self.path.name + ".partial")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._schema = pa.schema(
+            [
+                ("example_id", pa.int64()),
+                ("input_hash", pa.int64()),
+                ("task_hash", pa.int64()),
+                ("answer", pa.string()),
+                ("annotator", pa.string()),
+                ("labels", pa.list_(pa.string())),
+                ("content", pa.string()),
+            ]
+        )
+        self._writer = pq.ParquetWriter(self._partial, self._schema, compression="zstd")
+
+    def write(self, rows: list[tuple[int, bytes, dict[str, Any]]]) -> None:
+        columns = {
+            "example_id": [example_id for example_id, _, _ in rows],
+            "input_hash": [keys["_input_hash"] for _, _, keys in rows],
+            "task_hash": [keys["_task_hash"] for _, _, keys in rows],
+            "answer": [keys["answer"] for _, _, keys in rows],
+            "annotator": [annotator_of(keys) for _, _, keys in rows],
+            "labels": [record_labels(keys) for _, _, keys in rows],
+            "content": [raw.decode("utf-8") for _, raw, _ in rows],
+        }
+        self._writer.write_table(self._pa.table(columns, schema=self._schema))
+
+    def close(self) -> dict[str, Any]:
+        self._writer.close()
+        os.replace(self._partial, self.path)
+        return {"path": str(self.path), "bytes": self.path.stat().st_size, "sha256": file_sha256(self.path)}
+
+    def abort(self) -> None:
+        self._writer.close()
+        self._partial.unlink(missing_ok=True)
+
+
+class QuarantineFile:
+    """JSONL of the rows an export could not use, with the reason; opened on the first bad row only."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.count = 0
+        self._file: Any = None
+
+    def add(self, example_id: int, raw: bytes, error: InvalidRecord) -> None:
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("w", encoding="utf-8")
+        entry: dict[str, Any] = {"example_id": example_id, "field": error.field, "error": str(error)}
+        try:
+            entry["content"] = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            entry["content_base64"] = base64.b64encode(raw).decode("ascii")
+        self._file.write(dumps_compact(entry) + "\n")
+        self.count += 1
+
+    def close(self) -> str | None:
+        if self._file is None:
+            return None
+        self._file.close()
+        return str(self.path)
+
+
+def export_records(
+    dataset: str,
+    batches: Iterable[list[tuple[int, RawRecord]]],
+    sink: RecordSink,
+    quarantine: QuarantineFile,
+    *,
+    answer: str | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    progress_every: int = 100_000,
+) -> dict[str, Any]:
+    """Stream ``(example_id, content)`` batches into ``sink``; return the export's manifest.
+
+    Valid rows are written as stored; invalid ones go to ``quarantine`` with the reason. ``answer`` keeps
+    only rows with that answer (a filter, not a failure). Memory stays bounded by one batch.
+    """
+    summary = RecordSummary()
+    first_id = last_id = None
+    read = 0
+    next_report = progress_every
+    try:
+        for batch in batches:
+            valid = []
+            for example_id, content in batch:
+                raw = as_bytes(content)
+                try:
+                    keys = scan_record(raw, row=example_id, where="example id")
+                except InvalidRecord as err:
+                    quarantine.add(example_id, raw, err)
+                    continue
+                if answer is None or keys["answer"] == answer:
+                    summary.add(keys)
+                    valid.append((example_id, raw, keys))
+            if batch:
+                first_id = batch[0][0] if first_id is None else first_id
+                last_id = batch[-1][0]
+                read += len(batch)
+            if valid:
+                sink.write(valid)
+            if on_progress is not None and read >= next_report:
+                on_progress(read)
+                next_report = (read // progress_every + 1) * progress_every
+        output = sink.close()
+    except BaseException:
+        sink.abort()
+        raise
+    finally:
+        quarantine_path = quarantine.close()
+    counts = summary.as_dict()
+    return {
+        "dataset": dataset,
+        **output,
+        "read": read,
+        "rows": counts.pop("total"),
+        **counts,
+        "first_example_id": first_id,
+        "last_example_id": last_id,
+        "quarantined": quarantine.count,
+        "quarantine_path": quarantine_path,
+    }
