@@ -238,9 +238,9 @@ def act_on_task(
             )
         if task["assignee"] is None:
             service.claim_task(task_id, user)
-        service.complete_task(task_id, outcome.strip() or None, [], user)
-        if comment.strip():
+        if comment.strip():  # before completing: whoever reads the decision sees its comment
             service.add_comment(task["process_instance_id"], comment.strip(), user, task_id)
+        service.complete_task(task_id, outcome.strip() or None, [], user)
     except ServiceError as failure:
         return _task_page(service, task_id, user, error=failure.exception, status_code=failure.status)
     done = f"Completed “{task['name']}”" + (f" with outcome {outcome.strip()}." if outcome.strip() else ".")
