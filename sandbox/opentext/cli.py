@@ -85,10 +85,6 @@ def _claim(client: ReviewerClient, options: argparse.Namespace) -> None:
 
 def _complete(client: ReviewerClient, options: argparse.Namespace) -> None:
     task = client.call("GET", f"/tasks/{options.task_id}", "read the task").json()
-    body: dict[str, Any] = {"action": "complete", "assignee": options.user}
-    if options.outcome:
-        body["outcome"] = options.outcome
-    client.call("POST", f"/tasks/{options.task_id}", "complete", json=body)
     if options.comment:
         client.call(
             "POST",
@@ -96,6 +92,10 @@ def _complete(client: ReviewerClient, options: argparse.Namespace) -> None:
             "add the comment",
             json={"message": options.comment},
         )
+    body: dict[str, Any] = {"action": "complete", "assignee": options.user}
+    if options.outcome:
+        body["outcome"] = options.outcome
+    client.call("POST", f"/tasks/{options.task_id}", "complete", json=body)
     print(f"completed {options.task_id}" + (f" with outcome {options.outcome}" if options.outcome else ""))
 
 
