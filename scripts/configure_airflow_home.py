@@ -24,6 +24,8 @@ def project_settings(home: Path) -> dict[tuple[str, str], str]:
         ("database", "sql_alchemy_conn"): f"sqlite:///{home / 'airflow.db'}",
         ("logging", "base_log_folder"): str(home / "logs"),
         ("dag_processor", "refresh_interval"): "30",
+        # Waits on OpenText and Prodigy hold no worker slot: sensors defer to the triggerer by default.
+        ("operators", "default_deferrable"): "True",
     }
 
 

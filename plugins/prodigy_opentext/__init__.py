@@ -42,6 +42,36 @@ def get_provider_info() -> dict:
                 "python-modules": ["prodigy_opentext.hooks.opentext"],
             },
         ],
+        "operators": [
+            {
+                "integration-name": "Prodigy",
+                "python-modules": [
+                    "prodigy_opentext.operators.prodigy",
+                    "prodigy_opentext.operators.annotation_validation",
+                ],
+            },
+            {
+                "integration-name": "OpenText Workflow Service",
+                "python-modules": [
+                    "prodigy_opentext.operators.opentext",
+                    "prodigy_opentext.operators.release",
+                ],
+            },
+        ],
+        "sensors": [
+            {"integration-name": "Prodigy", "python-modules": ["prodigy_opentext.sensors.prodigy"]},
+            {
+                "integration-name": "OpenText Workflow Service",
+                "python-modules": ["prodigy_opentext.sensors.opentext"],
+            },
+        ],
+        "triggers": [
+            {"integration-name": "Prodigy", "python-modules": ["prodigy_opentext.triggers.prodigy"]},
+            {
+                "integration-name": "OpenText Workflow Service",
+                "python-modules": ["prodigy_opentext.triggers.opentext"],
+            },
+        ],
         "connection-types": [
             {
                 "connection-type": "prodigy",

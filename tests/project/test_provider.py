@@ -50,3 +50,18 @@ def test_ui_field_labels_are_declared_without_importing_hooks(providers_manager)
     widgets = providers_manager.connection_form_widgets
     assert widgets["extra__opentext_workflow__tenant_id"].field["schema"]["title"] == "Tenant ID"
     assert widgets["extra__opentext_workflow__password"].is_sensitive
+
+
+def test_every_module_the_provider_lists_imports():
+    from prodigy_opentext import get_provider_info
+
+    info = get_provider_info()
+    modules = [
+        m
+        for kind in ("hooks", "operators", "sensors", "triggers")
+        for e in info[kind]
+        for m in e["python-modules"]
+    ]
+    assert len(modules) >= 8
+    for module in modules:
+        importlib.import_module(module)

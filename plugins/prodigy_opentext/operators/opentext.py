@@ -1,0 +1,211 @@
+"""Operators for OpenText Workflow Service: deploy models, start processes, complete tasks, comment."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator, conf
+
+from prodigy_opentext.exceptions import OpenTextNotFoundError
+from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class _OpenTextOperator(BaseOperator):
+    """Holds the connection id and builds the hook only when the task runs."""
+
+    def __init__(
+        self, *, opentext_conn_id: str = OpenTextWorkflowHook.default_conn_name, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.opentext_conn_id = opentext_conn_id
+
+    @cached_property
+    def hook(self) -> OpenTextWorkflowHook:
+        return OpenTextWorkflowHook(self.opentext_conn_id)
+
+
+class OpenTextStartProcessOperator(_OpenTextOperator):
+    """Start an OpenText process instance once per business key and return its id.
+
+    A rerun finds the running or finished instance with the same ``business_key`` and returns that one.
+
+    :param process_definition_key: the BPMN process id, e.g. ``annotation_batch_approval`` (templated).
+    :param business_key: identifies the work item, e.g. ``batch-approval:ner_news:v3`` (templated).
+    :param variables: start variables; Python types become OpenText's typed variables (templated).
+    :param process_name: display name of the instance in OpenText (templated).
+    """
+
+    template_fields: Sequence[str] = ("process_definition_key", "business_key", "variables", "process_name")
+    template_fields_renderers = {"variables": "json"}
+
+    def __init__(
+        self,
+        *,
+        process_definition_key: str,
+        business_key: str,
+        variables: dict[str, Any] | None = None,
+        process_name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.process_definition_key = process_definition_key
+        self.business_key = business_key
+        self.variables = variables
+        self.process_name = process_name
+
+    def execute(self, context: Context) -> str:
+        instance = self.hook.start_process(
+            self.process_definition_key, self.business_key, self.variables, self.process_name
+        )
+        self.log.info("OpenText process instance for %s: %s", self.business_key, instance["id"])
+        return instance["id"]
+
+
+class OpenTextCompleteTaskOperator(_OpenTextOperator):
+    """Complete the open user task of a process instance, claiming it for ``assignee`` first.
+
+    :param process_instance_id: the process instance (templated).
+    :param task_definition_key: the BPMN user task id, e.g. ``sme_review`` (templated).
+    :param outcome: the decision, e.g. ``approved`` (templated); OpenText stores it as the process variables
+        ``outcome`` and ``<task_definition_key>_outcome``.
+    :param variables: further process variables to set on completion (templated).
+    :param assignee: the user (e-mail) who claims and completes the task (templated).
+    :param comment: a process comment added before completing (templated).
+    """
+
+    template_fields: Sequence[str] = (
+        "process_instance_id",
+        "task_definition_key",
+        "outcome",
+        "variables",
+        "assignee",
+        "comment",
+    )
+
+    def __init__(
+        self,
+        *,
+        process_instance_id: str,
+        task_definition_key: str,
+        outcome: str | None = None,
+        variables: dict[str, Any] | None = None,
+        assignee: str | None = None,
+        comment: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.process_instance_id = process_instance_id
+        self.task_definition_key = task_definition_key
+        self.outcome = outcome
+        self.variables = variables
+        self.assignee = assignee
+        self.comment = comment
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        open_tasks = [
+            task
+            for task in self.hook.list_tasks(
+                processInstanceId=self.process_instance_id, taskDefinitionKey=self.task_definition_key
+            )
+            if task.get("taskDefinitionKey") == self.task_definition_key
+        ]
+        if len(open_tasks) != 1:
+            if not open_tasks:
+                raise OpenTextNotFoundError(
+                    f"process instance {self.process_instance_id} has no open task "
+                    f"{self.task_definition_key!r}"
+                )
+            ids = [task["id"] for task in open_tasks]
+            raise ValueError(
+                f"process instance {self.process_instance_id} has {len(ids)} open tasks "
+                f"{self.task_definition_key!r} ({ids}); complete them by task id"
+            )
+        task = open_tasks[0]
+        if self.assignee and task.get("assignee") != self.assignee:
+            self.hook.claim_task(task["id"], self.assignee)
+        if self.comment:
+            self.hook.add_comment(self.process_instance_id, self.comment)
+        self.hook.complete_task(task["id"], self.outcome, self.variables)
+        return {
+            "task_id": task["id"],
+            "outcome": self.outcome,
+            "assignee": self.assignee or task.get("assignee"),
+        }
+
+
+class OpenTextCommentOperator(_OpenTextOperator):
+    """Add a comment to a process instance (an audit note reviewers see) and return its id.
+
+    :param process_instance_id: the process instance (templated).
+    :param message: the comment text (templated).
+    """
+
+    template_fields: Sequence[str] = ("process_instance_id", "message")
+
+    def __init__(self, *, process_instance_id: str, message: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.process_instance_id = process_instance_id
+        self.message = message
+
+    def execute(self, context: Context) -> str | None:
+        return self.hook.add_comment(self.process_instance_id, self.message).get("id")
+
+
+class OpenTextDeployModelsOperator(_OpenTextOperator):
+    """Deploy BPMN models whose content differs from their latest deployed version.
+
+    Returns the deployed ones as ``[{"key", "file", "version", "id"}]``; unchanged models are skipped.
+
+    :param models: glob patterns of BPMN files (templated). Relative patterns are resolved against the
+        project root, the parent of the DAGs folder, where ``include/`` lives.
+    """
+
+    template_fields: Sequence[str] = ("models",)
+
+    def __init__(
+        self, *, models: Sequence[str] = ("include/bpmn/*.bpmn", "include/bpmn/*.bpmn20.xml"), **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.models = models
+
+    def model_files(self) -> list[Path]:
+        project_root = Path(conf.get("core", "dags_folder")).parent
+        patterns = [self.models] if isinstance(self.models, str) else list(self.models)
+        files = sorted(
+            {
+                path
+                for pattern in patterns
+                for path in (
+                    Path(pattern).parent.glob(Path(pattern).name)
+                    if Path(pattern).is_absolute()
+                    else project_root.glob(pattern)
+                )
+            }
+        )
+        if not files:
+            raise FileNotFoundError(f"no BPMN model matches {patterns} (relative to {project_root})")
+        return files
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        deployed = []
+        for path in self.model_files():
+            result = self.hook.deploy_model(path)
+            if result["deployed"]:
+                model = result["model"]
+                deployed.append(
+                    {
+                        "key": result["key"],
+                        "file": path.name,
+                        "version": model.get("version"),
+                        "id": model.get("id"),
+                    }
+                )
+            else:
+                self.log.info("%s unchanged (%s)", path.name, result["key"])
+        return deployed

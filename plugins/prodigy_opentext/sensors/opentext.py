@@ -1,0 +1,177 @@
+"""Sensor that waits for reviewers in OpenText Workflow Service to approve or reject."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, BranchMixIn, PokeReturnValue, conf
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
+
+from prodigy_opentext.exceptions import ApprovalRejectedError, OpenTextError
+from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
+from prodigy_opentext.triggers.opentext import OpenTextProcessTrigger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+REJECTION_PATHS = ("fail", "skip", "branch", "continue")
+
+
+class OpenTextApprovalRejected(ApprovalRejectedError, AirflowFailException):
+    """A rejection fails the sensor without retries: retrying cannot change a reviewer's decision."""
+
+
+class OpenTextApprovalSensor(BaseSensorOperator, BranchMixIn):
+    """Wait until reviewers decide on an OpenText process instance; push the decision to XCom.
+
+    The decision is the completion of ``task_definition_key`` if given, else the process variable
+    ``decision_variable`` being set, else the end of the instance. It is approved when its outcome is one of
+    ``approved_outcomes``; a decision without an outcome is approved when the instance ended in one of
+    ``approved_end_activities``. A cancelled instance is a rejection. The defaults fit the project's models
+    in ``include/bpmn`` (``approved``/``rejected`` reviews, ``pass``/``rework`` QA checks).
+
+    The XCom ``return_value`` holds ``process_instance_id``, ``business_key``, ``outcome``, ``approved``,
+    ``approver``, ``decided_at``, ``comments`` (author, message, time), ``end_activity_id``, ``task_id``.
+
+    :param process_instance_id: the OpenText process instance to watch (templated).
+    :param task_definition_key: wait for this user task to be completed (templated).
+    :param decision_variable: wait for this process variable to be set; its value is the outcome (templated).
+    :param on_rejection: ``"fail"`` (raise :class:`OpenTextApprovalRejected`), ``"skip"`` (skip this task
+        and, by trigger rules, its downstream), ``"branch"`` (follow ``rejected_task_ids``) or
+        ``"continue"`` (succeed with ``approved: false`` in the decision, for a downstream task that records
+        both outcomes, e.g. mapped over many batches).
+    :param approved_task_ids: with ``on_rejection="branch"``, the downstream tasks to follow on approval.
+    :param rejected_task_ids: with ``on_rejection="branch"``, the downstream tasks to follow on rejection.
+    :param response_timeout: how long reviewers have to decide (seconds or timedelta; default: the
+        sensor default timeout). Kept apart from ``execution_timeout``, which bounds the task's running time.
+    :param poke_interval: seconds between two reads of OpenText, deferred or not.
+    :param deferrable: wait in the triggerer (default from ``[operators] default_deferrable``); otherwise
+        the sensor pokes in ``mode`` (``poke`` or ``reschedule``).
+    :param error_budget: seconds the deferred wait tolerates OpenText being unreachable before failing.
+    """
+
+    template_fields: Sequence[str] = (
+        "process_instance_id",
+        "task_definition_key",
+        "decision_variable",
+        "approved_task_ids",
+        "rejected_task_ids",
+    )
+    ui_color = "#d9ecf7"
+
+    def __init__(
+        self,
+        *,
+        process_instance_id: str,
+        task_definition_key: str | None = None,
+        decision_variable: str | None = None,
+        approved_outcomes: Sequence[str] = ("approved", "pass"),
+        approved_end_activities: Sequence[str] = ("end_approved", "end_passed"),
+        on_rejection: str = "fail",
+        approved_task_ids: str | Sequence[str] | None = None,
+        rejected_task_ids: str | Sequence[str] | None = None,
+        response_timeout: timedelta | float | None = None,
+        opentext_conn_id: str = OpenTextWorkflowHook.default_conn_name,
+        poke_interval: timedelta | float = 30.0,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=True),
+        error_budget: float = 900.0,
+        **kwargs: Any,
+    ) -> None:
+        if on_rejection not in REJECTION_PATHS:
+            raise ValueError(f"on_rejection is {on_rejection!r}; expected one of {REJECTION_PATHS}")
+        if on_rejection == "branch" and (approved_task_ids is None or rejected_task_ids is None):
+            raise ValueError("on_rejection='branch' needs approved_task_ids and rejected_task_ids")
+        super().__init__(
+            poke_interval=poke_interval, timeout=response_timeout or kwargs.pop("timeout", None), **kwargs
+        )
+        self.process_instance_id = process_instance_id
+        self.task_definition_key = task_definition_key
+        self.decision_variable = decision_variable
+        self.approved_outcomes = tuple(approved_outcomes)
+        self.approved_end_activities = tuple(approved_end_activities)
+        self.on_rejection = on_rejection
+        self.approved_task_ids = approved_task_ids
+        self.rejected_task_ids = rejected_task_ids
+        self.opentext_conn_id = opentext_conn_id
+        self.deferrable = deferrable
+        self.error_budget = error_budget
+
+    @property
+    def response_timeout(self) -> timedelta:
+        return timedelta(seconds=self.timeout)
+
+    @cached_property
+    def hook(self) -> OpenTextWorkflowHook:
+        return OpenTextWorkflowHook(self.opentext_conn_id)
+
+    def _read_decision(self) -> dict[str, Any] | None:
+        return self.hook.read_decision(
+            self.process_instance_id, self.task_definition_key, self.decision_variable
+        )
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        decision = self._read_decision()
+        return PokeReturnValue(is_done=decision is not None, xcom_value=decision)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        if not self.deferrable:
+            return self._conclude(context, super().execute(context))
+        decision = self._read_decision()
+        if decision is None:
+            deadline = datetime.now(UTC) + self.response_timeout
+            self.log.info("No decision yet on %s; deferring until %s", self.process_instance_id, deadline)
+            self.defer(
+                trigger=OpenTextProcessTrigger(
+                    process_instance_id=self.process_instance_id,
+                    task_definition_key=self.task_definition_key,
+                    decision_variable=self.decision_variable,
+                    opentext_conn_id=self.opentext_conn_id,
+                    poll_interval=self.poke_interval,
+                    deadline=deadline.isoformat(),
+                    error_budget=self.error_budget,
+                ),
+                method_name="execute_complete",
+                timeout=self.response_timeout,
+            )
+        return self._conclude(context, decision)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        status = event.get("status")
+        if status == "decided":
+            return self._conclude(context, event["decision"])
+        if status == "timeout":
+            raise AirflowSensorTimeout(
+                f"no decision on OpenText process instance {self.process_instance_id} "
+                f"within the response timeout ({self.response_timeout})"
+            )
+        raise OpenTextError(**event["error"])
+
+    def is_approved(self, decision: dict[str, Any]) -> bool:
+        if decision.get("delete_reason"):
+            return False
+        if decision.get("outcome") is not None:
+            return str(decision["outcome"]) in self.approved_outcomes
+        return decision.get("end_activity_id") in self.approved_end_activities
+
+    def _conclude(self, context: Context, decision: dict[str, Any]) -> dict[str, Any]:
+        """Record the decision and take the approved or the configured rejection path."""
+        result = {**decision, "approved": self.is_approved(decision)}
+        summary = (
+            f"OpenText process instance {result['process_instance_id']} "
+            f"{'approved' if result['approved'] else 'rejected'}: outcome {result['outcome']!r} "
+            f"by {result['approver']} at {result['decided_at']} (end {result['end_activity_id']})"
+        )
+        self.log.info(summary)
+        if self.on_rejection == "continue" or (result["approved"] and self.on_rejection != "branch"):
+            return result
+        # Rejections and branches leave by exception, so the decision is pushed here rather than returned.
+        context["ti"].xcom_push(key="return_value", value=result)
+        if self.on_rejection == "branch":
+            self.do_branch(context, self.approved_task_ids if result["approved"] else self.rejected_task_ids)
+            return result
+        if self.on_rejection == "skip":
+            raise AirflowSkipException(summary)
+        raise OpenTextApprovalRejected(summary, result)

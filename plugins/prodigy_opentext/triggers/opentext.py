@@ -1,0 +1,92 @@
+"""Trigger that waits in the triggerer for a decision in OpenText Workflow Service."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from prodigy_opentext.exceptions import OpenTextError, OpenTextUnavailableError
+from prodigy_opentext.hooks.opentext_async import OpenTextWorkflowAsyncHook
+
+
+class OpenTextProcessTrigger(BaseTrigger):
+    """Poll a process instance until reviewers decide, then yield one event.
+
+    Decided means: the task definition ``task_definition_key`` completed, else the process variable
+    ``decision_variable`` set, else the instance ended (an instance that ends first is decided too). The
+    event payload is ``{"status": "decided", "decision": {...}}`` (outcome, end activity, approver, time,
+    comments), ``{"status": "timeout"}`` once ``deadline`` passes, or ``{"status": "error", "error": {...}}``
+    (the fields of the :class:`OpenTextError`) when OpenText refuses the request or stays unreachable longer
+    than ``error_budget`` seconds. Shorter outages (a restart, 5xx, 429) are waited out and the wait resumes.
+
+    :param deadline: ISO-8601 time after which the wait ends with ``timeout`` (none: wait indefinitely).
+    """
+
+    def __init__(
+        self,
+        process_instance_id: str,
+        task_definition_key: str | None = None,
+        decision_variable: str | None = None,
+        opentext_conn_id: str = OpenTextWorkflowAsyncHook.default_conn_name,
+        poll_interval: float = 30.0,
+        deadline: str | None = None,
+        error_budget: float = 900.0,
+    ) -> None:
+        super().__init__()
+        self.process_instance_id = process_instance_id
+        self.task_definition_key = task_definition_key
+        self.decision_variable = decision_variable
+        self.opentext_conn_id = opentext_conn_id
+        self.poll_interval = poll_interval
+        self.deadline = deadline
+        self.error_budget = error_budget
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "process_instance_id": self.process_instance_id,
+                "task_definition_key": self.task_definition_key,
+                "decision_variable": self.decision_variable,
+                "opentext_conn_id": self.opentext_conn_id,
+                "poll_interval": self.poll_interval,
+                "deadline": self.deadline,
+                "error_budget": self.error_budget,
+            },
+        )
+
+    def _past_deadline(self) -> bool:
+        return self.deadline is not None and datetime.now(UTC) >= datetime.fromisoformat(self.deadline)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        # The event is yielded after the HTTP session has closed, so closing the generator right after
+        # its one event (as the triggerer does) has nothing left to clean up.
+        yield await self._wait()
+
+    async def _wait(self) -> TriggerEvent:
+        unreachable_since: float | None = None
+        async with OpenTextWorkflowAsyncHook(self.opentext_conn_id) as hook:
+            while True:
+                try:
+                    decision = await hook.read_decision(
+                        self.process_instance_id, self.task_definition_key, self.decision_variable
+                    )
+                    unreachable_since = None
+                except OpenTextUnavailableError as err:
+                    unreachable_since = unreachable_since or time.monotonic()
+                    if time.monotonic() - unreachable_since > self.error_budget:
+                        return TriggerEvent({"status": "error", "error": err.to_dict()})
+                    self.log.warning("OpenText unavailable, still waiting: %s", err)
+                    decision = None
+                except OpenTextError as err:
+                    return TriggerEvent({"status": "error", "error": err.to_dict()})
+                if decision is not None:
+                    return TriggerEvent({"status": "decided", "decision": decision})
+                if self._past_deadline():
+                    return TriggerEvent({"status": "timeout", "deadline": self.deadline})
+                await asyncio.sleep(self.poll_interval)

@@ -1,0 +1,93 @@
+"""A reviewer approves in the OpenText sandbox's inbox page, in headless Chromium; the waiting DAG resumes.
+
+Needs Debian's Chromium at /usr/bin/chromium (``make browser`` installs it). Without it these tests skip,
+or fail when ``TEST_REQUIRE_SERVICES=1``. Screenshots land in ``test-artifacts/browser/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.prodigy_opentext.sensors import test_opentext_sensor as sensor_tests
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
+REVIEWER = "sme@example.com"
+
+opentext = sensor_tests.opentext
+run_dag = sensor_tests.run_dag
+deferred = sensor_tests.deferred
+
+
+@pytest.fixture
+def chromium() -> Path:
+    if not CHROMIUM.exists():
+        message = (
+            f"no Chromium at {CHROMIUM}: run `make browser` (Debian's chromium package) for browser tests"
+        )
+        if os.environ.get("TEST_REQUIRE_SERVICES") == "1":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return CHROMIUM
+
+
+def approve_in_inbox(inbox_url: str, business_key: str, shots: Path) -> None:
+    """Open the SME group's inbox, open the batch's task, comment and click Approve."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(f"{inbox_url}?group=annotation-sme")
+            row = page.locator("#tasks tbody tr").filter(
+                has=page.locator("td.business-key", has_text=business_key)
+            )
+            page.screenshot(path=shots / "1-inbox.png", full_page=True)
+            row.locator("a.open-task").click()
+            page.fill("#user", REVIEWER)
+            page.fill("#comment", "Checked 50 examples: labels are consistent")
+            page.screenshot(path=shots / "2-task.png", full_page=True)
+            page.click("#approve")
+            notice = page.wait_for_selector("#notice").inner_text()
+            page.screenshot(path=shots / "3-after-approval.png", full_page=True)
+            assert "with outcome approved" in notice, notice
+        finally:
+            browser.close()
+
+
+@pytest.mark.browser
+def test_clicking_approve_in_the_inbox_resumes_the_waiting_dag(
+    chromium: Path, opentext: Any, run_dag, deferred, tmp_path: Path
+) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    business_key, record = f"batch-{suffix}", tmp_path / "decision.json"
+    shots = ARTIFACTS / f"inbox-approval-{suffix}"
+    shots.mkdir(parents=True, exist_ok=True)
+
+    def click_approve() -> None:
+        approve_in_inbox(opentext.inbox_url, business_key, shots)
+
+    with sensor_tests.reviewer(click_approve, deferred):
+        run = run_dag(
+            sensor_tests.approval_dag,
+            dag_id=f"inbox_{suffix}",
+            business_key=business_key,
+            record=str(record),
+            deferrable=True,
+        )
+    assert sensor_tests.states(run) == {"start": "success", "wait": "success", "record_decision": "success"}
+    decision = json.loads(record.read_text())
+    assert (decision["approved"], decision["outcome"], decision["approver"]) == (True, "approved", REVIEWER)
+    assert sorted(path.name for path in shots.iterdir()) == [
+        "1-inbox.png",
+        "2-task.png",
+        "3-after-approval.png",
+    ]
