@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.background import acting_in_background
 from tests.prodigy_opentext.sensors import test_opentext_sensor as sensor_tests
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -75,7 +76,7 @@ def test_clicking_approve_in_the_inbox_resumes_the_waiting_dag(
     def click_approve() -> None:
         approve_in_inbox(opentext.inbox_url, business_key, shots)
 
-    with sensor_tests.reviewer(click_approve, deferred):
+    with acting_in_background(click_approve, after=deferred):
         run = run_dag(
             sensor_tests.approval_dag,
             dag_id=f"inbox_{suffix}",

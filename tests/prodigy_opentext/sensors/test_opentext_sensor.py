@@ -12,8 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from airflow.sdk import DAG, conf, task
 from prodigy_opentext.hooks.opentext_async import OpenTextWorkflowAsyncHook
 from prodigy_opentext.operators.opentext import OpenTextStartProcessOperator
 from prodigy_opentext.sensors.opentext import OpenTextApprovalSensor
+from tests.fixtures.background import acting_in_background
 from tests.fixtures.opentext_sandbox import poll_until
 from tests.prodigy_opentext.hooks.test_opentext_contract import connection_json
 
@@ -144,29 +144,6 @@ def decide(sandbox: Any, business_key: str, outcome: str, user: str, comment: st
     sandbox.complete(review["id"], outcome, user)
 
 
-@contextmanager
-def reviewer(act: Callable[[], None], after: threading.Event) -> Iterator[None]:
-    """Run ``act`` in a thread once ``after`` is set (the sensor waits); re-raise what it raised."""
-    failures: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            if not after.wait(REVIEW_TIMEOUT):
-                raise AssertionError("the sensor never started waiting")
-            act()
-        except BaseException as failure:
-            failures.append(failure)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        thread.join(REVIEW_TIMEOUT)
-    if failures:
-        raise failures[0]
-
-
 def states(run: Any) -> dict[str, str | None]:
     return {ti.task_id: ti.state for ti in run.get_task_instances()}
 
@@ -181,8 +158,9 @@ def test_deferred_sensor_resumes_on_approval_and_carries_the_decision(
     opentext, run_dag, deferred, tmp_path
 ) -> None:
     dag_id, business_key, record = names(tmp_path)
-    with reviewer(
-        lambda: decide(opentext, business_key, "approved", "sme@example.com", "Spans look right"), deferred
+    with acting_in_background(
+        lambda: decide(opentext, business_key, "approved", "sme@example.com", "Spans look right"),
+        after=deferred,
     ):
         run = run_dag(approval_dag, dag_id=dag_id, business_key=business_key, record=record, deferrable=True)
     assert deferred.is_set()
@@ -206,7 +184,9 @@ def test_deferred_sensor_resumes_on_approval_and_carries_the_decision(
 
 def test_poke_mode_waits_the_same_way(opentext, run_dag, poked, tmp_path) -> None:
     dag_id, business_key, record = names(tmp_path)
-    with reviewer(lambda: decide(opentext, business_key, "approved", "lead@example.com", "Ship it"), poked):
+    with acting_in_background(
+        lambda: decide(opentext, business_key, "approved", "lead@example.com", "Ship it"), after=poked
+    ):
         run = run_dag(
             approval_dag,
             dag_id=dag_id,
@@ -239,8 +219,9 @@ def test_rejection_takes_the_configured_path(
         if on_rejection == "branch"
         else {}
     )
-    with reviewer(
-        lambda: decide(opentext, business_key, "rejected", "sme@example.com", "Too many misses"), deferred
+    with acting_in_background(
+        lambda: decide(opentext, business_key, "rejected", "sme@example.com", "Too many misses"),
+        after=deferred,
     ):
         run = run_dag(
             approval_dag,
