@@ -1,0 +1,81 @@
+"""DAG parse time: each DAG file against an empty DAG file, side by side in one run.
+
+Target (DESIGN §7): every DAG file parses in < 200 ms over an empty DAG's time. Each measurement imports
+the file in a fresh interpreter that has already imported ``airflow.sdk`` (which every DAG file pays),
+and the median of several rounds is taken, alternating files so machine noise hits both sides alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TARGET_MS = 200.0
+
+EMPTY_DAG = """
+from airflow.sdk import dag
+
+
+@dag(schedule=None)
+def empty():
+    pass
+
+
+empty()
+"""
+
+PROBE = """
+import importlib.util, sys, time
+import airflow.sdk
+start = time.perf_counter()
+spec = importlib.util.spec_from_file_location("dag_under_test", sys.argv[1])
+spec.loader.exec_module(importlib.util.module_from_spec(spec))
+print((time.perf_counter() - start) * 1000)
+"""
+
+
+def parse_ms(path: Path) -> float:
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=os.environ.copy(),
+    )
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.parse", description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
+    dag_files = sorted(p for p in (REPO / "dags").glob("*.py") if not p.name.startswith("_"))
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = Path(tmp) / "empty_dag.py"
+        empty.write_text(EMPTY_DAG)
+        samples: dict[Path, list[float]] = {p: [] for p in [empty, *dag_files]}
+        for _ in range(args.rounds):
+            for path in samples:
+                samples[path].append(parse_ms(path))
+        baseline = statistics.median(samples[empty])
+    print(
+        f"parse: empty DAG file {baseline:.0f} ms (median of {args.rounds}); "
+        f"target: each file < +{TARGET_MS:.0f} ms"
+    )
+    failed = False
+    for path in dag_files:
+        extra = statistics.median(samples[path]) - baseline
+        verdict = "PASS" if extra < TARGET_MS else "FAIL"
+        failed |= verdict == "FAIL"
+        print(f"parse: {path.name:40s} +{extra:6.0f} ms over empty  {verdict}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

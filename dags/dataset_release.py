@@ -1,0 +1,152 @@
+"""
+### Controlled dataset release (flow 3: Prodigy → OpenText → MLOps)
+
+Only complete, valid and approved annotation data reaches MLOps.
+
+1. **resolve_target**: the dataset and version (`b<last example id>`) from the run's params; the dataset
+   must hold that version. Whether it is regulated comes from the dataset's meta, never from params.
+   **check_batch_approval** refuses early, before anyone is asked to sign off, when OpenText holds no
+   approval of this batch.
+2. **stage_data**: streams the version out of Prodigy and merges every annotator's answers into final
+   examples (one per item); open disputes are listed beside them.
+3. **validate**: the Great Expectations suite `include/gx/annotation_dataset` (required fields, allowed
+   answers, unique task hashes, labels in scheme, spans inside the text and on token boundaries, examples
+   per label, ignore rate, no open disputes). A failure names the expectations and sample rows.
+4. **request_signoff** / **wait_for_signoff**: a `dataset_release_signoff` process in OpenText, waited for
+   deferred.
+5. **verify_approvals**: reads the batch approval and the release sign-off of this exact version back from
+   OpenText; a missing, rejected, cancelled or superseded one refuses the release, and regulated data needs
+   its compliance review. Params that claim an approval change nothing.
+6. **publish**: writes `releases/<dataset>/<version>/` (data, disputes, `manifest.json` with checksums,
+   counts, labels, the GX summary, approvals, sessions and this run's id) under the release root
+   (`data/releases` by default), immutably: an equal rerun is a no-op, different content an error. It
+   updates the `annotation_releases` asset, which schedules MLOps consumers.
+7. **hand_off**: POSTs the release summary to the `mlops_handoff` HTTP connection when one is defined.
+
+Started by `annotation_batch_approval` for each approved batch, or by hand from the trigger form.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+from prodigy_opentext.dag_defaults import ANNOTATION_RELEASES, DEFAULT_ARGS, OPENTEXT_POLL_SECONDS, data_dir
+from prodigy_opentext.governance import RELEASE_SIGNOFF_PROCESS
+from prodigy_opentext.operators.annotation_validation import AnnotationValidationOperator
+from prodigy_opentext.operators.opentext import OpenTextStartProcessOperator
+from prodigy_opentext.publishing import (
+    hand_off_release,
+    publish_release,
+    release_signoff_request,
+    resolve_release_target,
+    stage_release_data,
+    verify_approvals,
+)
+from prodigy_opentext.sensors.opentext import OpenTextApprovalSensor
+
+DATA_DIR = data_dir(Path(__file__).parent)
+
+
+@dag(
+    dag_id="dataset_release",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    default_args=DEFAULT_ARGS,
+    tags=["prodigy", "opentext", "release", "great-expectations"],
+    doc_md=__doc__,
+    params={
+        "dataset": Param(
+            "demo_batch", type="string", pattern=r"^[^,\s]+$", title="Dataset", description="Prodigy dataset."
+        ),
+        "version": Param(
+            "b1",
+            type="string",
+            pattern=r"^b[0-9]+$",
+            title="Version",
+            description="Batch version: b<last example id>, as batch approval names it.",
+        ),
+        "max_ignore_rate": Param(0.2, type="number", minimum=0, maximum=1),
+        "min_examples_per_label": Param(1, type="integer", minimum=0),
+    },
+    render_template_as_native_obj=True,
+)
+def dataset_release():
+    @task
+    def resolve_target(params: dict) -> dict:
+        return resolve_release_target(params["dataset"], params["version"])
+
+    @task
+    def check_batch_approval(target: dict) -> dict:
+        verify_approvals(target, kinds=("batch_approval",))
+        return target
+
+    @task
+    def stage_data(target: dict, run_id: str | None = None) -> dict:
+        return stage_release_data(target, DATA_DIR / "staging" / run_id.replace(":", "_"))
+
+    staged = stage_data(check_batch_approval(resolve_target()))
+
+    validate = AnnotationValidationOperator(
+        task_id="validate",
+        export_path="{{ ti.xcom_pull(task_ids='stage_data')['annotations'] }}",
+        disputes_path="{{ ti.xcom_pull(task_ids='stage_data')['disputes'] }}",
+        label_scheme="{{ ti.xcom_pull(task_ids='stage_data')['label_scheme'] }}",
+        min_examples_per_label="{{ params.min_examples_per_label }}",
+        max_ignore_rate="{{ params.max_ignore_rate }}",
+    )
+
+    staged >> validate
+
+    @task(multiple_outputs=True)
+    def signoff_request(staged: dict, validation: dict) -> dict:
+        return release_signoff_request(staged, validation)
+
+    request = signoff_request(staged, validate.output)
+    requested = OpenTextStartProcessOperator(
+        task_id="request_signoff",
+        process_definition_key=RELEASE_SIGNOFF_PROCESS,
+        business_key=request["business_key"],
+        process_name=request["process_name"],
+        variables=request["variables"],
+    )
+    signed_off = OpenTextApprovalSensor(
+        task_id="wait_for_signoff",
+        process_instance_id=requested.output,
+        on_rejection="fail",
+        poke_interval=OPENTEXT_POLL_SECONDS,
+    )
+
+    @task
+    def check_approvals(target: dict) -> list[dict]:
+        return verify_approvals(target)
+
+    approvals = check_approvals(staged)
+    signed_off >> approvals
+
+    @task(outlets=[ANNOTATION_RELEASES])
+    def publish(
+        staged: dict, validation: dict, approvals: list[dict], outlet_events=None, run_id=None
+    ) -> dict:
+        release = publish_release(
+            staged,
+            validation,
+            approvals,
+            release_root=DATA_DIR,
+            audit_path=DATA_DIR / "audit" / "governance.jsonl",
+            run_id=run_id,
+        )
+        outlet_events[ANNOTATION_RELEASES].extra = release
+        return release
+
+    @task
+    def hand_off(release: dict) -> dict | None:
+        return hand_off_release(release)
+
+    hand_off(publish(staged, validate.output, approvals))
+
+
+dataset_release()
