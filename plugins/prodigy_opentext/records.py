@@ -170,7 +170,8 @@ def scan_record(raw: RawRecord, *, row: int | str, where: str = "row") -> dict[s
     Whatever the fast decoder does not take (a type it does not expect, NaN, invalid UTF-8 in skipped text)
     goes through :func:`parse_record`, so the outcome and the error message are always the same.
     """
-    raw = as_bytes(raw)
+    if raw.__class__ is not bytes:
+        raw = as_bytes(raw)
     try:
         if not raw.isascii():
             raw.decode("utf-8")
@@ -266,6 +267,9 @@ def _csv_tasks(handle: Iterable[str], text_column: str) -> Iterator[dict[str, An
 
 def record_labels(task: dict[str, Any]) -> list[str]:
     """Distinct labels a task carries, in order: span labels, the task ``label``, accepted choice options."""
+    if not task.get("spans") and not task.get("options"):  # binary and text classification tasks
+        label = task.get("label")
+        return [] if label is None else [str(label)]
     labels: dict[str, None] = {}
     for span in task.get("spans") or ():
         if isinstance(span, dict) and span.get("label") is not None:
@@ -456,63 +460,89 @@ def dumps_compact(task: Any) -> str:
     return json.dumps(task, ensure_ascii=False, separators=(",", ":"))
 
 
-class JsonlSink:
-    """Writes records as JSONL, their stored bytes as they are, from a background thread.
+class _ChunkConsumer:
+    """A thread that applies ``consume`` to each queued chunk; its first error is re-raised by ``check``.
 
-    The file is written as ``<name>.partial`` and renamed on ``close``, so a failed export leaves no
-    half-written file under the final name. Disk writes and hashing overlap with reading and validating.
+    ``consume`` is a file write or a hash update: both release the GIL for large buffers, so they run beside
+    the exporting thread.
     """
 
-    def __init__(self, path: Path | str, *, queued_batches: int = 4) -> None:
+    def __init__(self, name: str, consume: Callable[[bytes], Any], queued: int) -> None:
+        self._consume = consume
+        self._error: BaseException | None = None
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=queued)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._consume(chunk)
+                except BaseException as err:  # re-raised in the exporting thread
+                    self._error = err
+
+    def check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def put(self, chunk: bytes) -> None:
+        self.check()
+        self._queue.put(chunk)
+
+    def finish(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+
+class JsonlSink:
+    """Writes records as JSONL, their stored bytes as they are, with the file written and hashed in two
+    background threads (when the disk is the bottleneck, hashing must not hold up writing).
+
+    The file is written as ``<name>.partial`` and renamed on ``close``, so a failed export leaves no
+    half-written file under the final name.
+    """
+
+    def __init__(self, path: Path | str, *, queued_chunks: int = 4) -> None:
         self.path = Path(path)
         self._partial = self.path.with_name(self.path.name + ".partial")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self._partial.open("wb")
         self._digest = hashlib.sha256()
         self._bytes = 0
-        self._error: BaseException | None = None
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=queued_batches)
-        self._writer = threading.Thread(
-            target=self._drain, name=f"jsonl-writer-{self.path.name}", daemon=True
-        )
-        self._writer.start()
-
-    def _drain(self) -> None:
-        while (chunk := self._queue.get()) is not None:
-            if self._error is None:
-                try:
-                    self._file.write(chunk)
-                    self._digest.update(chunk)
-                    self._bytes += len(chunk)
-                except BaseException as err:  # re-raised in the exporting thread
-                    self._error = err
+        self._writer = _ChunkConsumer(f"write-{self.path.name}", self._file.write, queued_chunks)
+        self._hasher = _ChunkConsumer(f"hash-{self.path.name}", self._digest.update, queued_chunks)
 
     def write(self, rows: list[tuple[int, bytes, dict[str, Any]]]) -> None:
-        if self._error is not None:
-            raise self._error
         # A stored task with a raw line break (pretty-printed JSON) would split a JSONL line: re-serialize it.
         lines = [
             raw if b"\n" not in raw and b"\r" not in raw else dumps_compact(json.loads(raw)).encode("utf-8")
             for _, raw, _ in rows
         ]
         lines.append(b"")
-        self._queue.put(b"\n".join(lines))
+        chunk = b"\n".join(lines)
+        self._writer.put(chunk)
+        self._hasher.put(chunk)
+        self._bytes += len(chunk)
 
-    def _finish_writer(self) -> None:
-        self._queue.put(None)
-        self._writer.join()
+    def _finish(self) -> None:
+        self._writer.finish()
+        self._hasher.finish()
         self._file.close()
 
     def close(self) -> dict[str, Any]:
-        self._finish_writer()
-        if self._error is not None:
+        self._finish()
+        try:
+            self._writer.check()
+            self._hasher.check()
+        except BaseException:
             self._partial.unlink(missing_ok=True)
-            raise self._error
+            raise
         os.replace(self._partial, self.path)
         return {"path": str(self.path), "bytes": self._bytes, "sha256": self._digest.hexdigest()}
 
     def abort(self) -> None:
-        self._finish_writer()
+        self._finish()
         self._partial.unlink(missing_ok=True)
 
 
@@ -612,19 +642,21 @@ def export_records(
     first_id = last_id = None
     read = 0
     next_report = progress_every
+    count = summary.add
     try:
         for batch in batches:
             valid = []
+            keep = valid.append
             for example_id, content in batch:
-                raw = as_bytes(content)
+                raw = content if content.__class__ is bytes else as_bytes(content)
                 try:
                     keys = scan_record(raw, row=example_id, where="example id")
                 except InvalidRecord as err:
                     quarantine.add(example_id, raw, err)
                     continue
                 if answer is None or keys["answer"] == answer:
-                    summary.add(keys)
-                    valid.append((example_id, raw, keys))
+                    count(keys)
+                    keep((example_id, raw, keys))
             if batch:
                 first_id = batch[0][0] if first_id is None else first_id
                 last_id = batch[-1][0]

@@ -482,7 +482,6 @@ class OpenTextWorkflowHook(BaseHook):
         self.opentext_conn_id = opentext_conn_id
         self._tokens = TokenCache()
 
-
     @cached_property
     def settings(self) -> OpenTextSettings:
         return OpenTextSettings.from_connection(self.get_connection(self.opentext_conn_id))

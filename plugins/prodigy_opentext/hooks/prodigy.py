@@ -2,9 +2,110 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import os
+import time
+from array import array
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache, cached_property
+from itertools import pairwise
+from operator import itemgetter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from airflow.sdk import BaseHook
+
+from prodigy_opentext.records import (
+    AnnotationProgress,
+    InvalidRecord,
+    JsonlSink,
+    QuarantineFile,
+    RecordSink,
+    as_bytes,
+    check_answer,
+    check_dataset_name,
+    check_hashes,
+    check_input,
+    check_record,
+    decode_record,
+    dedupe_key,
+    dumps_compact,
+    export_records,
+    parse_record,
+    scan_record,
+)
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+DEFAULT_BATCH_SIZE = 2000
+INSERT_CHUNK = 500
+SQLITE_IDS_PER_QUERY = 500
+DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
+DRIVERS = {"postgresql": "postgresql+psycopg2", "mysql": "mysql+pymysql"}
+
+
+class ProdigyDatabaseError(ConnectionError):
+    """Prodigy's database cannot be reached or opened; the message names the host or file."""
+
+
+class DatasetNotFoundError(LookupError):
+    """The named dataset does not exist in Prodigy's database."""
+
+
+class ProdigyTables(NamedTuple):
+    metadata: sa.MetaData
+    dataset: sa.Table
+    example: sa.Table
+    link: sa.Table
+
+
+@cache
+def prodigy_tables() -> ProdigyTables:
+    """Prodigy's three tables as its peewee models define them (used to create them in a new database)."""
+    import sqlalchemy as sa
+
+    metadata = sa.MetaData()
+    dataset = sa.Table(
+        "dataset",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("name", sa.String(255), nullable=False, unique=True),
+        sa.Column("created", sa.Integer, nullable=False),
+        sa.Column("meta", sa.LargeBinary, nullable=False),
+        sa.Column("session", sa.Boolean, nullable=False),
+    )
+    example = sa.Table(
+        "example",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("input_hash", sa.BigInteger, nullable=False),
+        sa.Column("task_hash", sa.BigInteger, nullable=False),
+        sa.Column("content", sa.LargeBinary, nullable=False),
+    )
+    link = sa.Table(
+        "link",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("example_id", sa.Integer, sa.ForeignKey("example.id"), nullable=False, index=True),
+        sa.Column("dataset_id", sa.Integer, sa.ForeignKey("dataset.id"), nullable=False, index=True),
+    )
+    return ProdigyTables(metadata, dataset, example, link)
+
+
+@dataclass(frozen=True)
+class DatabaseTarget:
+    """Where Prodigy's database is: a SQLAlchemy URL, a description for messages and, for SQLite, the file."""
+
+    url: sa.URL
+    description: str
+    sqlite_path: Path | None = None
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 class ProdigyHook(BaseHook):
@@ -24,7 +125,538 @@ class ProdigyHook(BaseHook):
     def __init__(self, prodigy_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.prodigy_conn_id = prodigy_conn_id
+        self._tables_exist = False
 
+    # Connection and engine
+
+    @cached_property
+    def target(self) -> DatabaseTarget:
+        """The database the connection names, read the way Prodigy reads ``db`` and ``db_settings``."""
+        import sqlalchemy as sa
+
+        conn = self.get_connection(self.prodigy_conn_id)
+        extra = conn.extra_dejson
+        db = extra.get("db") or ("postgresql" if conn.host else "sqlite")
+        settings = dict((extra.get("db_settings") or {}).get(db) or {})
+        if db == "sqlite":
+            name = settings.get("name") or "prodigy.db"
+            if name == ":memory:":
+                raise ValueError(
+                    f"connection {self.prodigy_conn_id!r}: an in-memory SQLite database is not shared"
+                )
+            folder = settings.get("path") or os.environ.get("PRODIGY_HOME") or "~/.prodigy"
+            path = Path(folder).expanduser() / name
+            return DatabaseTarget(
+                sa.URL.create("sqlite", database=str(path)), f"SQLite database {path}", path
+            )
+        if db not in DRIVERS:
+            raise ValueError(
+                f"connection {self.prodigy_conn_id!r}: db {db!r} is not one of sqlite, {', '.join(DRIVERS)}"
+            )
+        host = conn.host or settings.pop("host", None) or "localhost"
+        settings_port = settings.pop("port", None)
+        port = int(conn.port or settings_port or DEFAULT_PORTS[db])
+        settings_user = settings.pop("user", None)
+        settings_password = settings.pop("password", None) or settings.pop("passwd", None)
+        settings_database = (
+            settings.pop("dbname", None) or settings.pop("database", None) or settings.pop("db", None)
+        )
+        database = conn.schema or settings_database
+        url = sa.URL.create(
+            DRIVERS[db],
+            username=conn.login or settings_user,
+            password=conn.password or settings_password,
+            host=host,
+            port=port,
+            database=database,
+            query={key: str(value) for key, value in settings.items()},
+        )
+        kind = "PostgreSQL" if db == "postgresql" else "MySQL"
+        return DatabaseTarget(url, f"{kind} database {database!r} at {host}:{port}")
+
+    def get_conn(self) -> sa.Engine:
+        """The SQLAlchemy engine, created once per hook."""
+        return self._engine
+
+    @cached_property
+    def _engine(self) -> sa.Engine:
+        import sqlalchemy as sa
+
+        target = self.target
+        connect_args = {"timeout": 30} if target.sqlite_path else {"connect_timeout": 10}
+        try:
+            return sa.create_engine(target.url, connect_args=connect_args, pool_pre_ping=True)
+        except ImportError as err:
+            raise ProdigyDatabaseError(
+                f"connection {self.prodigy_conn_id!r}: the driver for Prodigy's {target.description} is not "
+                f"installed ({err.name}; MySQL needs PyMySQL)"
+            ) from err
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.target.sqlite_path is not None
+
+    @contextmanager
+    def _connection(self, *, write: bool = False) -> Iterator[sa.Connection]:
+        """A connection; reads need an existing database, writes create Prodigy's tables when missing."""
+        import sqlalchemy as sa
+
+        target = self.target
+        if target.sqlite_path is not None:
+            if write:
+                target.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+            elif not target.sqlite_path.exists():
+                raise ProdigyDatabaseError(
+                    f"no Prodigy database at {target.sqlite_path} (connection {self.prodigy_conn_id!r})"
+                )
+        try:
+            conn = self.get_conn().connect()
+        except sa.exc.DBAPIError as err:
+            raise ProdigyDatabaseError(
+                f"cannot connect to Prodigy's {target.description} (connection {self.prodigy_conn_id!r}): "
+                f"{_first_line(err.orig)}"
+            ) from err
+        with conn:
+            if write and not self._tables_exist:
+                with conn.begin():
+                    prodigy_tables().metadata.create_all(conn, checkfirst=True)
+                self._tables_exist = True
+            yield conn
+
+    def _has_tables(self, conn: sa.Connection) -> bool:
+        import sqlalchemy as sa
+
+        if not self._tables_exist:
+            self._tables_exist = sa.inspect(conn).has_table("link")
+        return self._tables_exist
+
+    def _dataset_row(self, conn: sa.Connection, name: str) -> Any:
+        import sqlalchemy as sa
+
+        check_dataset_name(name)
+        dataset = prodigy_tables().dataset
+        row = None
+        if self._has_tables(conn):
+            row = conn.execute(sa.select(dataset).where(dataset.c.name == name)).first()
+        if row is None:
+            raise DatasetNotFoundError(f"dataset {name!r} not found in Prodigy's {self.target.description}")
+        return row
+
+    def _decode_meta(self, name: str, meta: Any) -> dict[str, Any]:
+        try:
+            value = json.loads(as_bytes(meta) or b"{}")
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ValueError(f"dataset {name!r}: field 'meta' is not valid JSON ({err})") from None
+        if not isinstance(value, dict):
+            raise ValueError(
+                f"dataset {name!r}: field 'meta' is a JSON {type(value).__name__}, not an object"
+            )
+        return value
 
     def test_connection(self) -> tuple[bool, str]:
-        raise NotImplementedError
+        """Open the database and count its datasets."""
+        import sqlalchemy as sa
+
+        try:
+            with self._connection() as conn:
+                datasets = 0
+                if self._has_tables(conn):
+                    dataset = prodigy_tables().dataset
+                    datasets = conn.execute(sa.select(sa.func.count()).select_from(dataset)).scalar_one()
+        except Exception as err:
+            return False, str(err)
+        return True, f"Connected to Prodigy's {self.target.description}: {datasets} datasets"
+
+    # Datasets
+
+    def list_datasets(self, session: bool = False) -> list[dict[str, Any]]:
+        """Datasets (with ``session=True``: session datasets) by name: meta, created, session, examples."""
+        import sqlalchemy as sa
+
+        tables = prodigy_tables()
+        dataset, link = tables.dataset, tables.link
+        examples = (
+            sa.select(sa.func.count(link.c.id)).where(link.c.dataset_id == dataset.c.id).scalar_subquery()
+        )
+        query = (
+            sa.select(dataset.c.name, dataset.c.created, dataset.c.meta, dataset.c.session, examples)
+            .where(dataset.c.session == session)
+            .order_by(dataset.c.name)
+        )
+        with self._connection() as conn:
+            if not self._has_tables(conn):
+                return []
+            rows = conn.execute(query).all()
+        return [
+            {
+                "name": name,
+                "created": created,
+                "meta": self._decode_meta(name, meta),
+                "session": bool(is_session),
+                "examples": count,
+            }
+            for name, created, meta, is_session, count in rows
+        ]
+
+    def get_meta(self, dataset: str) -> dict[str, Any]:
+        check_dataset_name(dataset)
+        with self._connection() as conn:
+            row = self._dataset_row(conn, dataset)
+        return self._decode_meta(dataset, row.meta)
+
+    def set_meta(self, dataset: str, meta: dict[str, Any]) -> dict[str, Any]:
+        """Merge ``meta`` into the dataset's meta (review state, sign-off) and return the result."""
+        check_dataset_name(dataset)
+        import sqlalchemy as sa
+
+        table = prodigy_tables().dataset
+        with self._connection(write=True) as conn, conn.begin():
+            row = self._dataset_row(conn, dataset)
+            merged = {**self._decode_meta(dataset, row.meta), **meta}
+            conn.execute(
+                sa.update(table)
+                .where(table.c.id == row.id)
+                .values(meta=dumps_compact(merged).encode("utf-8"))
+            )
+        return merged
+
+    def add_dataset(self, name: str, meta: dict[str, Any] | None = None, session: bool = False) -> bool:
+        """Create a dataset as Prodigy does (an existing one is left as it is); returns whether it was new."""
+        check_dataset_name(name)
+        with self._connection(write=True) as conn, conn.begin():
+            return self._ensure_dataset(conn, name, meta or {}, session)[1]
+
+    def _ensure_dataset(
+        self, conn: sa.Connection, name: str, meta: dict[str, Any], session: bool
+    ) -> tuple[int, bool]:
+        import sqlalchemy as sa
+
+        table = prodigy_tables().dataset
+        existing = conn.execute(sa.select(table.c.id).where(table.c.name == name)).scalar()
+        if existing is not None:
+            return existing, False
+        values = {
+            "name": name,
+            "created": int(time.time()),
+            "meta": dumps_compact(meta).encode("utf-8"),
+            "session": session,
+        }
+        return conn.execute(sa.insert(table).values(values).returning(table.c.id)).scalar_one(), True
+
+    def count(self, dataset: str, answer: str | None = None) -> int:
+        """Examples in the dataset; with ``answer``, the valid examples with that answer."""
+        import sqlalchemy as sa
+
+        check_dataset_name(dataset)
+        if answer is not None:
+            check_answer(answer)
+            return self.annotator_progress(dataset)["by_answer"].get(answer, 0)
+        link = prodigy_tables().link
+        with self._connection() as conn:
+            dataset_id = self._dataset_row(conn, dataset).id
+            query = sa.select(sa.func.count()).select_from(link).where(link.c.dataset_id == dataset_id)
+            return conn.execute(query).scalar_one()
+
+    def last_example_id(self, dataset: str) -> int | None:
+        """The newest example id in the dataset (None when empty): where a batch of answers ends."""
+        import sqlalchemy as sa
+
+        check_dataset_name(dataset)
+        link = prodigy_tables().link
+        with self._connection() as conn:
+            dataset_id = self._dataset_row(conn, dataset).id
+            query = sa.select(sa.func.max(link.c.example_id)).where(link.c.dataset_id == dataset_id)
+            return conn.execute(query).scalar()
+
+    # Reading examples
+
+    def iter_row_batches(
+        self,
+        dataset: str,
+        *,
+        session: str | None = None,
+        since_id: int | None = None,
+        until_id: int | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> Iterator[list[tuple[int, bytes | memoryview]]]:
+        """Batches of ``(example_id, stored content)`` in example id order, in bounded memory.
+
+        ``session`` keeps the examples also linked to that session dataset; ``since_id`` those after that
+        example id (incremental reads) and ``until_id`` those up to it (a batch that ends at a known id).
+        PostgreSQL and MySQL stream one query through a server-side cursor; SQLite reads chunks by example
+        id (see ``_sqlite_chunks``).
+        """
+        import sqlalchemy as sa
+
+        names = (dataset, session) if session is not None else (dataset,)
+        for name in names:
+            check_dataset_name(name)
+        tables = prodigy_tables()
+        example, link = tables.example, tables.link
+        with self._connection() as conn:
+            dataset_ids = [self._dataset_row(conn, name).id for name in names]
+            if self.is_sqlite:
+                yield from self._sqlite_chunks(conn, dataset_ids, since_id, until_id, batch_size)
+                return
+            filters = []
+            for dataset_id in dataset_ids:
+                linked = link.alias()
+                filters.append(
+                    sa.exists().where(linked.c.example_id == example.c.id, linked.c.dataset_id == dataset_id)
+                )
+            if since_id is not None:
+                filters.append(example.c.id > since_id)
+            if until_id is not None:
+                filters.append(example.c.id <= until_id)
+            query = sa.select(example.c.id, example.c.content).where(*filters).order_by(example.c.id)
+            streaming = conn.execution_options(stream_results=True, max_row_buffer=batch_size)
+            yield from streaming.execute(query).partitions(batch_size)
+
+    @staticmethod
+    def _sqlite_chunks(
+        conn: sa.Connection,
+        dataset_ids: list[int],
+        since_id: int | None,
+        until_id: int | None,
+        batch_size: int,
+    ) -> Iterator[list[tuple[int, bytes]]]:
+        """Chunks by example id on SQLite's own cursor: the export's hot path, where row objects cost a third.
+
+        The dataset's example ids come first from Prodigy's link(dataset_id) index (8 bytes each; a snapshot,
+        so answers added meanwhile wait for the next export). Each chunk of ids is then one range scan of the
+        example table when the ids are contiguous, as Prodigy writes them, else a lookup by id. This costs
+        less than checking each example's links, and no read lock is held between chunks while Prodigy writes.
+        """
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            ids = _sqlite_member_ids(cursor, dataset_ids, since_id, until_id)
+            for start in range(0, len(ids), batch_size):
+                chunk = ids[start : start + batch_size]
+                if chunk[-1] - chunk[0] + 1 == len(chunk):
+                    query = "SELECT id, content FROM example WHERE id BETWEEN ? AND ? ORDER BY id"
+                    yield cursor.execute(query, (chunk[0], chunk[-1])).fetchall()
+                    continue
+                rows: list[tuple[int, bytes]] = []
+                for part in range(0, len(chunk), SQLITE_IDS_PER_QUERY):
+                    some = chunk[part : part + SQLITE_IDS_PER_QUERY]
+                    marks = ",".join("?" * len(some))
+                    query = f"SELECT id, content FROM example WHERE id IN ({marks}) ORDER BY id"
+                    rows += cursor.execute(query, tuple(some)).fetchall()
+                yield rows
+        finally:
+            cursor.close()
+
+    def iter_rows(self, dataset: str, **filters: Any) -> Iterator[tuple[int, bytes]]:
+        """``(example_id, content bytes)`` one by one; takes the filters of :meth:`iter_row_batches`."""
+        for batch in self.iter_row_batches(dataset, **filters):
+            for example_id, content in batch:
+                yield example_id, as_bytes(content)
+
+    def iter_examples(
+        self,
+        dataset: str,
+        *,
+        session: str | None = None,
+        answer: str | None = None,
+        since_id: int | None = None,
+        until_id: int | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> Iterator[dict[str, Any]]:
+        """Task dicts in example id order; an invalid stored row raises :class:`InvalidRecord` with its id."""
+        if answer is not None:
+            check_answer(answer)
+        rows = self.iter_rows(
+            dataset, session=session, since_id=since_id, until_id=until_id, batch_size=batch_size
+        )
+        for example_id, content in rows:
+            task = parse_record(content, row=example_id, where="example id")
+            if answer is None or task["answer"] == answer:
+                yield task
+
+    def annotator_progress(self, dataset: str) -> dict[str, Any]:
+        """Answers per annotator and answer, and how many inputs have how many distinct annotators."""
+        return {"dataset": dataset, **self._progress(dataset).as_dict()}
+
+    def _progress(self, dataset: str) -> AnnotationProgress:
+        progress = AnnotationProgress()
+        for example_id, content in self.iter_rows(dataset):
+            try:
+                progress.add(scan_record(content, row=example_id, where="example id"))
+            except InvalidRecord:
+                progress.invalid.append(example_id)
+        return progress
+
+    def batch_counts(self, dataset: str, annotators_per_input: int | None = None) -> dict[str, Any]:
+        """What a :class:`~prodigy_opentext.records.BatchTarget` is checked against.
+
+        ``answers`` is Prodigy's own count of the dataset; with ``annotators_per_input`` also ``inputs``
+        (distinct input hashes answered) and ``inputs_done`` (those with that many distinct annotators).
+        """
+        counts: dict[str, Any] = {"dataset": dataset, "answers": self.count(dataset)}
+        if annotators_per_input is not None:
+            progress = self._progress(dataset)
+            counts.update(
+                inputs=len(progress.annotators_by_input),
+                inputs_done=progress.inputs_with(annotators_per_input),
+                annotators=len(progress.annotators),
+                invalid=len(progress.invalid),
+            )
+        return counts
+
+    # Writing examples
+
+    def add_examples(
+        self, dataset: str, examples: Iterable[dict[str, Any]], session: str | None = None
+    ) -> dict[str, int]:
+        """Store examples in the dataset, all or nothing, skipping those already there.
+
+        An answer is already there when the dataset holds the same task hash from the same annotator (so two
+        annotators' answers to one task both stay); a task without an answer, when it holds the task hash.
+        Each answer is also linked to its session dataset, as Prodigy does: ``session`` when given, else the
+        example's ``_session_id``. Examples need both hashes; the row number in ``examples`` names a bad one.
+        """
+        check_dataset_name(dataset)
+        if session is not None:
+            check_dataset_name(session)
+        tasks = list(examples)
+        for index, task in enumerate(tasks):
+            if not isinstance(task, dict):
+                raise InvalidRecord(
+                    index, "content", f"a {type(task).__name__}, not a task dict", where="example"
+                )
+            if "answer" in task:
+                check_record(task, row=index, where="example")
+            else:
+                check_hashes(task, row=index, where="example")
+                check_input(task, row=index, where="example")
+        with self._connection(write=True) as conn, conn.begin():
+            dataset_id, _ = self._ensure_dataset(conn, dataset, {}, False)
+            stored = self._stored_keys(conn, dataset_id)
+            new = []
+            for task in tasks:
+                key = dedupe_key(task)
+                if key not in stored:
+                    stored.add(key)
+                    new.append(task)
+            session_ids: dict[str, int] = {}
+            for start in range(0, len(new), INSERT_CHUNK):
+                self._insert(conn, new[start : start + INSERT_CHUNK], dataset_id, session, session_ids)
+        return {"added": len(new), "skipped": len(tasks) - len(new)}
+
+    def _stored_keys(self, conn: sa.Connection, dataset_id: int) -> set[tuple[Any, ...]]:
+        import sqlalchemy as sa
+
+        tables = prodigy_tables()
+        example, link = tables.example, tables.link
+        query = (
+            sa.select(example.c.id, example.c.content)
+            .join(link, link.c.example_id == example.c.id)
+            .where(link.c.dataset_id == dataset_id)
+        )
+        keys = set()
+        for example_id, content in conn.execute(query):
+            try:
+                task = decode_record(as_bytes(content), row=example_id, where="example id")
+            except InvalidRecord:
+                continue  # an unreadable stored row cannot be the same example as a valid new one
+            keys.add(dedupe_key(task))
+        return keys
+
+    def _insert(
+        self,
+        conn: sa.Connection,
+        tasks: list[dict[str, Any]],
+        dataset_id: int,
+        session: str | None,
+        session_ids: dict[str, int],
+    ) -> None:
+        import sqlalchemy as sa
+
+        tables = prodigy_tables()
+        example, link = tables.example, tables.link
+        rows = [
+            {
+                "input_hash": task["_input_hash"],
+                "task_hash": task["_task_hash"],
+                "content": dumps_compact(task).encode("utf-8"),
+            }
+            for task in tasks
+        ]
+        inserted = conn.execute(
+            sa.insert(example).returning(example.c.id, sort_by_parameter_order=True), rows
+        )
+        links = []
+        for task, example_id in zip(tasks, inserted.scalars(), strict=True):
+            links.append({"example_id": example_id, "dataset_id": dataset_id})
+            session_name = session or task.get("_session_id")
+            if "answer" in task and isinstance(session_name, str) and session_name:
+                if session_name not in session_ids:
+                    check_dataset_name(session_name)
+                    session_ids[session_name] = self._ensure_dataset(conn, session_name, {}, True)[0]
+                links.append({"example_id": example_id, "dataset_id": session_ids[session_name]})
+        conn.execute(sa.insert(link), links)
+
+    # Export
+
+    def export(
+        self,
+        dataset: str,
+        sink: RecordSink,
+        *,
+        quarantine_path: Path | str | None = None,
+        session: str | None = None,
+        answer: str | None = None,
+        since_id: int | None = None,
+        until_id: int | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        on_progress: Callable[[int], None] | None = None,
+        progress_every: int = 100_000,
+    ) -> dict[str, Any]:
+        """Stream the dataset into ``sink``; invalid rows go to the quarantine file. Returns the manifest.
+
+        The quarantine file defaults to ``<output>.quarantine.jsonl`` and is only created when a row fails.
+        """
+        check_dataset_name(dataset)
+        if answer is not None:
+            check_answer(answer)
+        quarantine = QuarantineFile(
+            quarantine_path or sink.path.with_name(sink.path.name + ".quarantine.jsonl")
+        )
+        batches = self.iter_row_batches(
+            dataset, session=session, since_id=since_id, until_id=until_id, batch_size=batch_size
+        )
+        manifest = export_records(
+            dataset,
+            batches,
+            sink,
+            quarantine,
+            answer=answer,
+            on_progress=on_progress,
+            progress_every=progress_every,
+        )
+        filters = {"session": session, "answer": answer, "since_id": since_id, "until_id": until_id}
+        manifest["filters"] = filters
+        return manifest
+
+    def export_jsonl(self, dataset: str, path: Path | str, **filters: Any) -> dict[str, Any]:
+        """Write the dataset to JSONL, each row as Prodigy stored it; takes :meth:`export`'s options."""
+        check_dataset_name(dataset)
+        return self.export(dataset, JsonlSink(path), **filters)
+
+
+def _sqlite_member_ids(
+    cursor: Any, dataset_ids: list[int], since_id: int | None, until_id: int | None
+) -> array[int]:
+    """Sorted ids of the examples linked to every one of ``dataset_ids``, within ``(since_id, until_id]``."""
+    query = "SELECT example_id FROM link WHERE dataset_id = ? AND example_id > ? AND example_id <= ?"
+    bounds = (
+        since_id if since_id is not None else -(1 << 63),
+        until_id if until_id is not None else (1 << 63) - 1,
+    )
+    members: array[int] | None = None
+    for dataset_id in dataset_ids:
+        ids = array("q", map(itemgetter(0), cursor.execute(query, (dataset_id, *bounds))))
+        members = ids if members is None else array("q", set(members).intersection(ids))
+    if not all(earlier < later for earlier, later in pairwise(members)):
+        members = array("q", sorted(set(members)))
+    return members
