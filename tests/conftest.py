@@ -18,6 +18,8 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO / "plugins"))
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+os.environ.setdefault("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "True")
+os.environ.setdefault("OPENTEXT_POLL_SECONDS", "1")
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
@@ -27,4 +29,5 @@ pytest_plugins = [
     "tests.fixtures.airflow_db",
     "tests.fixtures.prodigy_sandbox",
     "tests.fixtures.opentext_sandbox",
+    "tests.fixtures.airflow_cluster",
 ]

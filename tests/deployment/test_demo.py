@@ -1,0 +1,79 @@
+"""``make demo`` tells its whole story and leaves nothing running.
+
+The demo runs as a user runs it (``python -m scripts.demo``) with ``DEMO_ONCE=1``, its data folder and
+AIRFLOW_HOME in tmp and free ports, so it does not touch a developer's demo. What it read from Airflow's
+REST API before shutting down comes back in its ``DEMO_SUMMARY`` line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scripts.stack import DAG_IDS, RELEASE_MANAGER, SME_REVIEWER, STACK_MARKER, free_port, processes_with_env
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO_TIMEOUT_SECONDS = 1500
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def demo_run(tmp_path: Path) -> tuple[subprocess.CompletedProcess, dict]:
+    data_dir, home = tmp_path / "demo-data", tmp_path / "airflow-home"
+    home.mkdir()
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "PRODIGY_"))
+    }
+    env.update(
+        {
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+            "AIRFLOW_HOME": str(home),
+            "DEMO_DATA_DIR": str(data_dir),
+            "DEMO_AIRFLOW_PORT": str(free_port()),
+            "DEMO_OPENTEXT_PORT": str(free_port()),
+            "DEMO_PRODIGY_PORT": str(free_port()),
+            "DEMO_REVIEW_PAUSE_SECONDS": "0",
+            "DEMO_ONCE": "1",
+        }
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "scripts.demo"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=DEMO_TIMEOUT_SECONDS,
+    )
+    lines = [line for line in result.stdout.splitlines() if line.startswith("DEMO_SUMMARY ")]
+    assert lines, (
+        f"no DEMO_SUMMARY line; exit {result.returncode}\n{result.stdout[-5000:]}\n{result.stderr[-3000:]}"
+    )
+    return result, json.loads(lines[-1].removeprefix("DEMO_SUMMARY "))
+
+
+def test_demo_runs_the_story_to_a_consumed_release_and_stops_everything(demo_run):
+    result, summary = demo_run
+    assert result.returncode == 0, result.stdout[-5000:]
+    assert summary["status"] == "success"
+
+    assert {dag_id: run["state"] for dag_id, run in summary["runs"].items()} == dict.fromkeys(
+        DAG_IDS, "success"
+    )
+    assert [a["reviewer"] for a in summary["approvals"]] == [SME_REVIEWER, RELEASE_MANAGER]
+
+    release = summary["release"]
+    assert Path(release["path"]).is_relative_to(summary["data_dir"])
+    manifest = json.loads(Path(release["manifest"]).read_text())
+    assert {a["kind"] for a in manifest["approvals"]} == {"batch_approval", "release_signoff"}
+    assert [consumed["path"] for consumed in summary["consumed"]] == [release["path"]]
+    for dag_id, run in summary["runs"].items():
+        assert f"/dags/{dag_id}/runs/" in run["url"]
+        assert run["url"] in result.stdout
+
+    assert processes_with_env(STACK_MARKER, summary["stack_id"]) == []
