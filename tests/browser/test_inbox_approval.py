@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.airflow_db import task_states
 from tests.fixtures.background import acting_in_background
 from tests.prodigy_opentext.sensors import test_opentext_sensor as sensor_tests
 
@@ -23,7 +24,6 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 REVIEWER = "sme@example.com"
 
 opentext = sensor_tests.opentext
-run_dag = sensor_tests.run_dag
 deferred = sensor_tests.deferred
 
 
@@ -78,13 +78,14 @@ def test_clicking_approve_in_the_inbox_resumes_the_waiting_dag(
 
     with acting_in_background(click_approve, after=deferred):
         run = run_dag(
-            sensor_tests.approval_dag,
-            dag_id=f"inbox_{suffix}",
-            business_key=business_key,
-            record=str(record),
-            deferrable=True,
+            sensor_tests.approval_dag(
+                dag_id=f"inbox_{suffix}",
+                business_key=business_key,
+                record=str(record),
+                deferrable=True,
+            )
         )
-    assert sensor_tests.states(run) == {"start": "success", "wait": "success", "record_decision": "success"}
+    assert task_states(run) == {"start": "success", "wait": "success", "record_decision": "success"}
     decision = json.loads(record.read_text())
     assert (decision["approved"], decision["outcome"], decision["approver"]) == (True, "approved", REVIEWER)
     assert sorted(path.name for path in shots.iterdir()) == [

@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,40 +93,7 @@ def closed_port() -> Iterator[int]:
     yield port
 
 
-TEST_BUNDLE = "prodigy-tests"
 WAIT_TIMEOUT = 180
-
-
-@pytest.fixture
-def run_dag(
-    airflow_db: str, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
-) -> Any:
-    """``run_dag(dag, **options)`` runs a DAG defined in a test with ``dag.test(**options)``; returns the run.
-
-    ``dag.test()`` only runs DAGs serialized in the metadata database, so the DAG is first registered in a DAG
-    bundle of the tests' own (an empty folder): the run then neither needs nor parses the project's DAG files.
-    """
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.collection import update_dag_parsing_results_in_db
-    from airflow.serialization.serialized_objects import LazyDeserializedDAG
-    from airflow.utils.session import create_session
-
-    bundle = {
-        "name": TEST_BUNDLE,
-        "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-        "kwargs": {"path": str(tmp_path_factory.mktemp("empty_bundle")), "refresh_interval": 0},
-    }
-    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps([bundle]))
-
-    def run(dag: Any, **options: Any) -> Any:
-        with create_session() as session:
-            DagBundlesManager().sync_bundles_to_db(session=session)
-        with create_session() as session:
-            parsed = [LazyDeserializedDAG.from_dag(dag)]
-            update_dag_parsing_results_in_db(TEST_BUNDLE, None, parsed, {}, None, set(), session=session)
-        return dag.test(**options)
-
-    return run
 
 
 @pytest.fixture
@@ -143,30 +109,3 @@ def deferred(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
 
     monkeypatch.setattr(ProdigyBatchTrigger, "run", run_and_signal)
     return started
-
-
-@contextmanager
-def in_background(act: Callable[[], None], after: threading.Event) -> Iterator[None]:
-    """Run ``act`` in a thread once ``after`` is set (unless the block ends first); re-raise its failure."""
-    failures: list[BaseException] = []
-    finished = threading.Event()
-
-    def run() -> None:
-        try:
-            while not after.wait(0.2) and not finished.is_set():
-                pass
-            if after.is_set() and not finished.is_set():
-                act()
-        except BaseException as failure:
-            failures.append(failure)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        finished.set()
-        thread.join(WAIT_TIMEOUT)
-    if failures:
-        raise failures[0]
-    assert after.is_set(), "the batch sensor never deferred"

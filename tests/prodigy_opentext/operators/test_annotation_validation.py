@@ -25,7 +25,7 @@ from prodigy_opentext.validation import (
     flatten_records,
     load_suites,
 )
-from tests.fixtures.airflow_db import run_dag, task_states
+from tests.fixtures.airflow_db import task_states
 
 SCHEMES = {
     "ner_fashion_brands.jsonl": ("FASHION_BRAND",),
@@ -182,7 +182,7 @@ def validation_dag(export: Path, record: Path, **options: Any) -> DAG:
     return dag
 
 
-def test_the_operator_passes_a_merged_export_in_a_dag_run(airflow_db, prodigy_samples_dir, tmp_path) -> None:
+def test_the_operator_passes_a_merged_export_in_a_dag_run(run_dag, prodigy_samples_dir, tmp_path) -> None:
     sample = [
         json.loads(line) for line in (prodigy_samples_dir / "ner_manual_food.jsonl").read_text().splitlines()
     ]
@@ -203,7 +203,7 @@ def test_the_operator_passes_a_merged_export_in_a_dag_run(airflow_db, prodigy_sa
     assert summary["rows"]["examples"] == len(sample)
 
 
-def test_the_operator_fails_the_task_and_still_pushes_the_summary(airflow_db, tmp_path) -> None:
+def test_the_operator_fails_the_task_and_still_pushes_the_summary(run_dag, tmp_path) -> None:
     export = tmp_path / "batch.jsonl"
     tasks = [example(1, [brand()]), example(2, [brand("FOO")]), example(3, [brand(start=40, end=55)])]
     export.write_text("".join(json.dumps(task) + "\n" for task in tasks))

@@ -19,11 +19,9 @@ from prodigy_opentext.operators.opentext import (
     OpenTextDeployModelsOperator,
     OpenTextStartProcessOperator,
 )
+from tests.fixtures.airflow_db import task_states
 from tests.prodigy_opentext.hooks.test_opentext_contract import connection_json, model_xml
-from tests.prodigy_opentext.sensors import test_opentext_sensor as sensor_tests
 
-run_dag = sensor_tests.run_dag
-states = sensor_tests.states
 PROJECT_MODELS = sorted(
     path.name for path in (Path(__file__).resolve().parents[3] / "include" / "bpmn").iterdir()
 )
@@ -86,8 +84,8 @@ def deploy_dag(dag_id: str, models: list[str], record: str) -> DAG:
 def test_batch_approval_from_deploy_to_decision(opentext, run_dag, tmp_path) -> None:
     suffix = uuid.uuid4().hex[:8]
     record, business_key = tmp_path / "results.json", f"batch-{suffix}"
-    run = run_dag(batch_approval_dag, dag_id=f"ops_{suffix}", business_key=business_key, record=str(record))
-    assert set(states(run).values()) == {"success"}, states(run)
+    run = run_dag(batch_approval_dag(dag_id=f"ops_{suffix}", business_key=business_key, record=str(record)))
+    assert set(task_states(run).values()) == {"success"}, task_states(run)
 
     deployed, process_id, comment_id, completed = json.loads(record.read_text())
     assert sorted(f"{m['key']}.bpmn20.xml" for m in deployed) == PROJECT_MODELS
@@ -130,8 +128,8 @@ def test_deploy_operator_deploys_only_changed_models(opentext, run_dag, tmp_path
 
     def deploy() -> list[dict[str, Any]]:
         dag_id = f"deploy_{uuid.uuid4().hex[:8]}"
-        assert states(
-            run_dag(deploy_dag, dag_id=dag_id, models=[str(models / "*.bpmn")], record=str(record))
+        assert task_states(
+            run_dag(deploy_dag(dag_id=dag_id, models=[str(models / "*.bpmn")], record=str(record)))
         ) == {
             "deploy": "success",
             "record_deployed": "success",

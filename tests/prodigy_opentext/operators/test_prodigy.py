@@ -21,23 +21,19 @@ from prodigy_opentext.hooks.prodigy import ProdigyHook
 from prodigy_opentext.operators.prodigy import ProdigyExportOperator, ProdigyLoadTasksOperator
 from prodigy_opentext.records import InvalidRecords, QuarantineLimitExceeded
 from prodigy_opentext.sensors.prodigy import ProdigyBatchSensor
+from tests.fixtures.airflow_db import task_states
+from tests.fixtures.background import acting_in_background
 from tests.fixtures.samples import SAMPLES_DIR
 from tests.prodigy_opentext.hooks import prodigy_support as support
 from tests.prodigy_opentext.hooks.prodigy_support import WAIT_TIMEOUT, execute_sql, read_jsonl, sample_rows
 
 prodigy_conn = support.prodigy_conn
 prodigy_sqlite_conn = support.prodigy_sqlite_conn
-run_dag = support.run_dag
 deferred = support.deferred
-in_background = support.in_background
 
 
 def new_dag() -> DAG:
     return DAG(f"prodigy_{uuid.uuid4().hex[:8]}", schedule=None, start_date=datetime(2025, 1, 1))
-
-
-def states(run: Any) -> dict[str, str | None]:
-    return {ti.task_id: ti.state for ti in run.get_task_instances()}
 
 
 def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
@@ -108,9 +104,10 @@ def test_intake_annotation_and_export_in_one_run(
         url = prodigy_server("issues", stream, feed_overlap=True)
         run_prodigy("annotate", "--url", url, "--dataset", "issues", "--sessions", "alice,bob", "--seed", "3")
 
-    with in_background(annotate, after=deferred):
+    with acting_in_background(annotate, after=deferred):
         run = run_dag(intake_flow(source, stream, out, record, inputs=8))
-    assert states(run) == dict.fromkeys(["load", "wait", "export_jsonl", "export_parquet", "keep"], "success")
+    tasks = ["load", "wait", "export_jsonl", "export_parquet", "keep"]
+    assert task_states(run) == dict.fromkeys(tasks, "success")
     results = json.loads(record.read_text())
 
     assert results["load"] == {
@@ -164,10 +161,10 @@ def test_rerunning_the_intake_adds_nothing(prodigy_sqlite_conn, run_dag, tmp_pat
             )
         return dag
 
-    assert states(run_dag(intake())) == {"load": "success"}
+    assert task_states(run_dag(intake())) == {"load": "success"}
     first = stream.read_bytes()
     write_csv(source, issue_rows(6))
-    assert states(run_dag(intake())) == {"load": "success"}
+    assert task_states(run_dag(intake())) == {"load": "success"}
     tasks = read_jsonl(stream)
     assert stream.read_bytes().startswith(first) and len(tasks) == 6
     assert len({task["_task_hash"] for task in tasks}) == 6
@@ -196,7 +193,7 @@ def test_bad_source_rows_fail_the_intake_by_line_and_write_nothing(prodigy_sqlit
         ProdigyLoadTasksOperator(
             task_id="load", source_path=str(source), dataset="issues", stream_path=str(stream)
         )
-    assert states(run_dag(dag)) == {"load": "failed"}
+    assert task_states(run_dag(dag)) == {"load": "failed"}
     assert not stream.exists()
     assert not (prodigy_sqlite_conn / "prodigy.db").exists()
 
@@ -218,7 +215,7 @@ def test_export_quarantines_damaged_rows_and_fails_past_the_allowed_share(
     execute_sql(prodigy_conn, "UPDATE example SET content = ? WHERE id = ?", (b"\xff\xfe not json", ids[5]))
 
     out = tmp_path / "strict" / "food.jsonl"
-    assert states(run_dag(export_dag(out))) == {"export": "failed"}
+    assert task_states(run_dag(export_dag(out))) == {"export": "failed"}
     manifest = json.loads((tmp_path / "strict" / "food.jsonl.manifest.json").read_text())
     assert (manifest["rows"], manifest["quarantined"]) == (948, 1)
     (quarantined,) = read_jsonl(Path(manifest["quarantine_path"]))
@@ -229,7 +226,7 @@ def test_export_quarantines_damaged_rows_and_fails_past_the_allowed_share(
     lenient = tmp_path / "lenient" / "food.jsonl"
     quarantine = tmp_path / "lenient" / "bad.jsonl"
     run = run_dag(export_dag(lenient, max_quarantined_fraction=0.01, quarantine_path=str(quarantine)))
-    assert states(run) == {"export": "success"}
+    assert task_states(run) == {"export": "success"}
     manifest = json.loads((tmp_path / "lenient" / "food.jsonl.manifest.json").read_text())
     assert manifest["quarantine_path"] == str(quarantine) and quarantine.exists()
     assert manifest["by_label"] == {
@@ -259,5 +256,5 @@ def test_incremental_export_continues_after_the_last_example_id(
             output_path=str(tmp_path / "b.jsonl"),
             since_id=str(first["last_example_id"]),
         )
-    assert states(run_dag(dag)) == {"next": "success"}
+    assert task_states(run_dag(dag)) == {"next": "success"}
     assert read_jsonl(tmp_path / "b.jsonl") == more

@@ -2,9 +2,6 @@
 
 A reviewer acts from a background thread, through the sandbox's API, once the sensor waits.
 
-Airflow 3.3's ``dag.test()`` only runs a DAG it finds in a DAG bundle, so each run writes a one-line DAG
-file that rebuilds the test's DAG into a bundle of its own (listed first, so the project's ``dags/`` folder
-is not parsed).
 """
 
 from __future__ import annotations
@@ -12,24 +9,23 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.sdk import DAG, conf, task
+from airflow.sdk import DAG, task
 
 from prodigy_opentext.hooks.opentext_async import OpenTextWorkflowAsyncHook
 from prodigy_opentext.operators.opentext import OpenTextStartProcessOperator
 from prodigy_opentext.sensors.opentext import OpenTextApprovalSensor
+from tests.fixtures.airflow_db import task_states
 from tests.fixtures.background import acting_in_background
 from tests.fixtures.opentext_sandbox import poll_until
 from tests.prodigy_opentext.hooks.test_opentext_contract import connection_json
 
 BATCH_APPROVAL = "annotation_batch_approval"
 REVIEW_TIMEOUT = 120
-LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
 
 
 @pytest.fixture
@@ -37,31 +33,6 @@ def opentext(opentext_sandbox_session: Any, airflow_db: str, monkeypatch: pytest
     """The shared sandbox as the ``opentext_default`` connection of DAG runs in this process."""
     monkeypatch.setenv("AIRFLOW_CONN_OPENTEXT_DEFAULT", connection_json(opentext_sandbox_session))
     return opentext_sandbox_session
-
-
-@pytest.fixture
-def run_dag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
-    """``run_dag(builder, **options)``: ``dag.test()`` the DAG ``builder(**options)`` from a bundle.
-
-    ``options`` must be literals (they are written into the DAG file) and must include ``dag_id``.
-    """
-    folder = tmp_path / "bundle"
-    folder.mkdir()
-    bundles = [
-        {"name": "opentext-tests", "classpath": LOCAL_BUNDLE, "kwargs": {"path": str(folder)}},
-        *conf.getjson("dag_processor", "dag_bundle_config_list"),
-    ]
-    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps(bundles))
-
-    def run(builder: Callable[..., DAG], **options: Any) -> Any:
-        (folder / f"{options['dag_id']}.py").write_text(
-            "# An Airflow DAG file (the parser skips files without these words).\n"
-            f"from {builder.__module__} import {builder.__name__}\n\n"
-            f"dag = {builder.__name__}(**{options!r})\n"
-        )
-        return builder(**options).test()
-
-    return run
 
 
 @pytest.fixture
@@ -144,10 +115,6 @@ def decide(sandbox: Any, business_key: str, outcome: str, user: str, comment: st
     sandbox.complete(review["id"], outcome, user)
 
 
-def states(run: Any) -> dict[str, str | None]:
-    return {ti.task_id: ti.state for ti in run.get_task_instances()}
-
-
 def names(tmp_path: Path) -> tuple[str, str, str]:
     """A DAG id, a business key and a record file of one test."""
     suffix = uuid.uuid4().hex[:8]
@@ -162,9 +129,9 @@ def test_deferred_sensor_resumes_on_approval_and_carries_the_decision(
         lambda: decide(opentext, business_key, "approved", "sme@example.com", "Spans look right"),
         after=deferred,
     ):
-        run = run_dag(approval_dag, dag_id=dag_id, business_key=business_key, record=record, deferrable=True)
+        run = run_dag(approval_dag(dag_id=dag_id, business_key=business_key, record=record, deferrable=True))
     assert deferred.is_set()
-    assert states(run) == {"start": "success", "wait": "success", "record_decision": "success"}
+    assert task_states(run) == {"start": "success", "wait": "success", "record_decision": "success"}
     decision = json.loads(Path(record).read_text())
     assert (decision["approved"], decision["outcome"], decision["approver"]) == (
         True,
@@ -188,14 +155,15 @@ def test_poke_mode_waits_the_same_way(opentext, run_dag, poked, tmp_path) -> Non
         lambda: decide(opentext, business_key, "approved", "lead@example.com", "Ship it"), after=poked
     ):
         run = run_dag(
-            approval_dag,
-            dag_id=dag_id,
-            business_key=business_key,
-            record=record,
-            deferrable=False,
-            mode="poke",
+            approval_dag(
+                dag_id=dag_id,
+                business_key=business_key,
+                record=record,
+                deferrable=False,
+                mode="poke",
+            )
         )
-    assert states(run)["wait"] == "success"
+    assert task_states(run)["wait"] == "success"
     decision = json.loads(Path(record).read_text())
     assert (decision["approved"], decision["approver"]) == (True, "lead@example.com")
     assert [c["message"] for c in decision["comments"]] == ["Ship it"]
@@ -224,15 +192,16 @@ def test_rejection_takes_the_configured_path(
         after=deferred,
     ):
         run = run_dag(
-            approval_dag,
-            dag_id=dag_id,
-            business_key=business_key,
-            record=record,
-            deferrable=True,
-            on_rejection=on_rejection,
-            **branches,
+            approval_dag(
+                dag_id=dag_id,
+                business_key=business_key,
+                record=record,
+                deferrable=True,
+                on_rejection=on_rejection,
+                **branches,
+            )
         )
-    assert {task_id: state for task_id, state in states(run).items() if task_id != "start"} == expected
+    assert {task_id: state for task_id, state in task_states(run).items() if task_id != "start"} == expected
     if on_rejection == "branch":
         assert json.loads(Path(record).read_text()) == {"followed": "rework"}
     elif on_rejection == "continue":
@@ -249,12 +218,13 @@ def test_no_decision_within_the_response_timeout_fails_the_sensor(
 ) -> None:
     dag_id, business_key, record = names(tmp_path)
     run = run_dag(
-        approval_dag,
-        dag_id=dag_id,
-        business_key=business_key,
-        record=record,
-        deferrable=deferrable,
-        response_timeout=2,
+        approval_dag(
+            dag_id=dag_id,
+            business_key=business_key,
+            record=record,
+            deferrable=deferrable,
+            response_timeout=2,
+        )
     )
-    assert states(run)["wait"] == "failed"
+    assert task_states(run)["wait"] == "failed"
     assert not Path(record).exists()

@@ -13,13 +13,12 @@ from airflow.sdk import DAG, Param, task
 
 from prodigy_opentext.hooks.prodigy import ProdigyDatabaseError, ProdigyHook
 from prodigy_opentext.sensors.prodigy import ProdigyBatchSensor
+from tests.fixtures.background import acting_in_background
 from tests.prodigy_opentext.hooks import prodigy_support as support
 from tests.prodigy_opentext.hooks.prodigy_support import WAIT_TIMEOUT, sample_rows, write_jsonl
 
 prodigy_sqlite_conn = support.prodigy_sqlite_conn
-run_dag = support.run_dag
 deferred = support.deferred
-in_background = support.in_background
 
 
 def sensor_dag(record: Path, **sensor_options: Any) -> DAG:
@@ -61,7 +60,7 @@ def test_deferred_sensor_resumes_when_annotators_answer(
     url = prodigy_server("news", write_jsonl(tmp_path / "tasks.jsonl", news_tasks(6)), feed_overlap=True)
     record = tmp_path / "counts.json"
     annotate = ("annotate", "--url", url, "--dataset", "news", "--sessions", "alice,bob", "--seed", "5")
-    with in_background(lambda: run_prodigy(*annotate), deferred):
+    with acting_in_background(lambda: run_prodigy(*annotate), after=deferred):
         run = run_dag(sensor_dag(record, deferrable=True), run_conf={"per_input": 2, "min_answers": 12})
     assert {ti.task_id: ti.state for ti in run.get_task_instances()} == {"wait": "success", "keep": "success"}
     counts = json.loads(record.read_text())
