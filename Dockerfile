@@ -8,7 +8,7 @@ RUN pip install --no-cache-dir -r /opt/project/requirements.txt
 
 COPY --chown=airflow:root pyproject.toml README.md /opt/project/
 COPY --chown=airflow:root plugins /opt/project/plugins
-RUN pip install --no-cache-dir --no-deps /opt/project
+RUN pip install --no-cache-dir --no-deps -e /opt/project
 
 COPY --chown=airflow:root sandbox /opt/project/sandbox
 COPY --chown=airflow:root include /opt/project/include

@@ -4,14 +4,17 @@
 Every finished annotation batch is approved by business reviewers in OpenText Workflow Service before
 anything downstream may use it.
 
-1. **find_batches**: the Prodigy datasets whose meta says `{"review": {"status": "ready"}}`, or the one
+1. **find_batches**: the Prodigy datasets whose meta says `{"review": {"status": "ready"}}` (or
+   `"requested"`: a review whose wait failed resumes with the same OpenText process), or the one
    named in the `dataset` param (optionally after `wait_for_batch` saw enough answers). A batch is a
    dataset up to its last example id; its version is `b<last example id>`.
 2. **prepare_review_package**: streams the batch to `data/review/<dataset>/<version>/answers.jsonl` and
    computes the statistics reviewers see: counts by answer, label and annotator, inter-annotator agreement
    (Cohen's kappa / Krippendorff's alpha where inputs overlap) and open disputes.
 3. **request_approval**: one `annotation_batch_approval` process per (dataset, version), found again by its
-   businessKey on reruns, never started twice. Regulated datasets get a compliance review after the SME.
+   businessKey on reruns, never started twice, with the package's sha256 so a release can prove reviewers
+   approved exactly its data. Regulated datasets get a compliance review after the SME.
+   **deploy_process_models** first deploys the models of `include/bpmn` that changed (none, usually).
 4. **wait_for_decision**: deferred; no worker slot is held while reviewers decide.
 5. **record_decision**: the sign-off (who, when, decision, comments) goes into the dataset's meta and the
    append-only audit log `data/audit/governance.jsonl`; a rejection marks the batch for rework with the
@@ -33,7 +36,7 @@ from airflow.sdk import Param, dag, task
 
 from prodigy_opentext.dag_defaults import DEFAULT_ARGS, OPENTEXT_POLL_SECONDS, data_dir
 from prodigy_opentext.governance import BATCH_APPROVAL_PROCESS
-from prodigy_opentext.operators.opentext import OpenTextStartProcessOperator
+from prodigy_opentext.operators.opentext import OpenTextDeployModelsOperator, OpenTextStartProcessOperator
 from prodigy_opentext.operators.release import StartReleaseOperator
 from prodigy_opentext.review import find_ready_batches, prepare_review_package, record_review_decision
 from prodigy_opentext.sensors.opentext import OpenTextApprovalSensor
@@ -47,7 +50,6 @@ DATA_DIR = data_dir(Path(__file__).parent)
     schedule="*/30 * * * *",
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    max_active_runs=1,
     default_args=DEFAULT_ARGS,
     tags=["prodigy", "opentext", "approval"],
     doc_md=__doc__,
@@ -96,6 +98,8 @@ def annotation_batch_approval():
     batches = find_batches()
     packages = prepare_package.expand(batch=batches)
 
+    deploy_models = OpenTextDeployModelsOperator(task_id="deploy_process_models")
+
     requested = OpenTextStartProcessOperator.partial(
         task_id="request_approval", process_definition_key=BATCH_APPROVAL_PROCESS
     ).expand_kwargs(packages.map(lambda p: p["process"]))
@@ -116,6 +120,7 @@ def annotation_batch_approval():
 
     StartReleaseOperator.partial(task_id="start_release").expand(decision=recorded)
 
+    deploy_models >> requested
     choose_start() >> [wait_for_batch, batches]
     wait_for_batch >> batches
 

@@ -121,8 +121,8 @@ def dataset_release():
     )
 
     @task
-    def check_approvals(target: dict) -> list[dict]:
-        return verify_approvals(target)
+    def check_approvals(staged: dict) -> list[dict]:
+        return verify_approvals(staged, reviewed_sha256=staged["export"]["sha256"])
 
     approvals = check_approvals(staged)
     signed_off >> approvals

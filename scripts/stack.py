@@ -1091,9 +1091,19 @@ class ReleaseFlow:
         raise FlowFailed(f"{run['dag_id']} run {run['dag_run_id']} ended {run['state']} {when}:\n{report}")
 
 
+SCRATCH_MARKER = ".scratch-directory"
+
+
 def reset_directory(path: Path) -> Path:
-    """An empty directory at ``path`` (what was there is removed)."""
-    if path.exists():
+    """An empty scratch directory at ``path``; only a directory this function made before is emptied.
+
+    A marker file tells such a directory from one holding real data (``DEMO_DATA_DIR=data`` would
+    otherwise delete real releases and the audit log): anything else that is not empty is refused.
+    """
+    if path.exists() and any(path.iterdir()):
+        if not (path / SCRATCH_MARKER).exists():
+            raise StackError(f"{path} is not empty and was not made by the demo: refusing to empty it")
         shutil.rmtree(path)
-    path.mkdir(parents=True)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / SCRATCH_MARKER).touch()
     return path

@@ -65,11 +65,16 @@ def review_state(meta: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def datasets_ready_for_review(datasets: Iterable[Mapping[str, Any]], only: str | None = None) -> list[str]:
-    """Names of the datasets marked ready in their meta (or just ``only``, if it is one of them)."""
+    """Datasets to (re)enter batch approval: marked ready, or requested but never recorded.
+
+    A requested review whose wait failed (timeout, outage) comes back on the next run; its businessKey
+    finds the same OpenText process, so nothing is asked twice. ``only`` narrows the list to one dataset.
+    """
+    waiting = (ReviewStatus.READY, ReviewStatus.REQUESTED)
     ready = [
         d["name"]
         for d in datasets
-        if not d.get("session") and review_state(d.get("meta") or {}).get("status") == ReviewStatus.READY
+        if not d.get("session") and review_state(d.get("meta") or {}).get("status") in waiting
     ]
     return [name for name in ready if only in (None, "", name)]
 
@@ -96,25 +101,32 @@ def approval_record(decision: Mapping[str, Any], *, kind: str) -> dict[str, Any]
     }
 
 
+def latest_instance(instances: list[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The process instance that stands for a businessKey: the one started last."""
+    return max(instances, key=lambda p: str(p.get("startTime") or ""), default=None)
+
+
 def check_approval(
     kind: str,
     expected_key: str,
     instances: list[Mapping[str, Any]],
     decision: Mapping[str, Any] | None,
     *,
-    compliance_tasks: list[Mapping[str, Any]] | None = None,
+    regulated: bool = False,
+    reviewed_sha256: str | None = None,
 ) -> dict[str, Any]:
     """Accept an approval read back from OpenText, or raise :class:`ApprovalRefused` saying why.
 
-    ``instances`` are every historic process instance with ``expected_key``; the latest one (by start
-    time) stands: a later instance for the same key that is still open, was cancelled or was rejected
-    revokes an earlier approval. ``decision`` is the latest instance's decision. With
-    ``compliance_tasks`` (regulated data), the instance must also hold a completed, approved
-    compliance review.
+    ``instances`` are every historic process instance with ``expected_key`` (with their process
+    variables); the latest one (by start time) stands: a later instance for the same key that is still
+    open, was cancelled or was rejected revokes an earlier approval. ``decision`` is the latest instance's
+    decision. ``regulated`` data also needs the instance's compliance review approved. With
+    ``reviewed_sha256``, the approval must be of exactly that data: the reviewers' package checksum,
+    recorded as the process variable ``answers_sha256`` when the approval was requested.
     """
-    if not instances:
+    latest = latest_instance(instances)
+    if latest is None:
         raise ApprovalRefused(f"{kind}: no OpenText process with businessKey {expected_key!r}")
-    latest = max(instances, key=lambda p: str(p.get("startTime") or ""))
     pid = latest.get("id")
     if decision is None or decision.get("process_instance_id") != pid:
         raise ApprovalRefused(f"{kind}: process {pid} ({expected_key}) has no decision yet")
@@ -125,23 +137,19 @@ def check_approval(
             f"{kind}: process {pid} ended at {decision.get('end_activity_id')!r}, not {APPROVED_END!r} "
             f"(outcome {decision.get('outcome')!r})"
         )
-    if compliance_tasks is not None:
-        approved = [
-            t
-            for t in compliance_tasks
-            if t.get("processInstanceId") == pid and t.get("endTime") and _task_outcome(t) == "approved"
-        ]
-        if not approved:
-            raise ApprovalRefused(
-                f"{kind}: the dataset is regulated and process {pid} holds no approved {COMPLIANCE_TASK}"
-            )
+    variables = process_variables(latest)
+    if regulated and variables.get(f"{COMPLIANCE_TASK}_outcome") != "approved":
+        raise ApprovalRefused(
+            f"{kind}: the dataset is regulated and process {pid} holds no approved {COMPLIANCE_TASK}"
+        )
+    if reviewed_sha256 is not None and variables.get("answers_sha256") != reviewed_sha256:
+        raise ApprovalRefused(
+            f"{kind}: process {pid} approved data with sha256 {variables.get('answers_sha256')!r}, "
+            f"but this version's data has sha256 {reviewed_sha256!r}: it changed after the review"
+        )
     return approval_record(decision, kind=kind)
 
 
-def _task_outcome(task: Mapping[str, Any]) -> Any:
-    if task.get("outcome") is not None:
-        return task["outcome"]
-    for variable in task.get("variables") or []:
-        if variable.get("name") == f"{COMPLIANCE_TASK}_outcome":
-            return variable.get("value")
-    return None
+def process_variables(instance: Mapping[str, Any]) -> dict[str, Any]:
+    """``{name: value}`` of an instance's ``variables`` (OpenText lists ``{name, value, type}``)."""
+    return {v.get("name"): v.get("value") for v in instance.get("variables") or [] if isinstance(v, Mapping)}

@@ -17,11 +17,11 @@ from prodigy_opentext.audit import AuditLog
 from prodigy_opentext.consensus import build_consensus
 from prodigy_opentext.governance import (
     BATCH_APPROVAL_PROCESS,
-    COMPLIANCE_TASK,
     RELEASE_SIGNOFF_PROCESS,
     business_key,
     check_approval,
     is_regulated,
+    latest_instance,
     version_last_example_id,
 )
 from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
@@ -70,6 +70,11 @@ def stage_release_data(
     )
     with open(answers, "rb") as lines:
         tasks = [decode_record(line, row=n) for n, line in enumerate(lines, start=1) if line.strip()]
+    if export.get("quarantined"):
+        raise ValueError(
+            f"{target['dataset']}@{target['version']}: {export['quarantined']} stored rows are not valid "
+            f"Prodigy examples (see {export.get('quarantine_path')}); a release never leaves rows out"
+        )
     consensus = build_consensus(tasks)
     merged, disputes = staging_dir / "annotations.jsonl", staging_dir / "disputes.jsonl"
     _write_jsonl(merged, consensus.merged)
@@ -122,23 +127,35 @@ APPROVAL_PROCESSES = {"batch_approval": BATCH_APPROVAL_PROCESS, "release_signoff
 def verify_approvals(
     target: dict[str, Any],
     kinds: tuple[str, ...] = tuple(APPROVAL_PROCESSES),
+    reviewed_sha256: str | None = None,
     opentext_conn_id: str = OpenTextWorkflowHook.default_conn_name,
 ) -> list[dict[str, Any]]:
-    """Read the approvals of this dataset version back from OpenText; refuse when one is missing."""
+    """Read the approvals of this dataset version back from OpenText; refuse when one is missing.
+
+    ``reviewed_sha256`` (the checksum of the data about to be released) must be the checksum the batch
+    approval was requested for: reviewers approved exactly these answers.
+    """
     hook = OpenTextWorkflowHook(opentext_conn_id)
     approvals = []
     for kind in kinds:
         process_key = APPROVAL_PROCESSES[kind]
         key = business_key(process_key, target["dataset"], target["version"])
-        instances = hook.historic_processes(processDefinitionKey=process_key, businessKey=key)
-        latest = max(instances, key=lambda p: str(p.get("startTime") or ""), default=None)
+        instances = hook.historic_processes(
+            processDefinitionKey=process_key, businessKey=key, includeProcessVariables="true"
+        )
+        latest = latest_instance(instances)
         decision = hook.read_decision(latest["id"]) if latest else None
-        compliance = None
-        if kind == "batch_approval" and target["regulated"] and latest:
-            compliance = hook.historic_tasks(
-                processInstanceId=latest["id"], taskDefinitionKey=COMPLIANCE_TASK
+        batch = kind == "batch_approval"
+        approvals.append(
+            check_approval(
+                kind,
+                key,
+                instances,
+                decision,
+                regulated=batch and target["regulated"],
+                reviewed_sha256=reviewed_sha256 if batch else None,
             )
-        approvals.append(check_approval(kind, key, instances, decision, compliance_tasks=compliance))
+        )
         log.info(
             "%s of %s@%s: approved by %s at %s",
             kind,

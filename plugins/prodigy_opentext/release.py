@@ -27,7 +27,9 @@ from prodigy_opentext.records import RecordSummary, parse_record
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "prodigy-opentext-release/1"
-RUN_FIELDS = ("run_id", "created")
+# Recorded with a release but not part of its content: a rerun that differs only here is the same release
+# (its approvals are the ones recorded when it was written, even if a comment was added in OpenText since).
+RUN_FIELDS = ("run_id", "created", "approvals")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 CHUNK = 1 << 20
 
@@ -111,7 +113,7 @@ def _named(files: Mapping[str, str | os.PathLike] | Iterable[str | os.PathLike])
 
 
 def content_differences(existing: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """What differs between two manifests, ignoring the run id and creation time."""
+    """What differs between two manifests, ignoring what a run records (:data:`RUN_FIELDS`)."""
     differences = []
     old_files, new_files = existing.get("files", {}), new.get("files", {})
     for name in sorted(old_files.keys() | new_files.keys()):

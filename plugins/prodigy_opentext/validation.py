@@ -40,7 +40,12 @@ if TYPE_CHECKING:
 FRAMES = ("examples", "labels", "label_counts", "spans", "disputes")
 PARAMETERS = ("label_scheme", "min_examples_per_label", "max_ignore_rate", "min_not_ignored_share")
 RESULT_FIELDS = ("observed_value", "unexpected_count", "unexpected_percent")
-DEFAULT_SUITE_DIR = Path(__file__).resolve().parents[2] / "include" / "gx" / "annotation_dataset"
+DEFAULT_SUITE_DIR = (
+    Path(os.environ.get("PROJECT_INCLUDE_DIR") or Path(__file__).resolve().parents[2] / "include")
+    / "gx"
+    / "annotation_dataset"
+)
+"""Suites: under ``$PROJECT_INCLUDE_DIR`` in a deployment, else the repository's ``include/``."""
 SAMPLE_ROWS = 5
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 COLUMN_TYPES = {

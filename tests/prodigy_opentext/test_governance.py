@@ -94,11 +94,28 @@ def test_a_later_open_instance_revokes_an_earlier_approval():
         check_approval("batch_approval", KEY, reopened, decision(pid="p2"))
 
 
+def with_variables(**variables):
+    latest = {**INSTANCES[1], "variables": [{"name": k, "value": v} for k, v in variables.items()]}
+    return [INSTANCES[0], latest]
+
+
 def test_regulated_data_needs_an_approved_compliance_review():
-    compliance = [{"processInstanceId": "p2", "endTime": "t", "outcome": "approved"}]
-    assert check_approval("batch_approval", KEY, INSTANCES, decision(), compliance_tasks=compliance)
+    approved = with_variables(compliance_review_outcome="approved")
+    assert check_approval("batch_approval", KEY, approved, decision(), regulated=True)
     with pytest.raises(ApprovalRefused, match="regulated"):
-        check_approval("batch_approval", KEY, INSTANCES, decision(), compliance_tasks=[])
-    rejected = [{"processInstanceId": "p2", "endTime": "t", "outcome": "rejected"}]
+        check_approval("batch_approval", KEY, INSTANCES, decision(), regulated=True)
+    rejected = with_variables(compliance_review_outcome="rejected")
     with pytest.raises(ApprovalRefused, match="compliance_review"):
-        check_approval("batch_approval", KEY, INSTANCES, decision(), compliance_tasks=rejected)
+        check_approval("batch_approval", KEY, rejected, decision(), regulated=True)
+
+
+def test_approval_holds_only_for_the_data_the_reviewers_saw():
+    reviewed = with_variables(answers_sha256="abc")
+    assert check_approval("batch_approval", KEY, reviewed, decision(), reviewed_sha256="abc")
+    with pytest.raises(ApprovalRefused, match="changed after the review"):
+        check_approval("batch_approval", KEY, reviewed, decision(), reviewed_sha256="def")
+
+
+def test_a_requested_review_that_was_never_recorded_comes_back():
+    datasets = [{"name": "a", "meta": {"review": {"status": "requested"}}}]
+    assert datasets_ready_for_review(datasets) == ["a"]

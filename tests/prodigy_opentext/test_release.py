@@ -104,10 +104,18 @@ def test_different_content_for_an_existing_version_names_what_differs(tmp_path: 
     message = str(conflict.value)
     assert "release ner_news v3 already exists" in message
     assert "file 'examples.jsonl': bytes, rows, sha256 differ" in message
-    assert "field 'approvals' differs" in message
     assert "field 'counts' differs" in message
     assert "field 'label_distribution' differs" in message
     assert "field 'run_id'" not in message
+    assert "approvals" not in message
+
+
+def test_a_rerun_whose_approvals_gained_a_comment_is_the_same_release(tmp_path: Path, data_dir: Path) -> None:
+    first = release(tmp_path, data_dir)
+    commented = [{**APPROVALS[0], "comments": [{"author": "lead@example.com", "message": "late note"}]}]
+    again = release(tmp_path, data_dir, approvals=commented)
+    assert again.already_released
+    assert again.manifest["approvals"] == first.manifest["approvals"] == APPROVALS
 
 
 def test_a_missing_or_extra_file_is_a_conflict(tmp_path: Path, data_dir: Path) -> None:

@@ -111,7 +111,7 @@ class OpenTextSettings:
             username=extra.get("username"),
             password=extra.get("password"),
             timeout=float(extra.get("timeout", 30.0)),
-            verify=extra.get("verify", True),
+            verify=tls_verify(extra.get("verify", True)),
             retry=RetryPolicy(
                 max_attempts=int(extra.get("max_retries", defaults.max_attempts - 1)) + 1,
                 budget=float(extra.get("retry_budget", defaults.budget)),
@@ -134,6 +134,13 @@ class OpenTextSettings:
         if self.grant_type == "password":
             form |= {"username": self.username or "", "password": self.password or ""}
         return form
+
+
+def tls_verify(value: Any) -> bool | str:
+    """The ``verify`` extra: a boolean (also as the strings a form or env var gives) or a CA bundle path."""
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.strip().lower() in ("true", "1", "yes")
+    return value
 
 
 def normalise_root_url(host: str) -> str:
@@ -436,7 +443,10 @@ def decision_probe(
     task = finished_tasks[0] if finished_tasks else None
     if task_definition_key and task is None and not ended:
         return None
-    comments = yield ApiCall(f"/process-instances/{process_instance_id}/comments")
+    try:
+        comments = yield ApiCall(f"/process-instances/{process_instance_id}/comments")
+    except OpenTextNotFoundError:  # a service may keep comments only while the instance runs
+        comments = []
     if decision_variable:
         outcome = variables.get(decision_variable)
     elif task_definition_key:
@@ -512,7 +522,7 @@ class OpenTextWorkflowHook(BaseHook):
 
         try:
             response = self.session.request(method, url, timeout=self.settings.timeout, **kwargs)
-        except (requests.ConnectionError, requests.Timeout) as err:
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as err:
             raise unreachable(err, method=method, url=url) from err
         return decode_answer(
             response.status_code, response.text, response.headers.get("Retry-After"), method=method, url=url

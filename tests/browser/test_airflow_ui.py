@@ -1,0 +1,320 @@
+"""An MLOps engineer releases an approved batch from the Airflow UI, in headless Chromium.
+
+The stack is the demo's, on free ports and in tmp folders: ``airflow standalone`` with the project's DAGs,
+both sandboxes, the BPMN models deployed, and a Prodigy batch annotated and approved in OpenText by batch
+approval. The engineer logs in, sees the project's DAGs, triggers ``dataset_release`` from
+its trigger form with the batch's dataset and version and watches the run wait for the release sign-off;
+the release manager approves it on the OpenText inbox page; the run reaches success in the UI. Screenshots
+of every step land in ``test-artifacts/browser/airflow-ui-<suffix>/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import pytest
+import requests
+from playwright.sync_api import Browser, Locator, Page, expect
+
+from scripts.stack import (
+    BATCH_DAG,
+    BATCH_PROCESS,
+    DAG_IDS,
+    RELEASE_DAG,
+    RELEASE_MANAGER,
+    SIGNOFF_PROCESS,
+    SME_REVIEWER,
+    AirflowApi,
+    AirflowSite,
+    Annotators,
+    OpenTextClient,
+    ProdigyProject,
+    Reviewer,
+    Stack,
+    StackError,
+    free_port,
+    start_airflow_standalone,
+    start_opentext_sandbox,
+    wait_for,
+)
+from tests.browser.conftest import ARTIFACTS, require_chromium
+
+REPO = Path(__file__).resolve().parents[2]
+DATASET = "ui_batch"
+DATASET_META = {"labels": ["BRAND"], "regulated": False}
+TASKS = REPO / "include" / "demo" / "tasks.jsonl"
+RELEASE_TASKS = (
+    "resolve_target",
+    "check_batch_approval",
+    "stage_data",
+    "validate",
+    "signoff_request",
+    "request_signoff",
+    "wait_for_signoff",
+    "check_approvals",
+    "publish",
+    "hand_off",
+)
+SIGNOFF_GROUP = "release-managers"
+WAIT_SECONDS = 600
+UI_TIMEOUT_MS = 60_000
+"""How long one page element may take to show; the machine may be busy."""
+RELOAD_SECONDS = 20
+"""How long a page may show an unfinished state before it is reloaded."""
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@dataclass(frozen=True)
+class ReleaseSite:
+    """A running stack holding one batch approved in OpenText that nobody has released yet."""
+
+    api: AirflowApi
+    site: AirflowSite
+    reviewer: Reviewer
+    opentext: OpenTextClient
+    dataset: str
+    version: str
+    stack: Stack
+
+    def admin_password(self) -> str:
+        """What a person reads from the file ``airflow standalone`` writes the admin password to."""
+        return json.loads(self.site.password_file.read_text())["admin"]
+
+
+def approve_batch(api: AirflowApi, reviewer: Reviewer, stack: Stack) -> str:
+    """Run batch approval for the dataset and approve its OpenText task as the SME.
+
+    ``dataset_release`` stays paused meanwhile, so the release run batch approval starts only queues; it is
+    deleted, leaving the batch approved and unreleased. Returns the batch's version.
+    """
+    api.wait_for_dags(DAG_IDS, timeout=WAIT_SECONDS, stack=stack)
+    api.set_paused(BATCH_DAG, False)
+    batch = api.trigger(BATCH_DAG, {"dataset": DATASET})
+    task = reviewer.wait_for_task(BATCH_PROCESS, {"dataset": DATASET}, timeout=WAIT_SECONDS, stack=stack)
+    reviewer.decide(task, SME_REVIEWER, "approved", "Spot-checked the batch: labels are consistent.")
+    ended = api.wait_for_run(BATCH_DAG, batch["dag_run_id"], timeout=WAIT_SECONDS, stack=stack)
+    if ended["state"] != "success":
+        raise StackError(api.failure_report(BATCH_DAG, batch["dag_run_id"]))
+    [started] = api.runs(RELEASE_DAG)
+    run_path = requests.utils.quote(started["dag_run_id"], safe="")
+    api.request("DELETE", f"/dags/{RELEASE_DAG}/dagRuns/{run_path}")
+    api.set_paused(RELEASE_DAG, False)
+    return started["conf"]["version"]
+
+
+@contextmanager
+def release_site(tmp: Path) -> Iterator[ReleaseSite]:
+    """The demo's stack in ``tmp`` on free ports, with an approved batch; every process stopped after.
+
+    The scheduler creates no scheduled runs (``use_job_schedule`` off): a batch approval run on the
+    half hour would otherwise take up the same batch while the test's run records its decision.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRODIGY_")}
+    with Stack(tmp / "logs") as stack:
+        try:
+            opentext = start_opentext_sandbox(stack, free_port(), tmp / "opentext.db", env)
+            reviewer = Reviewer(opentext)
+            reviewer.deploy_models()
+            prodigy = ProdigyProject.sqlite(tmp / "prodigy")
+            prodigy.annotated_batch(stack, DATASET, DATASET_META, TASKS, free_port(), env, Annotators())
+            home = tmp / "airflow-home"
+            home.mkdir()
+            site = AirflowSite(home, tmp / "data", free_port(), f"sqlite:///{tmp / 'airflow.db'}")
+            connections = {
+                "AIRFLOW_CONN_PRODIGY_DEFAULT": prodigy.connection(),
+                "AIRFLOW_CONN_OPENTEXT_DEFAULT": opentext.connection(),
+                "OPENTEXT_POLL_SECONDS": "3",
+                "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+            }
+            api = start_airflow_standalone(stack, site, site.environment(env, connections))
+            version = approve_batch(api, reviewer, stack)
+            yield ReleaseSite(api, site, reviewer, opentext, DATASET, version, stack)
+        finally:
+            stack.stop_all()
+            leftovers = stack.marked_processes()
+    assert not leftovers, f"processes left running after teardown: {leftovers}"
+
+
+@pytest.fixture(scope="module")
+def approved_batch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReleaseSite]:
+    require_chromium()
+    with release_site(tmp_path_factory.mktemp("airflow-ui")) as site:
+        yield site
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+class Screenshots:
+    """Numbered full-page screenshots of one test, in its own artifacts folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.taken: list[str] = []
+
+    def take(self, page: Page, name: str) -> None:
+        file_name = f"{len(self.taken) + 1}-{name}.png"
+        page.screenshot(path=self.folder / file_name, full_page=True)
+        self.taken.append(file_name)
+
+    @contextmanager
+    def on_failure(self, page: Page) -> Iterator[None]:
+        """Keep what the page showed when a step failed, as ``failure.png``."""
+        try:
+            yield
+        except BaseException:
+            page.screenshot(path=self.folder / "failure.png", full_page=True)
+            raise
+
+
+def state_badge(page: Page, row_link: str) -> Locator:
+    """The state badge in the table row that links to ``row_link`` (a run id or a task id)."""
+    row = page.get_by_role("row").filter(has=page.get_by_role("link", name=row_link, exact=True))
+    return row.get_by_test_id("state-badge")
+
+
+def wait_for_state(page: Page, row_link: str, states: tuple[str, ...], stack: Stack) -> str:
+    """Wait until the row linking to ``row_link`` shows one of ``states``, reloading the page meanwhile."""
+    shown = re.compile(rf"^({'|'.join(states)})$")
+
+    def state_shown() -> str | None:
+        badge = state_badge(page, row_link)
+        try:
+            expect(badge).to_have_text(shown, timeout=RELOAD_SECONDS * 1000)
+        except AssertionError:
+            page.reload()
+            return None
+        return badge.inner_text()
+
+    return wait_for(
+        state_shown, timeout=WAIT_SECONDS, what=f"{row_link} to show {' or '.join(states)}", stack=stack
+    )
+
+
+def wait_for_signoff_task(site: ReleaseSite, run_id: str) -> dict[str, Any]:
+    """The release's open sign-off task in OpenText; a run that fails before asking for it fails at once."""
+    wanted = {"dataset": site.dataset, "version": site.version}
+
+    def open_task() -> dict[str, Any] | None:
+        if site.api.run(RELEASE_DAG, run_id)["state"] == "failed":
+            raise AssertionError(site.api.failure_report(RELEASE_DAG, run_id))
+        return site.reviewer.find_task(SIGNOFF_PROCESS, wanted)
+
+    return wait_for(open_task, timeout=WAIT_SECONDS, what="the release sign-off task", stack=site.stack)
+
+
+def log_in(page: Page, url: str, password: str, shots: Screenshots) -> None:
+    page.goto(url)
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill(password)
+    shots.take(page, "login")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{url}/")
+
+
+def trigger_release(page: Page, dataset: str, version: str, shots: Screenshots) -> str:
+    """Open the DAG, fill its trigger form's Params and trigger; returns the run id the UI opens."""
+    page.get_by_role("link", name=RELEASE_DAG, exact=True).click()
+    expect(page.get_by_role("heading", name=RELEASE_DAG, exact=True)).to_be_visible()
+    page.get_by_role("button", name="Trigger Dag").click()
+    form = page.get_by_role("dialog")
+    expect(form.get_by_role("heading", name=f"Trigger Dag - {RELEASE_DAG}")).to_be_visible()
+
+    def param(title: str) -> Locator:
+        label = page.locator("label", has_text=re.compile(rf"^{title}\b"))
+        return form.get_by_role("group").filter(has=label).get_by_role("textbox")
+
+    param("Dataset").fill(dataset)
+    param("Version").fill(version)
+    shots.take(page, "trigger-form")
+    form.get_by_role("button", name="Trigger", exact=True).click()
+    page.wait_for_url(re.compile(rf"/dags/{RELEASE_DAG}/runs/manual__"))
+    run_id = unquote(page.url.rstrip("/").rsplit("/", 1)[-1])
+    expect(page.get_by_role("heading", name=run_id, exact=True)).to_be_visible()
+    return run_id
+
+
+def approve_in_inbox(page: Page, inbox_url: str, task: dict[str, Any], shots: Screenshots) -> None:
+    """As the release manager: open the group's inbox, open the sign-off task, comment and approve."""
+    page.goto(f"{inbox_url}?group={SIGNOFF_GROUP}")
+    shots.take(page, "inbox")
+    page.locator(f"#task-{task['id']}").locator("a.open-task").click()
+    page.fill("#user", RELEASE_MANAGER)
+    page.fill("#comment", "Validation passed: released for training.")
+    shots.take(page, "signoff-task")
+    page.click("#approve")
+    notice = page.locator("#notice").inner_text()
+    shots.take(page, "signoff-approved")
+    assert "with outcome approved" in notice, notice
+
+
+def test_release_triggered_from_the_ui_succeeds_after_signoff_in_the_inbox(
+    approved_batch: ReleaseSite, page: Page
+) -> None:
+    site, api = approved_batch, approved_batch.api
+    shots = Screenshots(ARTIFACTS / f"airflow-ui-{uuid.uuid4().hex[:8]}")
+    with shots.on_failure(page):
+        log_in(page, api.url, site.admin_password(), shots)
+        page.get_by_role("link", name="Dags", exact=True).first.click()
+        expect(page.get_by_role("heading", name=f"{len(DAG_IDS)} Dags")).to_be_visible()
+        for dag_id in DAG_IDS:
+            expect(page.get_by_role("link", name=dag_id, exact=True)).to_be_visible()
+        shots.take(page, "dags")
+
+        run_id = trigger_release(page, site.dataset, site.version, shots)
+        shots.take(page, "run-triggered")
+        conf = api.run(RELEASE_DAG, run_id)["conf"]
+        assert (conf["dataset"], conf["version"]) == (site.dataset, site.version)
+
+        signoff = wait_for_signoff_task(site, run_id)
+        run_page = page.url
+        waiting = wait_for_state(page, "wait_for_signoff", ("Deferred", "Failed"), site.stack)
+        assert waiting == "Deferred", api.failure_report(RELEASE_DAG, run_id)
+        shots.take(page, "waiting-for-signoff")
+
+        approve_in_inbox(page, site.opentext.inbox_url, signoff, shots)
+
+        page.goto(f"{api.url}/dags/{RELEASE_DAG}/runs")
+        state = wait_for_state(page, run_id, ("Success", "Failed"), site.stack)
+        shots.take(page, "run-succeeded")
+        assert state == "Success", api.failure_report(RELEASE_DAG, run_id)
+        page.goto(run_page)
+        for task_id in RELEASE_TASKS:
+            expect(state_badge(page, task_id)).to_have_text("Success")
+        shots.take(page, "task-instances")
+
+    assert api.run(RELEASE_DAG, run_id)["state"] == "success"
+    release = api.xcom(RELEASE_DAG, run_id, "publish")
+    manifest = json.loads(Path(release["manifest"]).read_text())
+    assert {approval["kind"] for approval in manifest["approvals"]} == {"batch_approval", "release_signoff"}
+    assert sorted(path.name for path in shots.folder.iterdir()) == sorted(shots.taken)
+    assert shots.taken == [
+        "1-login.png",
+        "2-dags.png",
+        "3-trigger-form.png",
+        "4-run-triggered.png",
+        "5-waiting-for-signoff.png",
+        "6-inbox.png",
+        "7-signoff-task.png",
+        "8-signoff-approved.png",
+        "9-run-succeeded.png",
+        "10-task-instances.png",
+    ]
