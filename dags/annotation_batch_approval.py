@@ -50,6 +50,8 @@ DATA_DIR = data_dir(Path(__file__).parent)
     schedule="*/30 * * * *",
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
+    # One run at a time: a second run must not re-request a batch whose decision is being recorded.
+    max_active_runs=1,
     default_args=DEFAULT_ARGS,
     tags=["prodigy", "opentext", "approval"],
     doc_md=__doc__,

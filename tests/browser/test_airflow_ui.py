@@ -1,11 +1,11 @@
 """An MLOps engineer releases an approved batch from the Airflow UI, in headless Chromium.
 
 The stack is the demo's, on free ports and in tmp folders: ``airflow standalone`` with the project's DAGs,
-both sandboxes, the BPMN models deployed, and a Prodigy batch annotated and approved in OpenText by batch
-approval. The engineer logs in, sees the project's DAGs, triggers ``dataset_release`` from
-its trigger form with the batch's dataset and version and watches the run wait for the release sign-off;
-the release manager approves it on the OpenText inbox page; the run reaches success in the UI. Screenshots
-of every step land in ``test-artifacts/browser/airflow-ui-<suffix>/``.
+both sandboxes with the BPMN models deployed, and a Prodigy batch annotated and approved by an SME through
+batch approval. The engineer logs in, sees the project's DAGs, triggers ``dataset_release`` from its
+trigger form with the batch's dataset and version and watches the run wait, deferred, for the release
+sign-off; the release manager approves it on the OpenText inbox page; the run reaches success in the UI.
+Screenshots of every step land in ``test-artifacts/browser/airflow-ui-<suffix>/``.
 """
 
 from __future__ import annotations
@@ -105,11 +105,13 @@ def approve_batch(api: AirflowApi, reviewer: Reviewer, stack: Stack) -> str:
     ended = api.wait_for_run(BATCH_DAG, batch["dag_run_id"], timeout=WAIT_SECONDS, stack=stack)
     if ended["state"] != "success":
         raise StackError(api.failure_report(BATCH_DAG, batch["dag_run_id"]))
-    [started] = api.runs(RELEASE_DAG)
-    run_path = requests.utils.quote(started["dag_run_id"], safe="")
+    queued = api.runs(RELEASE_DAG)
+    if len(queued) != 1:
+        raise StackError(f"batch approval should have queued one {RELEASE_DAG} run, found {queued}")
+    run_path = requests.utils.quote(queued[0]["dag_run_id"], safe="")
     api.request("DELETE", f"/dags/{RELEASE_DAG}/dagRuns/{run_path}")
     api.set_paused(RELEASE_DAG, False)
-    return started["conf"]["version"]
+    return queued[0]["conf"]["version"]
 
 
 @contextmanager

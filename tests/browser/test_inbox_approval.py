@@ -7,20 +7,17 @@ or fail when ``TEST_REQUIRE_SERVICES=1``. Screenshots land in ``test-artifacts/b
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.browser.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_chromium
 from tests.fixtures.airflow_db import task_states
 from tests.fixtures.background import acting_in_background
 from tests.prodigy_opentext.sensors import test_opentext_sensor as sensor_tests
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 REVIEWER = "sme@example.com"
 
 opentext = sensor_tests.opentext
@@ -29,14 +26,7 @@ deferred = sensor_tests.deferred
 
 @pytest.fixture
 def chromium() -> Path:
-    if not CHROMIUM.exists():
-        message = (
-            f"no Chromium at {CHROMIUM}: run `make browser` (Debian's chromium package) for browser tests"
-        )
-        if os.environ.get("TEST_REQUIRE_SERVICES") == "1":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    return CHROMIUM
+    return require_chromium()
 
 
 def approve_in_inbox(inbox_url: str, business_key: str, shots: Path) -> None:
