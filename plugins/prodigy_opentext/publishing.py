@@ -13,11 +13,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowFailException
+
 from prodigy_opentext.audit import AuditLog
 from prodigy_opentext.consensus import build_consensus
 from prodigy_opentext.governance import (
     BATCH_APPROVAL_PROCESS,
     RELEASE_SIGNOFF_PROCESS,
+    ApprovalRefused,
     business_key,
     check_approval,
     is_regulated,
@@ -30,6 +33,11 @@ from prodigy_opentext.records import RecordSummary, annotator_of, decode_record,
 from prodigy_opentext.release import verify_release, write_release
 
 log = logging.getLogger(__name__)
+
+
+class ReleaseRefused(ApprovalRefused, AirflowFailException):
+    """OpenText does not hold the approvals a release needs: fails the task without retries."""
+
 
 MLOPS_HANDOFF_CONN_ID = "mlops_handoff"
 
@@ -146,16 +154,19 @@ def verify_approvals(
         latest = latest_instance(instances)
         decision = hook.read_decision(latest["id"]) if latest else None
         batch = kind == "batch_approval"
-        approvals.append(
-            check_approval(
-                kind,
-                key,
-                instances,
-                decision,
-                regulated=batch and target["regulated"],
-                reviewed_sha256=reviewed_sha256 if batch else None,
+        try:
+            approvals.append(
+                check_approval(
+                    kind,
+                    key,
+                    instances,
+                    decision,
+                    regulated=batch and target["regulated"],
+                    reviewed_sha256=reviewed_sha256 if batch else None,
+                )
             )
-        )
+        except ApprovalRefused as refused:
+            raise ReleaseRefused(str(refused)) from refused
         log.info(
             "%s of %s@%s: approved by %s at %s",
             kind,

@@ -200,6 +200,7 @@ def test_release_without_or_with_revoked_approval_is_refused(flows, annotated_da
     )
     assert run.state == "failed"
     assert task_states(run)["check_batch_approval"] == "failed"
+    assert run.get_task_instance("check_batch_approval").try_number == 1, "a refusal is not retried"
 
     revoked = annotated_dataset(tasks=4)
     version = batch_version(revoked)
