@@ -31,6 +31,8 @@ from typing import Any
 
 from scripts.stack import (
     DAG_IDS,
+    DEMO_DATASET_META,
+    DEMO_TASKS,
     REPO,
     AirflowSite,
     Annotators,
@@ -49,8 +51,6 @@ from scripts.stack import (
 )
 
 DATASET = "demo_batch"
-DATASET_META = {"labels": ["BRAND"], "regulated": False}
-TASKS = REPO / "include" / "demo" / "tasks.jsonl"
 OPENTEXT_POLL_SECONDS = "3"
 
 
@@ -159,12 +159,13 @@ class Demo:
 
         annotators = Annotators()
         step(
-            f"Prodigy: dataset {DATASET} {json.dumps(DATASET_META)} served from {TASKS.relative_to(REPO)}; "
+            f"Prodigy: dataset {DATASET} {json.dumps(DEMO_DATASET_META)} "
+            f"served from {DEMO_TASKS.relative_to(REPO)}; "
             f"simulated annotators {', '.join(annotators.names)} answer every task (seed {annotators.seed})"
         )
         prodigy = ProdigyProject.sqlite(data / "prodigy")
         batch = prodigy.annotated_batch(
-            stack, DATASET, DATASET_META, TASKS, settings.prodigy_port, env, annotators
+            stack, DATASET, DEMO_DATASET_META, DEMO_TASKS, settings.prodigy_port, env, annotators
         )
         say(f"    Prodigy sandbox: {batch.url}\n    annotators: {batch.annotators_summary}")
         say(f"    a senior reviewer settled the {batch.adjudicated} items they disagreed on (adjudicated)")

@@ -47,6 +47,9 @@ from scripts.configure_airflow_home import REPO, project_settings
 
 VENV_BIN = Path(sys.executable).parent
 BPMN_MODELS = REPO / "include" / "bpmn"
+DEMO_TASKS = REPO / "include" / "demo" / "tasks.jsonl"
+"""The demo task stream (synthetic fashion-brand NER tasks) the stories of the stack annotate."""
+DEMO_DATASET_META = {"labels": ["BRAND"], "regulated": False}
 STACK_MARKER = "PROJECT_STACK_ID"
 """Environment variable every started process inherits; finds their descendants when stopping."""
 

@@ -29,6 +29,8 @@ from scripts.stack import (
     BATCH_DAG,
     BATCH_PROCESS,
     DAG_IDS,
+    DEMO_DATASET_META,
+    DEMO_TASKS,
     RELEASE_DAG,
     RELEASE_MANAGER,
     SIGNOFF_PROCESS,
@@ -48,10 +50,7 @@ from scripts.stack import (
 )
 from tests.browser.conftest import ARTIFACTS, require_chromium
 
-REPO = Path(__file__).resolve().parents[2]
 DATASET = "ui_batch"
-DATASET_META = {"labels": ["BRAND"], "regulated": False}
-TASKS = REPO / "include" / "demo" / "tasks.jsonl"
 RELEASE_TASKS = (
     "resolve_target",
     "check_batch_approval",
@@ -128,7 +127,9 @@ def release_site(tmp: Path) -> Iterator[ReleaseSite]:
             reviewer = Reviewer(opentext)
             reviewer.deploy_models()
             prodigy = ProdigyProject.sqlite(tmp / "prodigy")
-            prodigy.annotated_batch(stack, DATASET, DATASET_META, TASKS, free_port(), env, Annotators())
+            prodigy.annotated_batch(
+                stack, DATASET, DEMO_DATASET_META, DEMO_TASKS, free_port(), env, Annotators()
+            )
             home = tmp / "airflow-home"
             home.mkdir()
             site = AirflowSite(home, tmp / "data", free_port(), f"sqlite:///{tmp / 'airflow.db'}")
