@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from airflow.sdk import BaseHook
 from airflow.sdk.log import amask_secret
 
-from prodigy_opentext.exceptions import OpenTextAuthError, OpenTextUnavailableError
+from prodigy_opentext.exceptions import OpenTextAuthError, OpenTextError, OpenTextUnavailableError
 from prodigy_opentext.hooks.opentext import (
     OpenTextSettings,
     OpenTextWorkflowHook,
@@ -148,9 +148,15 @@ class OpenTextWorkflowAsyncHook(BaseHook):
     ) -> dict[str, Any] | None:
         """The reviewers' decision on a process instance, or None while they have not decided."""
         probe = decision_probe(process_instance_id, task_definition_key, decision_variable)
-        try:
-            call = next(probe)
-            while True:
-                call = probe.send(await self.request("GET", call.path, params=call.params))
-        except StopIteration as done:
-            return done.value
+        reply: Any = None
+        error: OpenTextError | None = None
+        while True:  # the same driving loop as the sync hook: errors go back into the probe
+            try:
+                call = probe.throw(error) if error else probe.send(reply)
+            except StopIteration as done:
+                return done.value
+            reply, error = None, None
+            try:
+                reply = await self.request("GET", call.path, params=call.params)
+            except OpenTextError as err:
+                error = err
