@@ -16,6 +16,8 @@ import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
+from itertools import repeat
+from operator import contains
 from pathlib import Path
 from typing import Any, Protocol, TypedDict
 
@@ -141,8 +143,10 @@ def parse_record(raw: RawRecord | dict, *, row: int | str, where: str = "row") -
 
 # The keys the checks and summaries read. Decoding only these (msgspec skips, but still validates, the rest,
 # such as the token lists that make up most of an NER task) is several times faster than json.loads.
-class _SpanKeys(TypedDict, total=False):
-    label: Any
+# Spans and accepted options decode to tuples of hashable values, so that RecordSummary.add_scanned counts a
+# record with one dict update.
+class _SpanLabel(msgspec.Struct, frozen=True):
+    label: Any = None
 
 
 _RecordKeys = TypedDict(
@@ -153,9 +157,9 @@ _RecordKeys = TypedDict(
         "answer": Any,
         **dict.fromkeys(INPUT_KEYS, msgspec.Raw),
         "label": Any,
-        "spans": list[_SpanKeys],
+        "spans": tuple[_SpanLabel, ...],
         "options": list[msgspec.Raw],
-        "accept": list[Any],
+        "accept": tuple[Any, ...],
         "_annotator_id": Any,
         "_session_id": Any,
     },
@@ -165,7 +169,8 @@ _decode_record_keys = msgspec.json.Decoder(_RecordKeys).decode
 
 
 def scan_record(raw: RawRecord, *, row: int | str, where: str = "row") -> dict[str, Any]:
-    """Check a stored answer exactly as :func:`parse_record` does, returning only the keys checks read.
+    """Check a stored answer exactly as :func:`parse_record` does, returning only the keys checks read
+    (spans as objects with a ``label`` attribute, not dicts; :func:`record_labels` reads both).
 
     Whatever the fast decoder does not take (a type it does not expect, NaN, invalid UTF-8 in skipped text)
     goes through :func:`parse_record`, so the outcome and the error message are always the same.
@@ -181,7 +186,7 @@ def scan_record(raw: RawRecord, *, row: int | str, where: str = "row") -> dict[s
     # The decoder already made both hashes integers; the common case is settled without check_record's walk.
     if "_task_hash" not in keys or "_input_hash" not in keys or keys.get("answer") not in ANSWERS:
         check_record(keys, row=row, where=where)
-    elif keys.keys().isdisjoint(INPUT_KEYS):
+    elif "text" not in keys and keys.keys().isdisjoint(INPUT_KEYS):
         check_input(keys, row=row, where=where)
     return keys
 
@@ -272,8 +277,9 @@ def record_labels(task: dict[str, Any]) -> list[str]:
         return [] if label is None else [str(label)]
     labels: dict[str, None] = {}
     for span in task.get("spans") or ():
-        if isinstance(span, dict) and span.get("label") is not None:
-            labels[str(span["label"])] = None
+        label = span.get("label") if isinstance(span, dict) else getattr(span, "label", None)
+        if label is not None:
+            labels[str(label)] = None
     if task.get("label") is not None:
         labels[str(task["label"])] = None
     if task.get("options"):
@@ -299,19 +305,49 @@ def _sorted_counts(counter: Counter[str]) -> dict[str, int]:
     return dict(sorted(counter.items()))
 
 
+# What record_labels and annotator_of read, in the order of RecordSummary's shape keys.
+_SHAPE_KEYS = ("answer", "spans", "label", "options", "accept", "_annotator_id", "_session_id")
+
+
 class RecordSummary:
     """Running counts over records: total, per answer, per label (tasks carrying it) and per annotator.
 
     Records are counted by (answer, labels, annotator) and the counts split out at the end: one dict update
-    per record keeps summaries cheap enough to run inside a streaming export.
+    per record keeps summaries cheap enough to run inside a streaming export. Records from
+    :func:`scan_record` are counted by their raw shape, and labels are worked out once per distinct shape.
     """
 
     def __init__(self) -> None:
-        self._groups: dict[tuple[Any, tuple[str, ...], str | None], int] = {}
+        self._by_group: dict[tuple[Any, tuple[str, ...], str | None], int] = {}
+        self._by_shape: dict[tuple[Any, ...], int] = {}
 
-    def add(self, task: dict[str, Any]) -> None:
+    def add(self, task: dict[str, Any], count: int = 1) -> None:
         group = (task.get("answer"), tuple(record_labels(task)), annotator_of(task))
-        self._groups[group] = self._groups.get(group, 0) + 1
+        self._by_group[group] = self._by_group.get(group, 0) + count
+
+    def add_scanned(self, keys: dict[str, Any]) -> None:
+        """Count a record returned by :func:`scan_record` (the export's hot path)."""
+        get = keys.get
+        shape = (
+            get("answer"),
+            get("spans"),
+            get("label"),
+            bool(get("options")),
+            get("accept"),
+            get("_annotator_id"),
+            get("_session_id"),
+        )
+        try:
+            self._by_shape[shape] = self._by_shape.get(shape, 0) + 1
+        except TypeError:  # an unhashable value (a list label, or spans from the JSON fallback)
+            self.add(keys)
+
+    @property
+    def _groups(self) -> dict[tuple[Any, tuple[str, ...], str | None], int]:
+        for shape, count in self._by_shape.items():
+            self.add(dict(zip(_SHAPE_KEYS, shape, strict=True)), count)
+        self._by_shape.clear()
+        return self._by_group
 
     def _count(self, part: int) -> dict[str, int]:
         counts: Counter[str] = Counter()
@@ -460,11 +496,15 @@ def dumps_compact(task: Any) -> str:
     return json.dumps(task, ensure_ascii=False, separators=(",", ":"))
 
 
+def _one_line(raw: bytes) -> bytes:
+    return dumps_compact(json.loads(raw)).encode("utf-8")
+
+
 class _ChunkConsumer:
     """A thread that applies ``consume`` to each queued chunk; its first error is re-raised by ``check``.
 
-    ``consume`` is a file write or a hash update: both release the GIL for large buffers, so they run beside
-    the exporting thread.
+    ``consume`` hashes and writes: both release the GIL for large buffers, so they run beside the exporting
+    thread.
     """
 
     def __init__(self, name: str, consume: Callable[[bytes], Any], queued: int) -> None:
@@ -496,8 +536,9 @@ class _ChunkConsumer:
 
 
 class JsonlSink:
-    """Writes records as JSONL, their stored bytes as they are, with the file written and hashed in two
-    background threads (when the disk is the bottleneck, hashing must not hold up writing).
+    """Writes records as JSONL, their stored bytes as they are, hashed and written by one background thread
+    (both release the GIL; one thread, not two, halves the hand-offs with the exporting thread, and the
+    chunk is still in cache for the write).
 
     The file is written as ``<name>.partial`` and renamed on ``close``, so a failed export leaves no
     half-written file under the final name.
@@ -510,31 +551,32 @@ class JsonlSink:
         self._file = self._partial.open("wb")
         self._digest = hashlib.sha256()
         self._bytes = 0
-        self._writer = _ChunkConsumer(f"write-{self.path.name}", self._file.write, queued_chunks)
-        self._hasher = _ChunkConsumer(f"hash-{self.path.name}", self._digest.update, queued_chunks)
+        self._writer = _ChunkConsumer(f"write-{self.path.name}", self._hash_and_write, queued_chunks)
 
     def write(self, rows: list[tuple[int, bytes, dict[str, Any]]]) -> None:
-        # A stored task with a raw line break (pretty-printed JSON) would split a JSONL line: re-serialize it.
-        lines = [
-            raw if b"\n" not in raw and b"\r" not in raw else dumps_compact(json.loads(raw)).encode("utf-8")
-            for _, raw, _ in rows
-        ]
+        lines = [raw for _, raw, _ in rows]
         lines.append(b"")
         chunk = b"\n".join(lines)
+        if b"\r" in chunk or any(map(contains, lines, repeat(b"\n"))):
+            # A stored task with a raw line break (pretty-printed JSON) would split a JSONL line: re-serialize
+            # it. Checked in C first, since almost no chunk has one.
+            lines = [raw if b"\n" not in raw and b"\r" not in raw else _one_line(raw) for raw in lines]
+            chunk = b"\n".join(lines)
         self._writer.put(chunk)
-        self._hasher.put(chunk)
         self._bytes += len(chunk)
+
+    def _hash_and_write(self, chunk: bytes) -> None:
+        self._digest.update(chunk)
+        self._file.write(chunk)
 
     def _finish(self) -> None:
         self._writer.finish()
-        self._hasher.finish()
         self._file.close()
 
     def close(self) -> dict[str, Any]:
         self._finish()
         try:
             self._writer.check()
-            self._hasher.check()
         except BaseException:
             self._partial.unlink(missing_ok=True)
             raise
@@ -642,7 +684,7 @@ def export_records(
     first_id = last_id = None
     read = 0
     next_report = progress_every
-    count = summary.add
+    count = summary.add_scanned
     try:
         for batch in batches:
             valid = []

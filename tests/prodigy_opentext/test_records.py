@@ -169,6 +169,32 @@ def test_fast_scan_keeps_the_keys_summaries_read_on_every_real_row():
             }
 
 
+ODD_SHAPES = [
+    {"label": ["not", "hashable"], "_annotator_id": "ds-alice"},
+    {"options": [{"id": 1}, {"id": 2}], "accept": [2], "_session_id": "2024-01-01_10-00-00"},
+    {"options": [{"id": 1}], "accept": [{"id": 1}]},
+    {"spans": [{"label": "A"}, {"start": 0}, {"label": 3}], "label": "B", "_annotator_id": ""},
+    {"spans": [[0, 1, "A"]], "answer": "reject"},
+    {"spans": [], "label": "C", "_annotator_id": 7},
+]
+
+
+def test_fast_summary_counts_as_the_generic_one_on_real_and_odd_rows():
+    lines = [
+        line
+        for name in ("ner_fashion_brands.jsonl", "ner_manual_food.jsonl", "textcat_docs_issues.jsonl")
+        for line in (SAMPLES / name).read_bytes().splitlines()
+    ]
+    lines += [json.dumps(valid_task(**shape)).encode() for shape in ODD_SHAPES for _ in range(2)]
+    generic, fast = RecordSummary(), RecordSummary()
+    for number, line in enumerate(lines, 1):
+        generic.add(parse_record(line, row=number))
+        fast.add_scanned(scan_record(line, row=number))
+    assert fast.as_dict() == generic.as_dict()
+    assert fast.as_dict()["by_label"]["2"] == 2 and fast.as_dict()["by_annotator"]["7"] == 2
+    assert fast.as_dict()["total"] == len(lines)
+
+
 def test_fast_scan_takes_what_json_takes_beyond_its_types():
     huge_hash = 2**70
     odd = b'{"text": "x", "_input_hash": 1, "_task_hash": %d, "answer": "accept", "label": 7}' % huge_hash
