@@ -30,13 +30,17 @@ from prodigy_opentext.governance import (
 from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
 from prodigy_opentext.hooks.prodigy import ProdigyHook
 from prodigy_opentext.records import RecordSummary, annotator_of, decode_record, parse_record
-from prodigy_opentext.release import verify_release, write_release
+from prodigy_opentext.release import ReleaseConflict, verify_release, write_release
 
 log = logging.getLogger(__name__)
 
 
 class ReleaseRefused(ApprovalRefused, AirflowFailException):
     """OpenText does not hold the approvals a release needs: fails the task without retries."""
+
+
+class ReleaseVersionTaken(ReleaseConflict, AirflowFailException):
+    """The version was released with other content: fails without retries; the existing release stays."""
 
 
 MLOPS_HANDOFF_CONN_ID = "mlops_handoff"
@@ -188,18 +192,21 @@ def publish_release(
     run_id: str,
 ) -> dict[str, Any]:
     """Write the immutable release ``<release_root>/releases/<dataset>/<version>/`` and its audit entry."""
-    result = write_release(
-        release_root,
-        staged["dataset"],
-        staged["version"],
-        {"annotations.jsonl": staged["annotations"]},
-        attachments={"disputes.jsonl": staged["disputes"]},
-        validation=validation,
-        approvals=approvals,
-        source_dataset=staged["dataset"],
-        sessions=staged["sessions"],
-        run_id=run_id,
-    )
+    try:
+        result = write_release(
+            release_root,
+            staged["dataset"],
+            staged["version"],
+            {"annotations.jsonl": staged["annotations"]},
+            attachments={"disputes.jsonl": staged["disputes"]},
+            validation=validation,
+            approvals=approvals,
+            source_dataset=staged["dataset"],
+            sessions=staged["sessions"],
+            run_id=run_id,
+        )
+    except ReleaseConflict as conflict:
+        raise ReleaseVersionTaken(conflict.dataset, conflict.version, conflict.differences) from None
     manifest_path = result.path / "manifest.json"
     AuditLog(audit_path).append(
         "airflow",

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
 
 from prodigy_opentext.validation import (
     DEFAULT_SUITE_DIR,
@@ -31,6 +32,10 @@ if TYPE_CHECKING:
 
 DATA_SOURCE = "prodigy_annotations"
 XCOM_KEY = "validation_summary"
+
+
+class AnnotationValidationFailed(AnnotationValidationError, AirflowFailException):
+    """The dataset broke the rules: fails the task without retries, since the same data fails again."""
 
 
 def run_annotation_suites(
@@ -93,7 +98,7 @@ class AnnotationValidationOperator(BaseOperator):
     Pushes the JSON summary to XCom (key ``validation_summary``, and as the return value when it passes):
     per rule its success, observed value, unexpected count and a few sample rows. Raises
     :class:`~prodigy_opentext.validation.AnnotationValidationError` naming every broken rule with sample
-    rows when the dataset fails.
+    rows when the dataset fails (as :class:`AnnotationValidationFailed`, which is not retried).
 
     :param export_path: JSONL file of examples (merged: one per item), e.g. consensus output.
     :param label_scheme: the approved labels; any other label fails the dataset.
@@ -170,5 +175,5 @@ class AnnotationValidationOperator(BaseOperator):
             ", ".join(f"{frame} {rows} rows" for frame, rows in summary["rows"].items()),
         )
         if not summary["success"]:
-            raise AnnotationValidationError(summary)
+            raise AnnotationValidationFailed(summary)
         return summary

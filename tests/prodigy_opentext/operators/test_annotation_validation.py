@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -210,8 +210,17 @@ def test_the_operator_fails_the_task_and_still_pushes_the_summary(run_dag, tmp_p
     disputes = tmp_path / "disputes.jsonl"
     disputes.write_text(json.dumps({"input_hash": 4, "label": None, "reasons": ["conflict"]}) + "\n")
     record = tmp_path / "summary.json"
-    run = run_dag(validation_dag(export, record, label_scheme=["BRAND"], disputes_path=str(disputes)))
+    dag = validation_dag(
+        export,
+        record,
+        label_scheme=["BRAND"],
+        disputes_path=str(disputes),
+        retries=2,
+        retry_delay=timedelta(seconds=1),
+    )
+    run = run_dag(dag)
     assert task_states(run) == {"validate": "failed", "record_summary": "success"}
+    assert run.get_task_instance("validate").try_number == 1, "the same data would fail again: no retry"
     summary = json.loads(record.read_text())
     assert summary["success"] is False
     assert set(failed(summary)) == {
