@@ -768,6 +768,11 @@ class OpenTextWorkflowHook(BaseHook):
     def get_historic_process(self, process_instance_id: str) -> dict[str, Any]:
         return self.request("GET", f"/historic-process-instances/{process_instance_id}")
 
+    def process_started_at(self, process_instance_id: str) -> datetime | None:
+        """When OpenText started the process instance (None when it does not say)."""
+        started = self.get_historic_process(process_instance_id).get("startTime")
+        return parse_timestamp(started) if started else None
+
     def historic_tasks(self, **filters: Any) -> list[dict[str, Any]]:
         return list(self.paginate("/historic-task-instances", filters))
 

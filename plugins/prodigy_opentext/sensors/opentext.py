@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseSensorOperator, BranchMixIn, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
 from prodigy_opentext.exceptions import ApprovalRejectedError, OpenTextError
 from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
-from prodigy_opentext.triggers.opentext import OpenTextProcessTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -47,6 +46,8 @@ class OpenTextApprovalSensor(BaseSensorOperator, BranchMixIn):
     :param rejected_task_ids: with ``on_rejection="branch"``, the downstream tasks to follow on rejection.
     :param response_timeout: how long reviewers have to decide (seconds or timedelta; default: the
         sensor default timeout). Kept apart from ``execution_timeout``, which bounds the task's running time.
+        A deferred wait counts it from the process instance's start in OpenText, so retrying or clearing the
+        task does not give reviewers a fresh period.
     :param poke_interval: seconds between two reads of OpenText, deferred or not.
     :param deferrable: wait in the triggerer (default from ``[operators] default_deferrable``); otherwise
         the sensor pokes in ``mode`` (``poke`` or ``reschedule``).
@@ -121,7 +122,12 @@ class OpenTextApprovalSensor(BaseSensorOperator, BranchMixIn):
             return self._conclude(context, super().execute(context))
         decision = self._read_decision()
         if decision is None:
-            deadline = datetime.now(UTC) + self.response_timeout
+            from prodigy_opentext.triggers.opentext import OpenTextProcessTrigger  # the triggerer's side
+
+            deadline = self._response_deadline()
+            remaining = deadline - datetime.now(UTC)
+            if remaining <= timedelta(0):
+                self._time_out(deadline)
             self.log.info("No decision yet on %s; deferring until %s", self.process_instance_id, deadline)
             self.defer(
                 trigger=OpenTextProcessTrigger(
@@ -134,7 +140,7 @@ class OpenTextApprovalSensor(BaseSensorOperator, BranchMixIn):
                     error_budget=self.error_budget,
                 ),
                 method_name="execute_complete",
-                timeout=self.response_timeout,
+                timeout=remaining,
             )
         return self._conclude(context, decision)
 
@@ -143,11 +149,18 @@ class OpenTextApprovalSensor(BaseSensorOperator, BranchMixIn):
         if status == "decided":
             return self._conclude(context, event["decision"])
         if status == "timeout":
-            raise AirflowSensorTimeout(
-                f"no decision on OpenText process instance {self.process_instance_id} "
-                f"within the response timeout ({self.response_timeout})"
-            )
+            self._time_out(datetime.fromisoformat(event["deadline"]))
         raise OpenTextError(**event["error"])
+
+    def _response_deadline(self) -> datetime:
+        started = self.hook.process_started_at(self.process_instance_id)
+        return (started or datetime.now(UTC)) + self.response_timeout
+
+    def _time_out(self, deadline: datetime) -> NoReturn:
+        raise AirflowSensorTimeout(
+            f"no decision on OpenText process instance {self.process_instance_id} by {deadline.isoformat()}, "
+            f"the end of its response timeout ({self.response_timeout} from the process start)"
+        )
 
     def is_approved(self, decision: dict[str, Any]) -> bool:
         if decision.get("delete_reason"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -228,3 +228,29 @@ def test_no_decision_within_the_response_timeout_fails_the_sensor(
     )
     assert task_states(run)["wait"] == "failed"
     assert not Path(record).exists()
+
+
+def test_the_response_timeout_runs_from_the_process_start_not_from_each_try(
+    opentext, run_dag, deferred, tmp_path
+) -> None:
+    """A later run waiting on the same process (here: the same business key, as a retry or rerun would) gets
+    no fresh period: the deadline is the process start plus the timeout, and it fails at once."""
+    from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook, parse_timestamp
+
+    _, business_key, record = names(tmp_path)
+    first = run_dag(approval_dag(f"first_{uuid.uuid4().hex[:8]}", business_key, record, response_timeout=2))
+    assert task_states(first)["wait"] == "failed" and deferred.is_set()
+    (process,) = OpenTextWorkflowHook().historic_processes(businessKey=business_key)
+    deadline = parse_timestamp(process["startTime"]) + timedelta(seconds=2)
+
+    deferred.clear()
+    second = run_dag(approval_dag(f"second_{uuid.uuid4().hex[:8]}", business_key, record, response_timeout=2))
+    assert task_states(second)["wait"] == "failed"
+    assert not deferred.is_set(), "the second run waited again instead of failing at the process deadline"
+    assert second.get_task_instance("wait").try_number == 1
+    assert (
+        OpenTextApprovalSensor(
+            task_id="probe", process_instance_id=process["id"], response_timeout=2
+        )._response_deadline()
+        == deadline
+    )
