@@ -11,7 +11,6 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 
 from prodigy_opentext.hooks.prodigy import DatasetNotFoundError, ProdigyDatabaseError, ProdigyHook
 from prodigy_opentext.records import BatchTarget
-from prodigy_opentext.triggers.prodigy import ProdigyBatchTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -90,6 +89,8 @@ class ProdigyBatchSensor(BaseSensorOperator):
         else:
             if self.target.reached(counts):
                 return counts
+        from prodigy_opentext.triggers.prodigy import ProdigyBatchTrigger  # the triggerer's side
+
         self.defer(
             trigger=ProdigyBatchTrigger(
                 dataset=self.dataset,
