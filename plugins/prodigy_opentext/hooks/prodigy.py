@@ -117,6 +117,9 @@ class ProdigyHook(BaseHook):
     (``{"db": "sqlite", "db_settings": {"sqlite": {"name": "prodigy.db", "path": "/data"}}}``) so a team can
     paste what it already has; for PostgreSQL and MySQL the host, login, password, schema (database name)
     and port fields work as well.
+
+    ``pooled=False`` opens a connection for each read and closes it after: for long waits in the triggerer,
+    where a pool per trigger would keep one idle connection per waiting task.
     """
 
     conn_name_attr = "prodigy_conn_id"
@@ -124,9 +127,10 @@ class ProdigyHook(BaseHook):
     conn_type = "prodigy"
     hook_name = "Prodigy"
 
-    def __init__(self, prodigy_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+    def __init__(self, prodigy_conn_id: str = default_conn_name, pooled: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.prodigy_conn_id = prodigy_conn_id
+        self.pooled = pooled
         self._tables_exist = False
 
     # Connection and engine
@@ -186,8 +190,9 @@ class ProdigyHook(BaseHook):
 
         target = self.target
         connect_args = {"timeout": 30} if target.sqlite_path else {"connect_timeout": 10}
+        pooling = {"pool_pre_ping": True} if self.pooled else {"poolclass": sa.pool.NullPool}
         try:
-            return sa.create_engine(target.url, connect_args=connect_args, pool_pre_ping=True)
+            return sa.create_engine(target.url, connect_args=connect_args, **pooling)
         except ImportError as err:
             raise ProdigyDatabaseError(
                 f"connection {self.prodigy_conn_id!r}: the driver for Prodigy's {target.description} is not "

@@ -17,7 +17,8 @@ class ProdigyBatchTrigger(BaseTrigger):
     """Poll Prodigy's database until a dataset meets its batch target, then yield one event.
 
     The database is read through :class:`ProdigyHook` in a worker thread, so the triggerer's event loop never
-    blocks. The event payload is ``{"status": "reached", "counts": {...}, "target": {...}}`` (counts as
+    blocks, with a connection opened per poll: hundreds of waits hold no idle database connections. The
+    event payload is ``{"status": "reached", "counts": {...}, "target": {...}}`` (counts as
     ``ProdigyHook.batch_counts`` returns them), or ``{"status": "error", "message": ...}`` when the database
     stays unreachable, or the dataset missing, for longer than ``error_budget`` seconds; shorter outages
     (a restart, a locked SQLite file) are waited out.
@@ -56,7 +57,7 @@ class ProdigyBatchTrigger(BaseTrigger):
         from sqlalchemy.exc import DBAPIError
 
         target = BatchTarget(**self.target)
-        hook = ProdigyHook(self.prodigy_conn_id)
+        hook = ProdigyHook(self.prodigy_conn_id, pooled=False)  # no idle connection held between polls
         failing_since: float | None = None
         while True:
             try:

@@ -131,3 +131,32 @@ def test_unreachable_database_ends_with_an_error_naming_the_host(monkeypatch, cl
 def test_batch_targets_are_checked(target, message):
     with pytest.raises(ValueError, match=message):
         BatchTarget(**target)
+
+
+def test_waiting_holds_no_database_connection_between_polls(prodigy_home_postgres, monkeypatch):
+    """Hundreds of deferred waits must not each keep a pooled PostgreSQL connection open."""
+    set_connection(
+        monkeypatch,
+        "prodigy_default",
+        {"conn_type": "prodigy", "extra": support.prodigy_config(prodigy_home_postgres)},
+    )
+    hook = ProdigyHook()
+    hook.add_examples("news", answers("alice", 3))
+    hook.get_conn().dispose()
+    others = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+
+    async def scenario() -> list[int]:
+        trigger = ProdigyBatchTrigger("news", BatchTarget(min_answers=6).as_dict(), poll_interval=0.3)
+        waiting = asyncio.ensure_future(first_event(trigger))
+        seen = []
+        for _ in range(4):
+            await asyncio.sleep(0.45)
+            seen.append(support.execute_sql(prodigy_home_postgres, others)[0][0])
+        assert not waiting.done()
+        await asyncio.to_thread(hook.add_examples, "news", answers("bob", 3))
+        assert (await waiting).payload["status"] == "reached"
+        return seen
+
+    assert min(asyncio.run(scenario())) == 0
