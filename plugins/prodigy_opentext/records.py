@@ -385,11 +385,16 @@ class AnnotationProgress:
     """Who answered what in a dataset: answers per annotator and distinct annotators per input."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.total = 0
         self.by_answer: Counter[str] = Counter()
         self.annotators: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self.annotators_by_input: defaultdict[int, set[str]] = defaultdict(set)
         self.invalid: list[int | str] = []
+        self.last_example_id: int | None = None
+        """The last example read, where an incremental read continues."""
 
     def add(self, task: dict[str, Any]) -> None:
         self.total += 1

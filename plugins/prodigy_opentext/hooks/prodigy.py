@@ -484,24 +484,35 @@ class ProdigyHook(BaseHook):
         """Answers per annotator and answer, and how many inputs have how many distinct annotators."""
         return {"dataset": dataset, **self._progress(dataset).as_dict()}
 
-    def _progress(self, dataset: str) -> AnnotationProgress:
-        progress = AnnotationProgress()
-        for example_id, content in self.iter_rows(dataset):
+    def _progress(self, dataset: str, progress: AnnotationProgress | None = None) -> AnnotationProgress:
+        """Read the dataset's answers into ``progress``; one read before continues after its last example."""
+        progress = progress if progress is not None else AnnotationProgress()
+        for example_id, content in self.iter_rows(dataset, since_id=progress.last_example_id):
             try:
                 progress.add(scan_record(content, row=example_id, where="example id"))
             except InvalidRecord:
                 progress.invalid.append(example_id)
+            progress.last_example_id = example_id
         return progress
 
-    def batch_counts(self, dataset: str, annotators_per_input: int | None = None) -> dict[str, Any]:
+    def batch_counts(
+        self,
+        dataset: str,
+        annotators_per_input: int | None = None,
+        progress: AnnotationProgress | None = None,
+    ) -> dict[str, Any]:
         """What a :class:`~prodigy_opentext.records.BatchTarget` is checked against.
 
         ``answers`` is Prodigy's own count of the dataset; with ``annotators_per_input`` also ``inputs``
         (distinct input hashes answered) and ``inputs_done`` (those with that many distinct annotators).
+        A wait that polls passes the same ``progress`` each time: only answers added since are read (all of
+        them again when the dataset has fewer answers than were counted, e.g. dropped and refilled).
         """
         counts: dict[str, Any] = {"dataset": dataset, "answers": self.count(dataset)}
         if annotators_per_input is not None:
-            progress = self._progress(dataset)
+            if progress is not None and counts["answers"] < progress.total + len(progress.invalid):
+                progress.reset()
+            progress = self._progress(dataset, progress)
             counts.update(
                 inputs=len(progress.annotators_by_input),
                 inputs_done=progress.inputs_with(annotators_per_input),

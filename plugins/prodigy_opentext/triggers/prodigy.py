@@ -10,7 +10,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from prodigy_opentext.hooks.prodigy import DatasetNotFoundError, ProdigyDatabaseError, ProdigyHook
-from prodigy_opentext.records import BatchTarget
+from prodigy_opentext.records import AnnotationProgress, BatchTarget
 
 
 class ProdigyBatchTrigger(BaseTrigger):
@@ -58,10 +58,13 @@ class ProdigyBatchTrigger(BaseTrigger):
 
         target = BatchTarget(**self.target)
         hook = ProdigyHook(self.prodigy_conn_id, pooled=False)  # no idle connection held between polls
+        progress = AnnotationProgress()  # each poll reads only the answers added since the last one
         failing_since: float | None = None
         while True:
             try:
-                counts = await asyncio.to_thread(hook.batch_counts, self.dataset, target.annotators_per_input)
+                counts = await asyncio.to_thread(
+                    hook.batch_counts, self.dataset, target.annotators_per_input, progress
+                )
             except (ProdigyDatabaseError, DatasetNotFoundError, DBAPIError) as err:
                 failing_since = failing_since or time.monotonic()
                 if time.monotonic() - failing_since > self.error_budget:

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from prodigy_opentext.hooks.prodigy import DatasetNotFoundError, ProdigyDatabaseError, ProdigyHook
-from prodigy_opentext.records import InvalidRecord
+from prodigy_opentext.records import AnnotationProgress, InvalidRecord
 from tests.fixtures.samples import SAMPLES_DIR as SAMPLES
 from tests.prodigy_opentext.hooks import prodigy_support as support
 from tests.prodigy_opentext.hooks.prodigy_support import (
@@ -270,3 +270,40 @@ def test_connection_fields_reach_postgres_without_prodigy_json(
     ok, message = hook.test_connection()
     assert ok and f"PostgreSQL database {parts.path[1:]!r}" in message
     assert hook.count("issues") == 661
+
+
+def test_batch_counts_continue_from_the_last_read_and_start_over_when_the_dataset_shrinks(
+    prodigy_conn, run_prodigy, monkeypatch
+):
+    def answers(annotator: str, count: int) -> list[dict]:
+        return [
+            dict(task, answer="accept", _annotator_id=f"issues-{annotator}", _session_id=f"{annotator}-1")
+            for task in sample_rows("textcat_docs_issues", count)
+        ]
+
+    hook = ProdigyHook()
+    read: list[int | None] = []
+    iter_rows = ProdigyHook.iter_rows
+
+    def counting_iter_rows(self, dataset, **filters):
+        read.append(filters.get("since_id"))
+        yield from iter_rows(self, dataset, **filters)
+
+    monkeypatch.setattr(ProdigyHook, "iter_rows", counting_iter_rows)
+    progress = AnnotationProgress()
+    hook.add_examples("issues", answers("alice", 5))
+    first = hook.batch_counts("issues", annotators_per_input=2, progress=progress)
+    assert (first["answers"], first["inputs"], first["inputs_done"]) == (5, 5, 0)
+    last_read = progress.last_example_id
+
+    hook.add_examples("issues", answers("bob", 3))
+    second = hook.batch_counts("issues", annotators_per_input=2, progress=progress)
+    assert second == hook.batch_counts("issues", annotators_per_input=2), "differs from a full read"
+    assert (second["answers"], second["inputs_done"], second["annotators"]) == (8, 3, 2)
+    assert read[:2] == [None, last_read], "the second poll read the whole dataset again"
+
+    run_prodigy("drop", "issues")
+    hook.add_examples("issues", answers("carol", 2))
+    third = hook.batch_counts("issues", annotators_per_input=2, progress=progress)
+    assert third == hook.batch_counts("issues", annotators_per_input=2)
+    assert (third["answers"], third["inputs"], third["annotators"]) == (2, 2, 1)
