@@ -5,6 +5,10 @@ Every entry carries ``prev_hash`` (the previous entry's ``hash``; 64 zeros for t
 on, and :func:`verify_audit_log` names the first entry that no longer fits. Appends from several processes
 are serialised by an exclusive lock on ``<log>.lock``; an append with an ``event_key`` already in the log is
 a no-op that returns the entry written the first time, so a retried task records its event once.
+
+A writer that crashed mid-append leaves part of a line, without its newline, at the end: the next append
+moves that fragment to ``<log>.torn`` (kept, never part of the chain) and cuts it off, and the retried
+task writes its entry again. Any other damage is refused.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +26,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 GENESIS_HASH = "0" * 64
+
+logger = logging.getLogger(__name__)
 
 
 class AuditLogError(Exception):
@@ -132,9 +139,13 @@ class AuditLog:
             raise AuditLogError(
                 f"{self.path}: the log shrank to {size} bytes (was {self._offset}): truncated"
             )
+        torn = None
         for raw in _read_lines(self.path, self._offset):
             line_no = self._entries + 1
             entry, reason = _check_line(raw, line_no, self._last_hash)
+            if reason is not None and not raw.endswith(b"\n"):  # only the last line can lack its newline
+                torn = raw
+                break
             if reason is not None:
                 raise AuditLogError(f"{self.path}: entry {line_no} (line {line_no}): {reason}")
             self._offset += len(raw)
@@ -142,6 +153,25 @@ class AuditLog:
             self._last_hash = entry["hash"]
             if entry.get("event_key") is not None:
                 self._by_event_key[entry["event_key"]] = entry
+        if torn is not None:
+            self._set_aside_torn_tail(torn)
+
+    def _set_aside_torn_tail(self, torn: bytes) -> None:
+        """Keep a crashed append's fragment in ``<log>.torn`` and cut it off the log (the lock is held)."""
+        aside = self.path.with_name(self.path.name + ".torn")
+        with open(aside, "ab") as out:
+            out.write(torn + b"\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.truncate(self.path, self._offset)
+        logger.warning(
+            "%s: a torn last line (%d bytes, from a crashed append) was moved to %s; the chain continues "
+            "after entry %d",
+            self.path,
+            len(torn),
+            aside,
+            self._entries,
+        )
 
     def append(
         self,

@@ -69,14 +69,26 @@ def test_a_rehashed_forgery_still_breaks_the_link_to_the_next_entry(log_path: Pa
     assert verify_audit_log(log_path).broken_line == 2
 
 
-def test_a_torn_last_line_is_reported_and_not_extended(log_path: Path) -> None:
+def test_a_torn_last_line_is_reported_then_set_aside_by_the_next_append(log_path: Path) -> None:
+    fragment = '{"seq": 4, "actor": "air'
     with open(log_path, "a") as log:
-        log.write('{"seq": 4, "actor": "air')
+        log.write(fragment)
     verification = verify_audit_log(log_path)
     assert (verification.valid, verification.broken_line) == (False, 4)
     assert "torn" in verification.reason
-    with pytest.raises(AuditLogError, match="entry 4"):
+
+    entry, appended = AuditLog(log_path).append("airflow", "release.written", "ner_news/v4")
+    assert appended and entry["seq"] == 4
+    assert verify_audit_log(log_path).valid and [e["seq"] for e in lines(log_path)] == [1, 2, 3, 4]
+    assert (log_path.parent / "governance.jsonl.torn").read_text() == fragment + "\n"
+
+
+def test_a_damaged_line_before_the_end_is_not_taken_for_a_torn_one(log_path: Path) -> None:
+    text = log_path.read_text().splitlines(keepends=True)
+    log_path.write_text(text[0] + text[1][:20] + text[2])
+    with pytest.raises(AuditLogError, match="entry 2"):
         AuditLog(log_path).append("airflow", "release.written", "ner_news/v4")
+    assert not (log_path.parent / "governance.jsonl.torn").exists()
 
 
 def test_appending_to_a_tampered_log_is_refused(log_path: Path) -> None:
