@@ -146,7 +146,7 @@ def parse_record(raw: RawRecord | dict, *, row: int | str, where: str = "row") -
 # Spans and accepted options decode to tuples of hashable values, so that RecordSummary.add_scanned counts a
 # record with one dict update.
 class _SpanLabel(msgspec.Struct, frozen=True):
-    label: Any = None
+    label: str | None = None  # other label types take the json path, whose spans are dicts
 
 
 _RecordKeys = TypedDict(
@@ -276,16 +276,21 @@ def record_labels(task: dict[str, Any]) -> list[str]:
         label = task.get("label")
         return [] if label is None else [str(label)]
     labels: dict[str, None] = {}
-    for span in task.get("spans") or ():
+    for span in _sequence(task.get("spans")):
         label = span.get("label") if isinstance(span, dict) else getattr(span, "label", None)
         if label is not None:
             labels[str(label)] = None
     if task.get("label") is not None:
         labels[str(task["label"])] = None
     if task.get("options"):
-        for option_id in task.get("accept") or ():
+        for option_id in _sequence(task.get("accept")):
             labels[str(option_id)] = None
     return list(labels)
+
+
+def _sequence(value: Any) -> list[Any] | tuple[Any, ...]:
+    """A list or tuple as it is; anything else (a number where Prodigy writes a list) as empty."""
+    return value if isinstance(value, list | tuple) else ()
 
 
 def annotator_of(task: dict[str, Any]) -> str | None:
@@ -307,6 +312,12 @@ def _sorted_counts(counter: Counter[str]) -> dict[str, int]:
 
 # What record_labels and annotator_of read, in the order of RecordSummary's shape keys.
 _SHAPE_KEYS = ("answer", "spans", "label", "options", "accept", "_annotator_id", "_session_id")
+_SHAPE_VALUE_TYPES = frozenset({str, int, type(None)})
+MAX_SHAPES = 10_000
+
+
+def _plain_tuple(values: Any) -> bool:
+    return values.__class__ is tuple and all(value.__class__ in _SHAPE_VALUE_TYPES for value in values)
 
 
 class RecordSummary:
@@ -328,25 +339,34 @@ class RecordSummary:
     def add_scanned(self, keys: dict[str, Any]) -> None:
         """Count a record returned by :func:`scan_record` (the export's hot path)."""
         get = keys.get
-        shape = (
-            get("answer"),
-            get("spans"),
-            get("label"),
-            bool(get("options")),
-            get("accept"),
-            get("_annotator_id"),
-            get("_session_id"),
-        )
+        label, accept = get("label"), get("accept")
+        annotator, session = get("_annotator_id"), get("_session_id")
+        # A shape is only a key when equal values print alike: 1, 1.0 and True are one dict key, three labels.
+        if (
+            label.__class__ not in _SHAPE_VALUE_TYPES
+            or annotator.__class__ not in _SHAPE_VALUE_TYPES
+            or session.__class__ not in _SHAPE_VALUE_TYPES
+            or (accept is not None and not _plain_tuple(accept))
+        ):
+            self.add(keys)
+            return
+        shape = (get("answer"), get("spans"), label, bool(get("options")), accept, annotator, session)
         try:
             self._by_shape[shape] = self._by_shape.get(shape, 0) + 1
-        except TypeError:  # an unhashable value (a list label, or spans from the JSON fallback)
+        except TypeError:  # spans from the JSON fallback are lists of dicts
             self.add(keys)
+            return
+        if len(self._by_shape) > MAX_SHAPES:  # many distinct span sequences: keep memory flat
+            self._fold_shapes()
 
-    @property
-    def _groups(self) -> dict[tuple[Any, tuple[str, ...], str | None], int]:
+    def _fold_shapes(self) -> None:
         for shape, count in self._by_shape.items():
             self.add(dict(zip(_SHAPE_KEYS, shape, strict=True)), count)
         self._by_shape.clear()
+
+    @property
+    def _groups(self) -> dict[tuple[Any, tuple[str, ...], str | None], int]:
+        self._fold_shapes()
         return self._by_group
 
     def _count(self, part: int) -> dict[str, int]:
@@ -713,13 +733,13 @@ def export_records(
             if on_progress is not None and read >= next_report:
                 on_progress(read)
                 next_report = (read // progress_every + 1) * progress_every
+        counts = summary.as_dict()
         output = sink.close()
     except BaseException:
         sink.abort()
         raise
     finally:
         quarantine_path = quarantine.close()
-    counts = summary.as_dict()
     return {
         "dataset": dataset,
         **output,

@@ -176,6 +176,11 @@ ODD_SHAPES = [
     {"spans": [{"label": "A"}, {"start": 0}, {"label": 3}], "label": "B", "_annotator_id": ""},
     {"spans": [[0, 1, "A"]], "answer": "reject"},
     {"spans": [], "label": "C", "_annotator_id": 7},
+    {"label": 1, "_annotator_id": 7.0},
+    {"label": True, "_annotator_id": True},
+    {"label": 1.0, "spans": [{"label": 1}], "_session_id": 0.0},
+    {"label": -0.0, "options": [{"id": 1}], "accept": [1, True, 1.0]},
+    {"spans": 5, "options": [{"id": 1}], "accept": 3},
 ]
 
 
@@ -192,7 +197,23 @@ def test_fast_summary_counts_as_the_generic_one_on_real_and_odd_rows():
         fast.add_scanned(scan_record(line, row=number))
     assert fast.as_dict() == generic.as_dict()
     assert fast.as_dict()["by_label"]["2"] == 2 and fast.as_dict()["by_annotator"]["7"] == 2
+    assert {"1", "True", "1.0", "-0.0"} <= fast.as_dict()["by_label"].keys()
     assert fast.as_dict()["total"] == len(lines)
+
+
+def test_export_counts_before_it_publishes_and_keeps_one_line_per_row(tmp_path):
+    odd = [json.dumps(valid_task(_task_hash=n, **shape)).encode() for n, shape in enumerate(ODD_SHAPES)]
+    carriage_return = b'{"text": "x", "_input_hash": 1, "_task_hash": 99,\r"answer": "accept"}'
+    manifest = export(tmp_path, [[(n + 1, raw) for n, raw in enumerate([*odd, carriage_return])]])
+    lines = (tmp_path / "out.jsonl").read_bytes().split(b"\n")
+    assert lines[-1] == b"" and len(lines) - 1 == manifest["rows"] == len(odd) + 1
+    assert json.loads(lines[-2]) == json.loads(carriage_return)
+    generic = RecordSummary()
+    for number, raw in enumerate([*odd, carriage_return], 1):
+        generic.add(parse_record(raw, row=number))
+    assert {key: manifest[key] for key in ("by_answer", "by_label", "by_annotator")} == {
+        key: value for key, value in generic.as_dict().items() if key != "total"
+    }
 
 
 def test_fast_scan_takes_what_json_takes_beyond_its_types():
