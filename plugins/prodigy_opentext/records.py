@@ -415,6 +415,8 @@ class AnnotationProgress:
         self.invalid: list[int | str] = []
         self.last_example_id: int | None = None
         """The last example read, where an incremental read continues."""
+        self.source: Any = None
+        """What identifies the dataset read (set by the reader), so a new dataset of that name starts over."""
 
     def add(self, task: dict[str, Any]) -> None:
         self.total += 1

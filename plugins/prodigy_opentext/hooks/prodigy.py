@@ -249,6 +249,12 @@ class ProdigyHook(BaseHook):
             raise DatasetNotFoundError(f"dataset {name!r} not found in Prodigy's {self.target.description}")
         return row
 
+    def _dataset_identity(self, name: str) -> tuple[int, int]:
+        """The dataset's row id and creation time: they change when it is dropped and created again."""
+        with self._connection() as conn:
+            row = self._dataset_row(conn, name)
+            return row.id, row.created
+
     def _decode_meta(self, name: str, meta: Any) -> dict[str, Any]:
         try:
             value = json.loads(as_bytes(meta) or b"{}")
@@ -350,8 +356,9 @@ class ProdigyHook(BaseHook):
         }
         return conn.execute(sa.insert(table).values(values).returning(table.c.id)).scalar_one(), True
 
-    def count(self, dataset: str, answer: str | None = None) -> int:
-        """Examples in the dataset; with ``answer``, the valid examples with that answer."""
+    def count(self, dataset: str, answer: str | None = None, until_id: int | None = None) -> int:
+        """Examples in the dataset, or those up to example id ``until_id``; with ``answer`` (and no
+        ``until_id``), the valid examples with that answer."""
         import sqlalchemy as sa
 
         check_dataset_name(dataset)
@@ -362,6 +369,8 @@ class ProdigyHook(BaseHook):
         with self._connection() as conn:
             dataset_id = self._dataset_row(conn, dataset).id
             query = sa.select(sa.func.count()).select_from(link).where(link.c.dataset_id == dataset_id)
+            if until_id is not None:
+                query = query.where(link.c.example_id <= until_id)
             return conn.execute(query).scalar_one()
 
     def last_example_id(self, dataset: str) -> int | None:
@@ -505,14 +514,22 @@ class ProdigyHook(BaseHook):
 
         ``answers`` is Prodigy's own count of the dataset; with ``annotators_per_input`` also ``inputs``
         (distinct input hashes answered) and ``inputs_done`` (those with that many distinct annotators).
-        A wait that polls passes the same ``progress`` each time: only answers added since are read (all of
-        them again when the dataset has fewer answers than were counted, e.g. dropped and refilled).
+        A wait that polls passes the same ``progress`` each time: only answers after the last example read are
+        read, unless the dataset was dropped and created again or no longer holds exactly the examples read
+        up to there (an answer committed late with a lower id, as PostgreSQL sequences allow): then all again.
         """
         counts: dict[str, Any] = {"dataset": dataset, "answers": self.count(dataset)}
         if annotators_per_input is not None:
-            if progress is not None and counts["answers"] < progress.total + len(progress.invalid):
+            progress = progress if progress is not None else AnnotationProgress()
+            source = self._dataset_identity(dataset)
+            if progress.source != source or (
+                progress.last_example_id is not None
+                and self.count(dataset, until_id=progress.last_example_id)
+                != progress.total + len(progress.invalid)
+            ):
                 progress.reset()
-            progress = self._progress(dataset, progress)
+                progress.source = source
+            self._progress(dataset, progress)
             counts.update(
                 inputs=len(progress.annotators_by_input),
                 inputs_done=progress.inputs_with(annotators_per_input),

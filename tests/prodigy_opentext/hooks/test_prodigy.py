@@ -272,13 +272,13 @@ def test_connection_fields_reach_postgres_without_prodigy_json(
     assert hook.count("issues") == 661
 
 
-def test_batch_counts_continue_from_the_last_read_and_start_over_when_the_dataset_shrinks(
+def test_batch_counts_continue_from_the_last_read_and_start_over_when_the_dataset_changed(
     prodigy_conn, run_prodigy, monkeypatch
 ):
-    def answers(annotator: str, count: int) -> list[dict]:
+    def answers(annotator: str, count: int, start: int = 0) -> list[dict]:
         return [
             dict(task, answer="accept", _annotator_id=f"issues-{annotator}", _session_id=f"{annotator}-1")
-            for task in sample_rows("textcat_docs_issues", count)
+            for task in sample_rows("textcat_docs_issues", start + count)[start:]
         ]
 
     hook = ProdigyHook()
@@ -289,21 +289,33 @@ def test_batch_counts_continue_from_the_last_read_and_start_over_when_the_datase
         read.append(filters.get("since_id"))
         yield from iter_rows(self, dataset, **filters)
 
+    def incremental_equals_full(progress: AnnotationProgress) -> dict:
+        counts = hook.batch_counts("issues", annotators_per_input=2, progress=progress)
+        assert counts == hook.batch_counts("issues", annotators_per_input=2), "differs from a full read"
+        return counts
+
     monkeypatch.setattr(ProdigyHook, "iter_rows", counting_iter_rows)
+    hook.add_examples("other", answers("dave", 2, start=20))  # lower example ids, in another dataset
     progress = AnnotationProgress()
     hook.add_examples("issues", answers("alice", 5))
-    first = hook.batch_counts("issues", annotators_per_input=2, progress=progress)
+    first = incremental_equals_full(progress)
     assert (first["answers"], first["inputs"], first["inputs_done"]) == (5, 5, 0)
     last_read = progress.last_example_id
 
+    read.clear()
     hook.add_examples("issues", answers("bob", 3))
-    second = hook.batch_counts("issues", annotators_per_input=2, progress=progress)
-    assert second == hook.batch_counts("issues", annotators_per_input=2), "differs from a full read"
+    second = incremental_equals_full(progress)
     assert (second["answers"], second["inputs_done"], second["annotators"]) == (8, 3, 2)
-    assert read[:2] == [None, last_read], "the second poll read the whole dataset again"
+    assert read[0] == last_read, "the poll read the whole dataset again"
+
+    # An answer committed late, with an id below the last one read (PostgreSQL sequences allow it).
+    (issues_id,) = execute_sql(prodigy_conn, "SELECT id FROM dataset WHERE name = 'issues'")[0]
+    (other_example,) = execute_sql(prodigy_conn, "SELECT MIN(example_id) FROM link")[0]
+    late_link = "INSERT INTO link (example_id, dataset_id) VALUES (?, ?)"
+    execute_sql(prodigy_conn, late_link, (other_example, issues_id))
+    assert incremental_equals_full(progress)["annotators"] == 3
 
     run_prodigy("drop", "issues")
-    hook.add_examples("issues", answers("carol", 2))
-    third = hook.batch_counts("issues", annotators_per_input=2, progress=progress)
-    assert third == hook.batch_counts("issues", annotators_per_input=2)
-    assert (third["answers"], third["inputs"], third["annotators"]) == (2, 2, 1)
+    hook.add_examples("issues", answers("carol", 9))  # more rows than were read, possibly reusing ids
+    third = incremental_equals_full(progress)
+    assert (third["answers"], third["inputs"], third["annotators"]) == (9, 9, 1)
