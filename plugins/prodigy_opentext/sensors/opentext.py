@@ -46,8 +46,8 @@ class OpenTextApprovalSensor(BaseSensorOperator, BranchMixIn):
     :param rejected_task_ids: with ``on_rejection="branch"``, the downstream tasks to follow on rejection.
     :param response_timeout: how long reviewers have to decide (seconds or timedelta; default: the
         sensor default timeout). Kept apart from ``execution_timeout``, which bounds the task's running time.
-        A deferred wait counts it from the process instance's start in OpenText, so retrying or clearing the
-        task does not give reviewers a fresh period.
+        It counts from the process instance's start in OpenText, so retrying or clearing the task does not
+        give reviewers a fresh period.
     :param poke_interval: seconds between two reads of OpenText, deferred or not.
     :param deferrable: wait in the triggerer (default from ``[operators] default_deferrable``); otherwise
         the sensor pokes in ``mode`` (``poke`` or ``reschedule``).
@@ -115,6 +115,8 @@ class OpenTextApprovalSensor(BaseSensorOperator, BranchMixIn):
 
     def poke(self, context: Context) -> PokeReturnValue:
         decision = self._read_decision()
+        if decision is None and datetime.now(UTC) >= self._response_deadline:
+            self._time_out(self._response_deadline)
         return PokeReturnValue(is_done=decision is not None, xcom_value=decision)
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -124,7 +126,7 @@ class OpenTextApprovalSensor(BaseSensorOperator, BranchMixIn):
         if decision is None:
             from prodigy_opentext.triggers.opentext import OpenTextProcessTrigger  # the triggerer's side
 
-            deadline = self._response_deadline()
+            deadline = self._response_deadline
             remaining = deadline - datetime.now(UTC)
             if remaining <= timedelta(0):
                 self._time_out(deadline)
@@ -152,15 +154,20 @@ class OpenTextApprovalSensor(BaseSensorOperator, BranchMixIn):
             self._time_out(datetime.fromisoformat(event["deadline"]))
         raise OpenTextError(**event["error"])
 
+    @cached_property
     def _response_deadline(self) -> datetime:
         started = self.hook.process_started_at(self.process_instance_id)
         return (started or datetime.now(UTC)) + self.response_timeout
 
     def _time_out(self, deadline: datetime) -> NoReturn:
-        raise AirflowSensorTimeout(
+        message = (
             f"no decision on OpenText process instance {self.process_instance_id} by {deadline.isoformat()}, "
-            f"the end of its response timeout ({self.response_timeout} from the process start)"
+            f"the end of its response timeout ({self.response_timeout} from the process start); the process "
+            "still runs: cancel it in OpenText to ask again, or wait with a longer response_timeout"
         )
+        if self.soft_fail or self.never_fail:
+            raise AirflowSkipException(message)
+        raise AirflowSensorTimeout(message)
 
     def is_approved(self, decision: dict[str, Any]) -> bool:
         if decision.get("delete_reason"):

@@ -230,27 +230,35 @@ def test_no_decision_within_the_response_timeout_fails_the_sensor(
     assert not Path(record).exists()
 
 
+@pytest.mark.parametrize("deferrable", [True, False])
 def test_the_response_timeout_runs_from_the_process_start_not_from_each_try(
-    opentext, run_dag, deferred, tmp_path
+    opentext, run_dag, deferred, poked, tmp_path, deferrable
 ) -> None:
     """A later run waiting on the same process (here: the same business key, as a retry or rerun would) gets
     no fresh period: the deadline is the process start plus the timeout, and it fails at once."""
     from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook, parse_timestamp
 
+    looked = deferred if deferrable else poked
     _, business_key, record = names(tmp_path)
-    first = run_dag(approval_dag(f"first_{uuid.uuid4().hex[:8]}", business_key, record, response_timeout=2))
-    assert task_states(first)["wait"] == "failed" and deferred.is_set()
+    options = {"response_timeout": 2, "deferrable": deferrable}
+    first = run_dag(approval_dag(f"first_{uuid.uuid4().hex[:8]}", business_key, record, **options))
+    assert task_states(first)["wait"] == "failed" and looked.is_set()
     (process,) = OpenTextWorkflowHook().historic_processes(businessKey=business_key)
     deadline = parse_timestamp(process["startTime"]) + timedelta(seconds=2)
 
-    deferred.clear()
-    second = run_dag(approval_dag(f"second_{uuid.uuid4().hex[:8]}", business_key, record, response_timeout=2))
+    looked.clear()
+    second = run_dag(approval_dag(f"second_{uuid.uuid4().hex[:8]}", business_key, record, **options))
     assert task_states(second)["wait"] == "failed"
-    assert not deferred.is_set(), "the second run waited again instead of failing at the process deadline"
+    assert not looked.is_set(), "the second run waited again instead of failing at the process deadline"
     assert second.get_task_instance("wait").try_number == 1
-    assert (
-        OpenTextApprovalSensor(
-            task_id="probe", process_instance_id=process["id"], response_timeout=2
-        )._response_deadline()
-        == deadline
-    )
+    probe = OpenTextApprovalSensor(task_id="probe", process_instance_id=process["id"], response_timeout=2)
+    assert probe._response_deadline == deadline
+
+
+def test_a_timed_out_wait_with_soft_fail_is_skipped(opentext, run_dag, tmp_path) -> None:
+    _, business_key, record = names(tmp_path)
+    first = run_dag(approval_dag(f"first_{uuid.uuid4().hex[:8]}", business_key, record, response_timeout=1))
+    assert task_states(first)["wait"] == "failed"
+    options = {"response_timeout": 1, "soft_fail": True}
+    second = run_dag(approval_dag(f"second_{uuid.uuid4().hex[:8]}", business_key, record, **options))
+    assert task_states(second)["wait"] == "skipped"
