@@ -8,7 +8,8 @@ a no-op that returns the entry written the first time, so a retried task records
 
 A writer that crashed mid-append leaves part of a line, without its newline, at the end: the next append
 moves that fragment to ``<log>.torn`` (kept, never part of the chain) and cuts it off, and the retried
-task writes its entry again. Any other damage is refused.
+task writes its entry again; a whole entry that only lost its newline gets it back. Any other damage is
+refused.
 """
 
 from __future__ import annotations
@@ -139,22 +140,36 @@ class AuditLog:
             raise AuditLogError(
                 f"{self.path}: the log shrank to {size} bytes (was {self._offset}): truncated"
             )
-        torn = None
+        last_line = None
         for raw in _read_lines(self.path, self._offset):
             line_no = self._entries + 1
             entry, reason = _check_line(raw, line_no, self._last_hash)
             if reason is not None and not raw.endswith(b"\n"):  # only the last line can lack its newline
-                torn = raw
+                last_line = raw
                 break
             if reason is not None:
                 raise AuditLogError(f"{self.path}: entry {line_no} (line {line_no}): {reason}")
-            self._offset += len(raw)
-            self._entries = line_no
-            self._last_hash = entry["hash"]
-            if entry.get("event_key") is not None:
-                self._by_event_key[entry["event_key"]] = entry
-        if torn is not None:
-            self._set_aside_torn_tail(torn)
+            self._accept(entry, len(raw))
+        if last_line is not None:
+            entry, reason = _check_line(last_line + b"\n", self._entries + 1, self._last_hash)
+            if reason is None:  # the entry was written whole; only its newline was lost
+                self._write(b"\n")
+                self._accept(entry, len(last_line) + 1)
+            else:
+                self._set_aside_torn_tail(last_line)
+
+    def _accept(self, entry: dict[str, Any], length: int) -> None:
+        self._offset += length
+        self._entries += 1
+        self._last_hash = entry["hash"]
+        if entry.get("event_key") is not None:
+            self._by_event_key[entry["event_key"]] = entry
+
+    def _write(self, data: bytes) -> None:
+        with open(self.path, "ab") as log:
+            log.write(data)
+            log.flush()
+            os.fsync(log.fileno())
 
     def _set_aside_torn_tail(self, torn: bytes) -> None:
         """Keep a crashed append's fragment in ``<log>.torn`` and cut it off the log (the lock is held)."""
@@ -199,15 +214,8 @@ class AuditLog:
             }
             entry["hash"] = entry_hash(entry)
             line = (canonical_json(entry) + "\n").encode()
-            with open(self.path, "ab") as log:
-                log.write(line)
-                log.flush()
-                os.fsync(log.fileno())
-            self._offset += len(line)
-            self._entries += 1
-            self._last_hash = entry["hash"]
-            if event_key is not None:
-                self._by_event_key[event_key] = entry
+            self._write(line)
+            self._accept(entry, len(line))
             return AppendResult(entry, appended=True)
 
     def entries(self) -> Iterator[dict[str, Any]]:

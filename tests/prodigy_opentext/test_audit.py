@@ -83,6 +83,14 @@ def test_a_torn_last_line_is_reported_then_set_aside_by_the_next_append(log_path
     assert (log_path.parent / "governance.jsonl.torn").read_text() == fragment + "\n"
 
 
+def test_a_whole_last_entry_that_lost_only_its_newline_is_kept(log_path: Path) -> None:
+    log_path.write_bytes(log_path.read_bytes().removesuffix(b"\n"))
+    entry, appended = AuditLog(log_path).append("airflow", "release.written", "ner_news/v4")
+    assert appended and entry["seq"] == 4
+    assert verify_audit_log(log_path).valid and [e["seq"] for e in lines(log_path)] == [1, 2, 3, 4]
+    assert not (log_path.parent / "governance.jsonl.torn").exists()
+
+
 def test_a_damaged_line_before_the_end_is_not_taken_for_a_torn_one(log_path: Path) -> None:
     text = log_path.read_text().splitlines(keepends=True)
     log_path.write_text(text[0] + text[1][:20] + text[2])
