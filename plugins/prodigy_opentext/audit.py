@@ -151,12 +151,15 @@ class AuditLog:
                 raise AuditLogError(f"{self.path}: entry {line_no} (line {line_no}): {reason}")
             self._accept(entry, len(raw))
         if last_line is not None:
-            entry, reason = _check_line(last_line + b"\n", self._entries + 1, self._last_hash)
+            line_no = self._entries + 1
+            entry, reason = _check_line(last_line + b"\n", line_no, self._last_hash)
             if reason is None:  # the entry was written whole; only its newline was lost
                 self._write(b"\n")
                 self._accept(entry, len(last_line) + 1)
-            else:
+            elif reason.startswith("not valid JSON"):  # a crashed write leaves a prefix, never a whole object
                 self._set_aside_torn_tail(last_line)
+            else:
+                raise AuditLogError(f"{self.path}: entry {line_no} (line {line_no}): {reason}")
 
     def _accept(self, entry: dict[str, Any], length: int) -> None:
         self._offset += length

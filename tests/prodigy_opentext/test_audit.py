@@ -91,6 +91,15 @@ def test_a_whole_last_entry_that_lost_only_its_newline_is_kept(log_path: Path) -
     assert not (log_path.parent / "governance.jsonl.torn").exists()
 
 
+def test_an_edited_last_entry_without_its_newline_is_refused_not_set_aside(log_path: Path) -> None:
+    entries = lines(log_path)
+    entries[2]["subject"] = "ner_news/v9"
+    log_path.write_text("".join(json.dumps(entry) + "\n" for entry in entries).removesuffix("\n"))
+    with pytest.raises(AuditLogError, match="entry 3"):
+        AuditLog(log_path).append("airflow", "release.written", "ner_news/v4")
+    assert not (log_path.parent / "governance.jsonl.torn").exists()
+
+
 def test_a_damaged_line_before_the_end_is_not_taken_for_a_torn_one(log_path: Path) -> None:
     text = log_path.read_text().splitlines(keepends=True)
     log_path.write_text(text[0] + text[1][:20] + text[2])
