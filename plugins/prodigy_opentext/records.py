@@ -415,8 +415,10 @@ class AnnotationProgress:
         self.invalid: list[int | str] = []
         self.last_example_id: int | None = None
         """The last example read, where an incremental read continues."""
-        self.source: Any = None
-        """What identifies the dataset read (set by the reader), so a new dataset of that name starts over."""
+        self.last_task_hash: int | None = None
+        """That example's task hash (None when it was invalid): a reused id shows as another hash."""
+        self.source: tuple[Any, ...] = ()
+        """Which dataset was read (set by the reader): one dropped and created again starts over."""
 
     def add(self, task: dict[str, Any]) -> None:
         self.total += 1

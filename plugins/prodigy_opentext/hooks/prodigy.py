@@ -249,12 +249,6 @@ class ProdigyHook(BaseHook):
             raise DatasetNotFoundError(f"dataset {name!r} not found in Prodigy's {self.target.description}")
         return row
 
-    def _dataset_identity(self, name: str) -> tuple[int, int]:
-        """The dataset's row id and creation time: they change when it is dropped and created again."""
-        with self._connection() as conn:
-            row = self._dataset_row(conn, name)
-            return row.id, row.created
-
     def _decode_meta(self, name: str, meta: Any) -> dict[str, Any]:
         try:
             value = json.loads(as_bytes(meta) or b"{}")
@@ -356,9 +350,8 @@ class ProdigyHook(BaseHook):
         }
         return conn.execute(sa.insert(table).values(values).returning(table.c.id)).scalar_one(), True
 
-    def count(self, dataset: str, answer: str | None = None, until_id: int | None = None) -> int:
-        """Examples in the dataset, or those up to example id ``until_id``; with ``answer`` (and no
-        ``until_id``), the valid examples with that answer."""
+    def count(self, dataset: str, answer: str | None = None) -> int:
+        """Examples in the dataset; with ``answer``, the valid examples with that answer."""
         import sqlalchemy as sa
 
         check_dataset_name(dataset)
@@ -369,8 +362,6 @@ class ProdigyHook(BaseHook):
         with self._connection() as conn:
             dataset_id = self._dataset_row(conn, dataset).id
             query = sa.select(sa.func.count()).select_from(link).where(link.c.dataset_id == dataset_id)
-            if until_id is not None:
-                query = query.where(link.c.example_id <= until_id)
             return conn.execute(query).scalar_one()
 
     def last_example_id(self, dataset: str) -> int | None:
@@ -498,11 +489,36 @@ class ProdigyHook(BaseHook):
         progress = progress if progress is not None else AnnotationProgress()
         for example_id, content in self.iter_rows(dataset, since_id=progress.last_example_id):
             try:
-                progress.add(scan_record(content, row=example_id, where="example id"))
+                keys = scan_record(content, row=example_id, where="example id")
             except InvalidRecord:
                 progress.invalid.append(example_id)
+                progress.last_task_hash = None
+            else:
+                progress.add(keys)
+                progress.last_task_hash = keys["_task_hash"]
             progress.last_example_id = example_id
         return progress
+
+    def _read_point(self, dataset: str, until_id: int | None) -> tuple[Any, ...]:
+        """What an incremental read saw of the dataset up to example ``until_id``: the dataset's row id and
+        creation time, its distinct examples up to there and the task hash stored at ``until_id``."""
+        import sqlalchemy as sa
+
+        tables = prodigy_tables()
+        example, link = tables.example, tables.link
+        with self._connection() as conn:
+            row = self._dataset_row(conn, dataset)
+            if until_id is None:
+                return row.id, row.created, 0, None
+            linked = (link.c.dataset_id == row.id) & (link.c.example_id <= until_id)
+            count = sa.select(sa.func.count(sa.distinct(link.c.example_id))).where(linked)
+            task_hash = (
+                sa.select(example.c.task_hash)
+                .join(link, link.c.example_id == example.c.id)
+                .where(link.c.dataset_id == row.id, example.c.id == until_id)
+                .limit(1)
+            )
+            return row.id, row.created, conn.execute(count).scalar_one(), conn.execute(task_hash).scalar()
 
     def batch_counts(
         self,
@@ -515,20 +531,17 @@ class ProdigyHook(BaseHook):
         ``answers`` is Prodigy's own count of the dataset; with ``annotators_per_input`` also ``inputs``
         (distinct input hashes answered) and ``inputs_done`` (those with that many distinct annotators).
         A wait that polls passes the same ``progress`` each time: only answers after the last example read are
-        read, unless the dataset was dropped and created again or no longer holds exactly the examples read
-        up to there (an answer committed late with a lower id, as PostgreSQL sequences allow): then all again.
+        read, unless the dataset no longer holds exactly what was read up to there (dropped and created again,
+        its ids reused; an answer committed late with a lower id, as PostgreSQL sequences allow): then all.
         """
         counts: dict[str, Any] = {"dataset": dataset, "answers": self.count(dataset)}
         if annotators_per_input is not None:
             progress = progress if progress is not None else AnnotationProgress()
-            source = self._dataset_identity(dataset)
-            if progress.source != source or (
-                progress.last_example_id is not None
-                and self.count(dataset, until_id=progress.last_example_id)
-                != progress.total + len(progress.invalid)
-            ):
+            point = self._read_point(dataset, progress.last_example_id)
+            read = (*progress.source, progress.total + len(progress.invalid), progress.last_task_hash)
+            if progress.last_example_id is not None and point != read:
                 progress.reset()
-                progress.source = source
+            progress.source = point[:2]
             self._progress(dataset, progress)
             counts.update(
                 inputs=len(progress.annotators_by_input),

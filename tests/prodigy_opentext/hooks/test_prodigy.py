@@ -319,3 +319,42 @@ def test_batch_counts_continue_from_the_last_read_and_start_over_when_the_datase
     hook.add_examples("issues", answers("carol", 9))  # more rows than were read, possibly reusing ids
     third = incremental_equals_full(progress)
     assert (third["answers"], third["inputs"], third["annotators"]) == (9, 9, 1)
+
+
+def test_batch_counts_see_rows_replaced_under_reused_ids_and_stay_incremental_with_double_links(
+    prodigy_sqlite_conn, monkeypatch
+):
+    def answers(annotator: str, count: int, start: int = 0) -> list[dict]:
+        return [
+            dict(task, answer="accept", _annotator_id=f"issues-{annotator}", _session_id=f"{annotator}-1")
+            for task in sample_rows("textcat_docs_issues", start + count)[start:]
+        ]
+
+    hook = ProdigyHook()
+    progress = AnnotationProgress()
+    hook.add_examples("issues", answers("alice", 4))
+    assert hook.batch_counts("issues", 2, progress)["annotators"] == 1
+    # The dataset's rows deleted and as many new ones stored: SQLite gives them the same ids.
+    execute_sql(prodigy_sqlite_conn, "DELETE FROM link")
+    execute_sql(prodigy_sqlite_conn, "DELETE FROM example")
+    hook.add_examples("issues", answers("bob", 2) + answers("carol", 2, start=1))
+    assert execute_sql(prodigy_sqlite_conn, "SELECT MAX(id) FROM example")[0][0] == progress.last_example_id
+    replaced = hook.batch_counts("issues", 2, progress)
+    assert replaced == hook.batch_counts("issues", 2)
+    assert (replaced["inputs"], replaced["inputs_done"], replaced["annotators"]) == (3, 1, 2)
+
+    # Each answer linked twice to the dataset (its own name as the session): polls still read only new rows.
+    hook.add_examples("doubled", answers("dave", 3), session="doubled")
+    doubled = AnnotationProgress()
+    hook.batch_counts("doubled", 2, doubled)
+    since: list[int | None] = []
+    iter_rows = ProdigyHook.iter_rows
+
+    def recording_iter_rows(self, dataset, **filters):
+        since.append(filters.get("since_id"))
+        yield from iter_rows(self, dataset, **filters)
+
+    monkeypatch.setattr(ProdigyHook, "iter_rows", recording_iter_rows)
+    hook.add_examples("doubled", answers("erin", 3), session="doubled")
+    assert hook.batch_counts("doubled", 2, doubled)["inputs_done"] == 3
+    assert since == [doubled.last_example_id - 3], "a doubly linked dataset was read whole again"
