@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from prodigy_opentext.records import file_sha256
+
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO.parent / "shared" / "prodigy-samples" / "ner_fashion_brands.jsonl"
 DATASET = "ner_fashion_bench"
@@ -161,16 +163,6 @@ def measure(program: str, database: Path, output: Path, limit: int) -> dict[str,
     return measured
 
 
-def file_digest(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def bench_size(size: int, workdir: Path, rounds: int) -> tuple[list[str], bool]:
     database = workdir / f"prodigy-{size}.db"
     build_seconds = build_database(database, size)
@@ -187,7 +179,7 @@ def bench_size(size: int, workdir: Path, rounds: int) -> tuple[list[str], bool]:
         exports.append(measure(EXPORT, database, export_out, size))
     floor = max(floors, key=lambda m: m["rows_per_s"])
     export = max(exports, key=lambda m: m["rows_per_s"])
-    identical = file_digest(floor_out) == file_digest(export_out)
+    identical = file_sha256(floor_out) == file_sha256(export_out)
     subset = min(size, LOAD_EVERYTHING_MAX_ROWS)
     load = measure(LOAD_EVERYTHING, database, load_out, subset)
     for path in (floor_out, export_out, load_out, database):

@@ -151,15 +151,22 @@ class AuditLog:
                 raise AuditLogError(f"{self.path}: entry {line_no} (line {line_no}): {reason}")
             self._accept(entry, len(raw))
         if last_line is not None:
-            line_no = self._entries + 1
-            entry, reason = _check_line(last_line + b"\n", line_no, self._last_hash)
-            if reason is None:  # the entry was written whole; only its newline was lost
-                self._write(b"\n")
-                self._accept(entry, len(last_line) + 1)
-            elif reason.startswith("not valid JSON"):  # a crashed write leaves a prefix, never a whole object
-                self._set_aside_torn_tail(last_line)
-            else:
-                raise AuditLogError(f"{self.path}: entry {line_no} (line {line_no}): {reason}")
+            self._repair_last_line(last_line)
+
+    def _repair_last_line(self, last_line: bytes) -> None:
+        """A last line without its newline: a crashed write's prefix (never a whole JSON object) is set
+        aside; a whole entry gets its newline back; a whole object that breaks the chain is an edit."""
+        try:
+            json.loads(last_line)
+        except ValueError:
+            self._set_aside_torn_tail(last_line)
+            return
+        line_no = self._entries + 1
+        entry, reason = _check_line(last_line + b"\n", line_no, self._last_hash)
+        if reason is not None:
+            raise AuditLogError(f"{self.path}: entry {line_no} (line {line_no}): {reason}")
+        self._write(b"\n")
+        self._accept(entry, len(last_line) + 1)
 
     def _accept(self, entry: dict[str, Any], length: int) -> None:
         self._offset += length
