@@ -23,10 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from prodigy_opentext.records import file_sha256
+from prodigy_opentext.core.export import file_digest
 
 REPO = Path(__file__).resolve().parent.parent
-SAMPLE = REPO.parent / "shared" / "prodigy-samples" / "ner_fashion_brands.jsonl"
+SAMPLE = REPO / "tests" / "data" / "ner_fashion_brands.jsonl"
 DATASET = "ner_fashion_bench"
 SESSION = "ner_fashion_bench-annotator"
 FLOOR_RATIO_TARGET = 0.5
@@ -179,7 +179,7 @@ def bench_size(size: int, workdir: Path, rounds: int) -> tuple[list[str], bool]:
         exports.append(measure(EXPORT, database, export_out, size))
     floor = max(floors, key=lambda m: m["rows_per_s"])
     export = max(exports, key=lambda m: m["rows_per_s"])
-    identical = file_sha256(floor_out) == file_sha256(export_out)
+    identical = file_digest(floor_out) == file_digest(export_out)
     subset = min(size, LOAD_EVERYTHING_MAX_ROWS)
     load = measure(LOAD_EVERYTHING, database, load_out, subset)
     for path in (floor_out, export_out, load_out, database):

@@ -53,6 +53,7 @@ one_task()
 PROBE = """
 import importlib.util, sys, time
 import airflow.sdk
+sys.path.append(sys.argv[2])  # the DAGs folder, as the DAG processor puts it on sys.path
 start = time.perf_counter()
 spec = importlib.util.spec_from_file_location("dag_under_test", sys.argv[1])
 spec.loader.exec_module(importlib.util.module_from_spec(spec))
@@ -62,7 +63,11 @@ print((time.perf_counter() - start) * 1000)
 
 def parse_ms(path: Path, env: dict[str, str]) -> float:
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, check=True, env=env
+        [sys.executable, "-c", PROBE, str(path), str(REPO / "dags")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
     )
     return float(result.stdout.strip().splitlines()[-1])
 

@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     import great_expectations  # noqa: F401  (imported before timing, like pandas)
     import pandas  # noqa: F401
 
-    from prodigy_opentext.validation import AnnotationRules, flatten_records, load_suites
+    from prodigy_opentext.core.validation import AnnotationRules, flatten_records, load_suites
 
     rules = AnnotationRules(LABELS, min_examples_per_label=100, max_ignore_rate=0.05)
     suites = load_suites()

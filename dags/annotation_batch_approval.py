@@ -24,25 +24,31 @@ anything downstream may use it.
 
 Run it for one dataset from the trigger form (`dataset`, and `min_answers` / `annotators_per_input` to
 wait for the annotators first).
+
+Steps: `prodigy_opentext.flows.batch_approval`; process model:
+`include/bpmn/annotation_batch_approval.bpmn20.xml`; tests: `tests/flows/test_batch_approval.py`.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pendulum
+from _deployment import DEFAULT_ARGS, OPENTEXT_POLL_SECONDS, audit_log, data_dir
 from airflow.sdk import Param, dag, task
 
-from prodigy_opentext.dag_defaults import DEFAULT_ARGS, OPENTEXT_POLL_SECONDS, data_dir
-from prodigy_opentext.governance import BATCH_APPROVAL_PROCESS
+from prodigy_opentext.core.approvals import BATCH_APPROVAL_PROCESS
+from prodigy_opentext.core.payloads import BatchToReview, JudgedDecision, RecordedDecision, ReviewPackage
+from prodigy_opentext.flows.batch_approval import (
+    find_ready_batches,
+    prepare_review_package,
+    record_review_decision,
+    release_run,
+)
+from prodigy_opentext.operators.dag_run import TriggerDagRunOnceOperator
 from prodigy_opentext.operators.opentext import OpenTextDeployModelsOperator, OpenTextStartProcessOperator
-from prodigy_opentext.operators.release import StartReleaseOperator
-from prodigy_opentext.review import find_ready_batches, prepare_review_package, record_review_decision
 from prodigy_opentext.sensors.opentext import OpenTextApprovalSensor
 from prodigy_opentext.sensors.prodigy import ProdigyBatchSensor
-
-DATA_DIR = data_dir(Path(__file__).parent)
 
 
 @dag(
@@ -73,6 +79,7 @@ DATA_DIR = data_dir(Path(__file__).parent)
             description="With a dataset: wait until every input has this many distinct annotators.",
         ),
     },
+    render_template_as_native_obj=True,
 )
 def annotation_batch_approval():
     @task.branch
@@ -90,12 +97,12 @@ def annotation_batch_approval():
     )
 
     @task(trigger_rule="none_failed_min_one_success")
-    def find_batches(params: dict) -> list[dict]:
+    def find_batches(params: dict) -> list[BatchToReview]:
         return find_ready_batches(only=params["dataset"] or None)
 
     @task
-    def prepare_package(batch: dict) -> dict:
-        return prepare_review_package(batch, DATA_DIR / "review")
+    def prepare_package(batch: BatchToReview) -> ReviewPackage:
+        return prepare_review_package(batch, data_dir() / "review")
 
     batches = find_batches()
     packages = prepare_package.expand(batch=batches)
@@ -104,7 +111,7 @@ def annotation_batch_approval():
 
     requested = OpenTextStartProcessOperator.partial(
         task_id="request_approval", process_definition_key=BATCH_APPROVAL_PROCESS
-    ).expand_kwargs(packages.map(lambda p: p["process"]))
+    ).expand_kwargs(packages.map(lambda package: package["process"]))
 
     decisions = OpenTextApprovalSensor.partial(
         task_id="wait_for_decision",
@@ -114,13 +121,15 @@ def annotation_batch_approval():
     ).expand(process_instance_id=requested.output)
 
     @task
-    def record_decision(package_and_decision: tuple[dict, dict]) -> dict:
+    def record_decision(package_and_decision: tuple[ReviewPackage, JudgedDecision]) -> RecordedDecision:
         package, decision = package_and_decision
-        return record_review_decision(package, decision, DATA_DIR / "audit" / "governance.jsonl")
+        return record_review_decision(package, decision, audit_log())
 
     recorded = record_decision.expand(package_and_decision=packages.zip(decisions.output))
 
-    StartReleaseOperator.partial(task_id="start_release").expand(decision=recorded)
+    TriggerDagRunOnceOperator.partial(
+        task_id="start_release", trigger_dag_id="dataset_release"
+    ).expand_kwargs(recorded.map(release_run))
 
     deploy_models >> requested
     choose_start() >> [wait_for_batch, batches]

@@ -24,20 +24,28 @@ Only complete, valid and approved annotation data reaches MLOps.
 7. **hand_off**: POSTs the release summary to the `mlops_handoff` HTTP connection when one is defined.
 
 Started by `annotation_batch_approval` for each approved batch, or by hand from the trigger form.
+
+Steps: `prodigy_opentext.flows.release`; process model: `include/bpmn/dataset_release_signoff.bpmn20.xml`;
+tests: `tests/flows/test_release.py`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pendulum
+from _deployment import DEFAULT_ARGS, OPENTEXT_POLL_SECONDS, audit_log, data_dir
 from airflow.sdk import Param, dag, task
 
-from prodigy_opentext.dag_defaults import ANNOTATION_RELEASES, DEFAULT_ARGS, OPENTEXT_POLL_SECONDS, data_dir
-from prodigy_opentext.governance import RELEASE_SIGNOFF_PROCESS
-from prodigy_opentext.operators.annotation_validation import AnnotationValidationOperator
-from prodigy_opentext.operators.opentext import OpenTextStartProcessOperator
-from prodigy_opentext.publishing import (
+from prodigy_opentext.core.approvals import RELEASE_SIGNOFF_PROCESS
+from prodigy_opentext.core.payloads import (
+    ApprovalRecord,
+    HandOff,
+    ProcessRequest,
+    PublishedRelease,
+    ReleaseTarget,
+    StagedRelease,
+)
+from prodigy_opentext.flows._shared import ANNOTATION_RELEASES
+from prodigy_opentext.flows.release import (
     hand_off_release,
     publish_release,
     release_signoff_request,
@@ -45,9 +53,9 @@ from prodigy_opentext.publishing import (
     stage_release_data,
     verify_approvals,
 )
+from prodigy_opentext.operators.annotation_validation import AnnotationValidationOperator
+from prodigy_opentext.operators.opentext import OpenTextStartProcessOperator
 from prodigy_opentext.sensors.opentext import OpenTextApprovalSensor
-
-DATA_DIR = data_dir(Path(__file__).parent)
 
 
 @dag(
@@ -76,33 +84,31 @@ DATA_DIR = data_dir(Path(__file__).parent)
 )
 def dataset_release():
     @task
-    def resolve_target(params: dict) -> dict:
+    def resolve_target(params: dict) -> ReleaseTarget:
         return resolve_release_target(params["dataset"], params["version"])
 
     @task
-    def check_batch_approval(target: dict) -> dict:
+    def check_batch_approval(target: ReleaseTarget) -> ReleaseTarget:
         verify_approvals(target, kinds=("batch_approval",))
         return target
 
     @task
-    def stage_data(target: dict, run_id: str | None = None) -> dict:
-        return stage_release_data(target, DATA_DIR / "staging" / run_id.replace(":", "_"))
+    def stage_data(target: ReleaseTarget, run_id: str | None = None) -> StagedRelease:
+        return stage_release_data(target, data_dir() / "staging" / str(run_id).replace(":", "_"))
 
     staged = stage_data(check_batch_approval(resolve_target()))
 
     validate = AnnotationValidationOperator(
         task_id="validate",
-        export_path="{{ ti.xcom_pull(task_ids='stage_data')['annotations'] }}",
-        disputes_path="{{ ti.xcom_pull(task_ids='stage_data')['disputes'] }}",
-        label_scheme="{{ ti.xcom_pull(task_ids='stage_data')['label_scheme'] }}",
+        export_path=staged["annotations"],
+        disputes_path=staged["disputes"],
+        label_scheme=staged["label_scheme"],
         min_examples_per_label="{{ params.min_examples_per_label }}",
         max_ignore_rate="{{ params.max_ignore_rate }}",
     )
 
-    staged >> validate
-
     @task(multiple_outputs=True)
-    def signoff_request(staged: dict, validation: dict) -> dict:
+    def signoff_request(staged: StagedRelease, validation: dict) -> ProcessRequest:
         return release_signoff_request(staged, validation)
 
     request = signoff_request(staged, validate.output)
@@ -121,7 +127,7 @@ def dataset_release():
     )
 
     @task
-    def check_approvals(staged: dict) -> list[dict]:
+    def check_approvals(staged: StagedRelease) -> list[ApprovalRecord]:
         return verify_approvals(staged, reviewed_sha256=staged["export"]["sha256"])
 
     approvals = check_approvals(staged)
@@ -129,21 +135,25 @@ def dataset_release():
 
     @task(outlets=[ANNOTATION_RELEASES])
     def publish(
-        staged: dict, validation: dict, approvals: list[dict], outlet_events=None, run_id=None
-    ) -> dict:
+        staged: StagedRelease,
+        validation: dict,
+        approvals: list[ApprovalRecord],
+        outlet_events=None,
+        run_id: str | None = None,
+    ) -> PublishedRelease:
         release = publish_release(
             staged,
             validation,
             approvals,
-            release_root=DATA_DIR,
-            audit_path=DATA_DIR / "audit" / "governance.jsonl",
-            run_id=run_id,
+            release_root=data_dir(),
+            audit_path=audit_log(),
+            run_id=str(run_id),
         )
         outlet_events[ANNOTATION_RELEASES].extra = release
         return release
 
     @task
-    def hand_off(release: dict) -> dict | None:
+    def hand_off(release: PublishedRelease) -> HandOff | None:
         return hand_off_release(release)
 
     hand_off(publish(staged, validate.output, approvals))

@@ -452,8 +452,8 @@ class ProdigyProject:
         the release validates it. Returns how many disputes were settled.
         """
         with connection_variables({"AIRFLOW_CONN_PRODIGY_DEFAULT": self.connection()}):
-            from prodigy_opentext.agreement import decision_of
-            from prodigy_opentext.consensus import build_consensus
+            from prodigy_opentext.core.agreement import decision_of
+            from prodigy_opentext.core.consensus import build_consensus
             from prodigy_opentext.hooks.prodigy import ProdigyHook
 
             hook = ProdigyHook()

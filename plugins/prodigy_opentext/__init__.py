@@ -54,7 +54,7 @@ def get_provider_info() -> dict:
                 "integration-name": "OpenText Workflow Service",
                 "python-modules": [
                     "prodigy_opentext.operators.opentext",
-                    "prodigy_opentext.operators.release",
+                    "prodigy_opentext.operators.dag_run",
                 ],
             },
         ],

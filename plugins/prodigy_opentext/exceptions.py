@@ -1,11 +1,21 @@
-"""Exception types of the provider.
+"""Every exception type the provider raises, in one place.
 
-This module imports nothing from Airflow so that plain-Python domain modules can raise and catch these types.
+Plain Python (no Airflow import), so the pure rules of :mod:`prodigy_opentext.core` raise them and callers
+catch them without importing Airflow. What retrying cannot change fails a task without its retries: for
+the errors that reach a task that way, the Airflow-facing twin (a subclass that is also an
+``AirflowFailException``) is defined beside the task that raises it: ``OpenTextApprovalRejected``
+(:mod:`~prodigy_opentext.sensors.opentext`), ``AnnotationValidationFailed``
+(:mod:`~prodigy_opentext.operators.annotation_validation`), ``ReleaseRefused`` and ``ReleaseVersionTaken``
+(:mod:`~prodigy_opentext.flows.release`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+# --- OpenText Workflow Service --------------------------------------------------------------------------
 
 
 class OpenTextError(Exception):
@@ -70,12 +80,127 @@ class OpenTextUnavailableError(OpenTextError):
         super().__init__(message, **kwargs)
 
 
+# --- Approvals ------------------------------------------------------------------------------------------
+
+
 class ApprovalRejectedError(Exception):
     """A reviewer rejected what was submitted for approval in OpenText.
 
     ``decision`` is the decision record (outcome, approver, time, comments, process instance id).
     """
 
-    def __init__(self, message: str, decision: dict[str, Any]) -> None:
+    def __init__(self, message: str, decision: Mapping[str, Any]) -> None:
         self.decision = decision
         super().__init__(message)
+
+
+class ApprovalRefused(Exception):
+    """A release was asked for without the approvals OpenText must hold for it."""
+
+
+# --- Prodigy --------------------------------------------------------------------------------------------
+
+
+class ProdigyDatabaseError(ConnectionError):
+    """Prodigy's database cannot be reached or opened; the message names the host or file."""
+
+
+class DatasetNotFoundError(LookupError):
+    """The named dataset does not exist in Prodigy's database."""
+
+
+class InvalidRecord(ValueError):
+    """A record that is not a valid Prodigy example.
+
+    ``row`` is a line number or an example id; ``where`` says which (``"row"``, ``"line"``, ``"example id"``).
+    """
+
+    def __init__(self, row: int | str, field: str, reason: str, *, where: str = "row") -> None:
+        super().__init__(f"{where} {row}: field {field!r}: {reason}")
+        self.row = row
+        self.field = field
+        self.reason = reason
+        self.where = where
+
+
+class InvalidRecords(ValueError):
+    """Every bad row of a source that is checked whole before anything is written."""
+
+    def __init__(self, source: str, errors: list[InvalidRecord]) -> None:
+        shown = "; ".join(str(error) for error in errors[:20])
+        more = f" (and {len(errors) - 20} more)" if len(errors) > 20 else ""
+        super().__init__(f"{source}: {len(errors)} invalid rows: {shown}{more}")
+        self.source = source
+        self.errors = errors
+
+
+class QuarantineLimitExceeded(ValueError):
+    """More rows failed validation than the export allows; the manifest names the quarantine file."""
+
+    def __init__(self, manifest: Mapping[str, Any], max_fraction: float) -> None:
+        super().__init__(
+            f"dataset {manifest['dataset']!r}: {manifest['quarantined']} of {manifest['read']} rows failed "
+            f"validation (allowed fraction {max_fraction}); see {manifest['quarantine_path']}"
+        )
+        self.manifest = manifest
+        self.max_fraction = max_fraction
+
+
+class ConsensusError(ValueError):
+    """The answers cannot be merged as given (an unsorted stream said to be sorted, a task hash reused)."""
+
+
+# --- Validation -----------------------------------------------------------------------------------------
+
+
+class SuiteDefinitionError(ValueError):
+    """A suite file in the suite directory is not usable (names the file and the expectation)."""
+
+
+class AnnotationValidationError(Exception):
+    """The dataset broke annotation rules; names each failed rule with sample rows. ``summary`` has all."""
+
+    def __init__(self, summary: Mapping[str, Any]) -> None:
+        self.summary = summary
+        self.failures = [result for result in summary["expectations"] if not result["success"]]
+        lines = [
+            f"annotation validation failed: {len(self.failures)} of {summary['statistics']['evaluated']} "
+            f"rules broken"
+        ]
+        for failure in self.failures:
+            count = failure.get("unexpected_count")
+            counted = f" ({count} of {failure.get('element_count')} rows)" if count is not None else ""
+            lines.append(f"- {failure['frame']}.{failure['rule']}{counted}: " + "; ".join(failure["samples"]))
+        super().__init__("\n".join(lines))
+
+
+# --- Releases and the audit log -------------------------------------------------------------------------
+
+
+class ReleaseError(Exception):
+    """A release could not be written or read as a release."""
+
+
+class ReleaseConflict(ReleaseError):
+    """The version exists with other content; ``differences`` names each differing file or field."""
+
+    def __init__(self, dataset: str, version: str, differences: list[str]) -> None:
+        self.dataset = dataset
+        self.version = version
+        self.differences = differences
+        super().__init__(
+            f"release {dataset} {version} already exists with different content: " + "; ".join(differences)
+        )
+
+
+class ReleaseCorrupt(ReleaseError):
+    """A written release no longer matches its manifest; ``problems`` names each file."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__(f"release {path} does not match its manifest: " + "; ".join(problems))
+
+
+class AuditLogError(Exception):
+    """The log cannot be extended: its chain is broken or its end is torn (names the line)."""

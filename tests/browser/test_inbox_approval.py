@@ -16,7 +16,7 @@ import pytest
 from tests.browser.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_chromium
 from tests.fixtures.airflow_db import task_states
 from tests.fixtures.background import acting_in_background
-from tests.prodigy_opentext.sensors import test_opentext_sensor as sensor_tests
+from tests.sensors import test_opentext_sensor as sensor_tests
 
 REVIEWER = "sme@example.com"
 

@@ -11,9 +11,9 @@ DAGS = Path(__file__).resolve().parents[2] / "dags"
 
 @pytest.fixture(scope="module")
 def dagbag():
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow.dag_processing.dagbag import BundleDagBag
 
-    return DagBag(dag_folder=str(DAGS))
+    return BundleDagBag(dag_folder=str(DAGS), bundle_path=DAGS)  # as the DAG processor parses the folder
 
 
 def test_no_import_errors(dagbag):

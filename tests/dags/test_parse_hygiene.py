@@ -23,6 +23,7 @@ HEAVY = ("pandas", "great_expectations", "numpy", "pyarrow", "requests", "sqlalc
 PROBE = """
 import importlib.util, json, sys
 import airflow.sdk  # what every DAG file pays anyway
+sys.path.append(sys.argv[2])  # the DAGs folder, as the DAG processor puts it on sys.path
 before = set(sys.modules)
 spec = importlib.util.spec_from_file_location("dag_under_test", sys.argv[1])
 spec.loader.exec_module(importlib.util.module_from_spec(spec))
@@ -53,7 +54,7 @@ def test_no_heavy_import_at_module_level(path):
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
 def test_importing_the_dag_file_loads_no_heavy_library(path):
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, str(path)],
+        [sys.executable, "-c", PROBE, str(path), str(path.parent)],
         capture_output=True,
         text=True,
         env=os.environ.copy(),

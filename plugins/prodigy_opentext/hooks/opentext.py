@@ -1,24 +1,16 @@
-"""Hook for OpenText Workflow Service (OpenText's Flowable-based BPMN engine).
+"""Hook for OpenText Workflow Service (OpenText's Flowable-based BPMN engine), over ``requests``.
 
-The module-level parts are plain Python shared with the async hook the triggers use
-(:mod:`prodigy_opentext.hooks.opentext_async`): connection settings and URL building, the token cache,
-retry decisions, error and HAL envelope parsing, typed variable conversion, and the decision probe that
-reads whether a reviewer has decided. Only the transport differs between the two hooks.
+The protocol itself (settings, retries, answers, paging, variables, models, the decision probe) is plain
+Python in :mod:`prodigy_opentext._opentext`, shared with the async hook the triggers use
+(:mod:`prodigy_opentext.hooks.opentext_async`); only the transport is written here.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
-import hashlib
-import json
-import random
 import time
-import xml.etree.ElementTree as ElementTree
-from collections.abc import Callable, Generator, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from email.utils import parsedate_to_datetime
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -26,6 +18,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 
+from prodigy_opentext._opentext.answers import TokenCache, decode_answer, query_params, unreachable
+from prodigy_opentext._opentext.decisions import DecisionRead
+from prodigy_opentext._opentext.models import (
+    content_checksum,
+    model_process_key,
+    model_xml_of,
+    read_model_xml,
+)
+from prodigy_opentext._opentext.paging import embedded_items, next_page_offset
+from prodigy_opentext._opentext.settings import OpenTextSettings
+from prodigy_opentext._opentext.variables import from_rest_variables, parse_timestamp, to_rest_variables
+from prodigy_opentext.core.payloads import Decision
 from prodigy_opentext.exceptions import (
     OpenTextAuthError,
     OpenTextError,
@@ -35,445 +39,8 @@ from prodigy_opentext.exceptions import (
 
 if TYPE_CHECKING:
     import requests
-    from airflow.sdk import Connection
 
 T = TypeVar("T")
-
-API_PREFIX = "/workflow/v1"
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-GRANT_TYPES = ("client_credentials", "password")
-BPMN_NAMESPACE = "http://www.omg.org/spec/BPMN/20100524/MODEL"
-INT32 = range(-(2**31), 2**31)
-
-
-# --- Connection settings --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with jitter inside a bounded budget; the server's ``Retry-After`` wins."""
-
-    max_attempts: int = 8
-    base_delay: float = 0.5
-    max_delay: float = 30.0
-    budget: float = 120.0
-
-    def next_delay(self, attempt: int, elapsed: float, retry_after: float | None) -> float | None:
-        """Seconds to wait before retrying failed attempt number ``attempt`` (0-based), or None to give up."""
-        if attempt + 1 >= self.max_attempts:
-            return None
-        if retry_after is not None:
-            delay = retry_after
-        else:
-            delay = min(self.max_delay, self.base_delay * 2**attempt) * random.uniform(1.0, 1.25)
-        if elapsed + delay > self.budget:
-            return None
-        return delay
-
-
-@dataclass(frozen=True)
-class OpenTextSettings:
-    """What a hook needs from an ``opentext_workflow`` connection, validated once."""
-
-    root_url: str
-    tenant_id: str
-    client_id: str
-    client_secret: str = field(repr=False)
-    grant_type: str = "client_credentials"
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    timeout: float = 30.0
-    verify: bool | str = True
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-
-    @classmethod
-    def from_connection(cls, conn: Connection) -> OpenTextSettings:
-        extra = conn.extra_dejson
-        where = f"OpenText connection {conn.conn_id!r}"
-        if not conn.host:
-            raise ValueError(f"{where}: host must be the root URL, e.g. https://na-1-dev.api.opentext.com")
-        if not extra.get("tenant_id"):
-            raise ValueError(f"{where}: extra field 'tenant_id' is missing")
-        if not conn.login or not conn.password:
-            raise ValueError(f"{where}: login (client id) and password (client secret) are required")
-        grant_type = extra.get("grant_type", "client_credentials")
-        if grant_type not in GRANT_TYPES:
-            raise ValueError(f"{where}: extra 'grant_type' is {grant_type!r}; expected one of {GRANT_TYPES}")
-        if grant_type == "password" and not (extra.get("username") and extra.get("password")):
-            raise ValueError(f"{where}: grant_type 'password' needs extra 'username' and 'password'")
-        defaults = RetryPolicy()
-        return cls(
-            root_url=normalise_root_url(conn.host),
-            tenant_id=str(extra["tenant_id"]),
-            client_id=conn.login,
-            client_secret=conn.password,
-            grant_type=grant_type,
-            username=extra.get("username"),
-            password=extra.get("password"),
-            timeout=float(extra.get("timeout", 30.0)),
-            verify=tls_verify(extra.get("verify", True)),
-            retry=RetryPolicy(
-                max_attempts=int(extra.get("max_retries", defaults.max_attempts - 1)) + 1,
-                budget=float(extra.get("retry_budget", defaults.budget)),
-            ),
-        )
-
-    @property
-    def token_url(self) -> str:
-        return f"{self.root_url}/tenants/{self.tenant_id}/oauth2/token"
-
-    def api_url(self, path: str) -> str:
-        return f"{self.root_url}{API_PREFIX}/{path.lstrip('/')}"
-
-    def token_form(self) -> dict[str, str]:
-        form = {
-            "grant_type": self.grant_type,
-            "client_id": self.client_id,
-            "client_secret": self.client_secret,
-        }
-        if self.grant_type == "password":
-            form |= {"username": self.username or "", "password": self.password or ""}
-        return form
-
-
-def tls_verify(value: Any) -> bool | str:
-    """The ``verify`` extra: a boolean (also as the strings a form or env var gives) or a CA bundle path."""
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
-        return value.strip().lower() in ("true", "1", "yes")
-    return value
-
-
-def normalise_root_url(host: str) -> str:
-    """Accept ``host``, ``https://host`` or the API base ``https://host/workflow/v1``; return the root URL."""
-    root = host.strip().rstrip("/")
-    if "://" not in root:
-        root = f"https://{root}"
-    return root.removesuffix(API_PREFIX)
-
-
-# --- Tokens, retries, answers ---------------------------------------------------------------------------
-
-
-class TokenCache:
-    """The bearer token and its expiry, refreshed ahead of expiry so no call starts with a dying token."""
-
-    DEFAULT_LIFETIME = 300.0
-
-    def __init__(self) -> None:
-        self._token: str | None = None
-        self._refresh_at = 0.0
-
-    def current(self, now: float) -> str | None:
-        return self._token if self._token and now < self._refresh_at else None
-
-    def store(self, answer: Any, now: float) -> str:
-        token = answer.get("access_token") if isinstance(answer, dict) else None
-        if not token:
-            raise OpenTextAuthError("the token endpoint answered without an access_token")
-        lifetime = float(answer.get("expires_in") or self.DEFAULT_LIFETIME)
-        self._token = token
-        self._refresh_at = now + lifetime - min(60.0, lifetime * 0.1)
-        return token
-
-    def clear(self) -> None:
-        self._token = None
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds (it may be a number of seconds or an HTTP date)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None
-
-
-def describe_error_body(text: str) -> tuple[str, str | None, str | None]:
-    """OpenText's own words from an error body: (message, exception, error code)."""
-    try:
-        body = json.loads(text)
-    except ValueError:
-        return (text.strip()[:500] or "empty answer", None, None)
-    if not isinstance(body, dict):
-        return (str(body)[:500], None, None)
-    fault = body.get("fault")
-    if isinstance(fault, dict):
-        detail = fault.get("detail") if isinstance(fault.get("detail"), dict) else {}
-        return (str(fault.get("faultstring") or fault), None, detail.get("errorcode"))
-    if "message" in body or "exception" in body:
-        return (str(body.get("message") or ""), body.get("exception"), None)
-    if "error" in body:  # OAuth2 token endpoint
-        return (str(body.get("error_description") or body["error"]), None, str(body["error"]))
-    return (text.strip()[:500], None, None)
-
-
-def error_from_answer(
-    status: int, text: str, *, method: str, url: str, retry_after: float | None = None
-) -> OpenTextError:
-    message, exception, error_code = describe_error_body(text)
-    where = {"status": status, "method": method, "url": url, "exception": exception, "error_code": error_code}
-    if status in RETRYABLE_STATUSES:
-        return OpenTextUnavailableError(message, retry_after=retry_after, **where)
-    if status in (401, 403):
-        return OpenTextAuthError(message, **where)
-    if status == 404:
-        return OpenTextNotFoundError(message, **where)
-    return OpenTextError(message, **where)
-
-
-def decode_answer(status: int, text: str, retry_after: str | None, *, method: str, url: str) -> Any:
-    """The JSON of a successful answer (None when empty); raise the matching OpenTextError otherwise."""
-    if status >= 400:
-        raise error_from_answer(
-            status, text, method=method, url=url, retry_after=parse_retry_after(retry_after)
-        )
-    if not text.strip():
-        return None
-    try:
-        return json.loads(text)
-    except ValueError as err:
-        raise OpenTextError(
-            f"answer is not JSON: {text[:200]!r}", status=status, method=method, url=url
-        ) from err
-
-
-def query_params(params: Mapping[str, Any] | None) -> dict[str, str | int | float] | None:
-    """Query parameters as OpenText expects them (booleans as ``true``/``false``; None left out)."""
-    if params is None:
-        return None
-    return {
-        name: ("true" if value else "false") if isinstance(value, bool) else value
-        for name, value in params.items()
-        if value is not None
-    }
-
-
-def unreachable(err: Exception, *, method: str, url: str) -> OpenTextUnavailableError:
-    return OpenTextUnavailableError(f"no answer ({type(err).__name__}: {err})", method=method, url=url)
-
-
-# --- HAL envelopes and paging ---------------------------------------------------------------------------
-
-
-def embedded_items(body: Any) -> list[dict[str, Any]]:
-    """The items of a HAL list ``{"_embedded": {"<collection>": [...]}, "page": {...}}``."""
-    if not isinstance(body, dict) or not ("_embedded" in body or "page" in body):
-        raise OpenTextError(f"expected a HAL list envelope with '_embedded', got {str(body)[:200]}")
-    lists = [value for value in (body.get("_embedded") or {}).values() if isinstance(value, list)]
-    if len(lists) > 1:
-        raise OpenTextError(f"HAL envelope holds more than one collection: {sorted(body['_embedded'])}")
-    return lists[0] if lists else []
-
-
-def next_page_offset(body: Any, offset: int, received: int, count: int) -> int | None:
-    """Offset of the next page, or None after the last one (by ``page.totalElements`` when present)."""
-    total = (body.get("page") or {}).get("totalElements")
-    following = offset + received
-    if received == 0:
-        return None
-    if total is not None:
-        return following if following < int(total) else None
-    return following if received >= count else None
-
-
-# --- Typed variables ------------------------------------------------------------------------------------
-
-
-def rest_variable(name: str, value: Any) -> dict[str, Any]:
-    """A Python value as OpenText's typed variable ``{name, value, type}``."""
-    if isinstance(value, bool):
-        kind = "boolean"
-    elif isinstance(value, int):
-        kind = "integer" if value in INT32 else "long"
-    elif isinstance(value, float):
-        kind = "double"
-    elif isinstance(value, str):
-        kind = "string"
-    elif isinstance(value, datetime | date):
-        moment = value if isinstance(value, datetime) else datetime(value.year, value.month, value.day)
-        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-        return {"name": name, "value": format_timestamp(moment), "type": "date"}
-    elif isinstance(value, dict | list):
-        kind = "json"
-    elif value is None:
-        kind = "string"
-    else:
-        raise TypeError(f"variable {name!r}: cannot send a {type(value).__name__} to OpenText")
-    return {"name": name, "value": value, "type": kind}
-
-
-def to_rest_variables(values: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    return [rest_variable(name, value) for name, value in (values or {}).items()]
-
-
-def from_rest_variable(item: Mapping[str, Any]) -> Any:
-    """OpenText's typed variable as a Python value."""
-    value, kind = item.get("value"), item.get("type")
-    if value is None:
-        return None
-    if kind in ("integer", "long", "short"):
-        return int(value)
-    if kind == "double":
-        return float(value)
-    if kind == "boolean":
-        return value if isinstance(value, bool) else str(value).lower() == "true"
-    if kind == "date":
-        return parse_timestamp(value)
-    if kind == "json" and isinstance(value, str):
-        return json.loads(value)
-    return value
-
-
-def from_rest_variables(items: list[Mapping[str, Any]] | None) -> dict[str, Any]:
-    return {item["name"]: from_rest_variable(item) for item in items or []}
-
-
-def format_timestamp(moment: datetime) -> str:
-    """OpenText's timestamp form, ``2018-04-17T10:17:43.902+0000``."""
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}+0000"
-
-
-def parse_timestamp(text: str) -> datetime:
-    """OpenText's timestamps; one without an offset is UTC, as the service keeps its clock."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-# --- BPMN models ----------------------------------------------------------------------------------------
-
-
-def read_model_xml(path_or_xml: str | Path) -> str:
-    """BPMN XML from a file path, plain XML or base64-encoded XML."""
-    if isinstance(path_or_xml, Path):
-        return path_or_xml.read_text(encoding="utf-8")
-    text = path_or_xml.strip()
-    if text.startswith("<"):
-        return path_or_xml
-    try:
-        if Path(text).is_file():
-            return Path(text).read_text(encoding="utf-8")
-    except OSError:  # too long for a file name: base64 content
-        pass
-    try:
-        return base64.b64decode(text, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError) as err:
-        raise ValueError(f"{text[:80]!r} is neither a BPMN file, BPMN XML nor base64") from err
-
-
-def model_process_key(xml: str) -> str:
-    """The id of the executable process a BPMN document defines (its process definition key)."""
-    try:
-        root = ElementTree.fromstring(xml)
-    except ElementTree.ParseError as err:
-        raise ValueError(f"BPMN model is not well-formed XML: {err}") from err
-    keys = [
-        element.get("id")
-        for element in root.iter(f"{{{BPMN_NAMESPACE}}}process")
-        if element.get("isExecutable", "true").lower() != "false" and element.get("id")
-    ]
-    if len(keys) != 1:
-        raise ValueError(f"a BPMN model must define exactly one executable process; found {keys or 'none'}")
-    return keys[0]
-
-
-def model_xml_of(model: Mapping[str, Any]) -> str | None:
-    """The XML of a deployed model as OpenText lists it (plain or base64 ``modelContent``)."""
-    content = model.get("modelContent")
-    if not isinstance(content, str):
-        return None
-    return content if content.lstrip().startswith("<") else read_model_xml(content)
-
-
-def content_checksum(xml: str) -> str:
-    """Checksum of a model's XML, blind to line endings and surrounding whitespace."""
-    normalised = "\n".join(line.rstrip() for line in xml.strip().splitlines())
-    return hashlib.sha256(normalised.encode("utf-8")).hexdigest()
-
-
-# --- Decisions ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ApiCall:
-    """One read the decision probe asks its hook to make."""
-
-    path: str
-    params: dict[str, Any] | None = None
-
-
-def decision_probe(
-    process_instance_id: str, task_definition_key: str | None = None, decision_variable: str | None = None
-) -> Generator[ApiCall, Any, dict[str, Any] | None]:
-    """Read whether a decision exists; the same steps for the sync hook (sensor) and async hook (trigger).
-
-    A generator: it yields :class:`ApiCall` reads, receives their decoded JSON and returns the decision
-    record, or None while no decision exists; errors of a read end it in the caller. What counts as
-    decided: the given task definition completed, else the given variable set, else the instance ended. An
-    instance that ends first is decided as well, so a cancelled process never leaves a wait hanging.
-    """
-    process_answer = yield ApiCall(
-        "/historic-process-instances",
-        {"processInstanceId": process_instance_id, "includeProcessVariables": "true"},
-    )
-    found = embedded_items(process_answer)
-    if not found:
-        raise OpenTextNotFoundError(f"process instance {process_instance_id} does not exist", status=404)
-    process = found[0]
-    variables = from_rest_variables(process.get("variables"))
-    ended = bool(process.get("endTime"))
-    if (
-        not ended
-        and not task_definition_key
-        and (not decision_variable or variables.get(decision_variable) is None)
-    ):
-        return None
-    task_filter = {
-        "processInstanceId": process_instance_id,
-        "finished": "true",
-        "sort": "endTime",
-        "order": "desc",
-    }
-    if task_definition_key:
-        task_filter["taskDefinitionKey"] = task_definition_key
-    finished_tasks = embedded_items((yield ApiCall("/historic-task-instances", task_filter)))
-    task = finished_tasks[0] if finished_tasks else None
-    if task_definition_key and task is None and not ended:
-        return None
-    try:
-        comments = yield ApiCall(f"/process-instances/{process_instance_id}/comments")
-    except OpenTextNotFoundError:  # a service may keep comments only while the instance runs
-        comments = []
-    if decision_variable:
-        outcome = variables.get(decision_variable)
-    elif task_definition_key:
-        outcome = (task or {}).get("outcome") or variables.get(f"{task_definition_key}_outcome")
-    else:
-        outcome = variables.get("outcome")
-    return {
-        "process_instance_id": process_instance_id,
-        "business_key": process.get("businessKey"),
-        "outcome": outcome,
-        "ended": ended,
-        "end_activity_id": process.get("endActivityId"),
-        "delete_reason": process.get("deleteReason"),
-        "task_definition_key": (task or {}).get("taskDefinitionKey"),
-        "task_id": (task or {}).get("id"),
-        "approver": (task or {}).get("assignee"),
-        "decided_at": (task or {}).get("endTime") or process.get("endTime"),
-        "comments": [
-            {"author": c.get("author"), "message": c.get("message"), "time": c.get("time")}
-            for c in (comments if isinstance(comments, list) else embedded_items(comments))
-        ],
-    }
-
-
-# --- The hook -------------------------------------------------------------------------------------------
 
 
 class OpenTextWorkflowHook(BaseHook):
@@ -732,6 +299,23 @@ class OpenTextWorkflowHook(BaseHook):
 
         self._post_once(f"/tasks/{task_id}", body, finished)
 
+    def decide_task(
+        self,
+        task: Mapping[str, Any],
+        outcome: str | None = None,
+        *,
+        assignee: str | None = None,
+        comment: str | None = None,
+        variables: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Decide an open task as a reviewer does: claim it for ``assignee`` (unless it is theirs already),
+        comment on its process, then complete it with ``outcome``; each step happens once on retries."""
+        if assignee and task.get("assignee") != assignee:
+            self.claim_task(task["id"], assignee)
+        if comment:
+            self.add_comment(task["processInstanceId"], comment)
+        self.complete_task(task["id"], outcome, variables)
+
     # Variables
 
     def get_variables(self, process_instance_id: str) -> dict[str, Any]:
@@ -785,12 +369,14 @@ class OpenTextWorkflowHook(BaseHook):
         process_instance_id: str,
         task_definition_key: str | None = None,
         decision_variable: str | None = None,
-    ) -> dict[str, Any] | None:
+    ) -> Decision | None:
         """The reviewers' decision on a process instance, or None while they have not decided."""
-        probe = decision_probe(process_instance_id, task_definition_key, decision_variable)
-        try:
-            call = next(probe)
-            while True:
-                call = probe.send(self.request("GET", call.path, params=call.params))
-        except StopIteration as done:
-            return done.value
+        read = DecisionRead(process_instance_id, task_definition_key, decision_variable)
+        while read.pending is not None:
+            try:
+                reply = self.request("GET", read.pending.path, params=read.pending.params)
+            except OpenTextError as err:
+                read.failed(err)
+            else:
+                read.answered(reply)
+        return read.decision

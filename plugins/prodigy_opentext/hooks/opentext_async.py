@@ -1,7 +1,7 @@
 """Async twin of :class:`~prodigy_opentext.hooks.opentext.OpenTextWorkflowHook` for triggers (aiohttp).
 
-It reuses the sync hook's settings, token cache, retry policy, answer decoding and decision probe; only the
-transport is written here.
+It speaks the same protocol (:mod:`prodigy_opentext._opentext`: settings, token cache, retry policy, answer
+decoding, the decision probe and its driver) as the sync hook; only the transport is written here.
 """
 
 from __future__ import annotations
@@ -15,16 +15,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from airflow.sdk import BaseHook
 from airflow.sdk.log import amask_secret
 
+from prodigy_opentext._opentext.answers import TokenCache, decode_answer, query_params, unreachable
+from prodigy_opentext._opentext.decisions import DecisionRead
+from prodigy_opentext._opentext.settings import OpenTextSettings
+from prodigy_opentext.core.payloads import Decision
 from prodigy_opentext.exceptions import OpenTextAuthError, OpenTextError, OpenTextUnavailableError
-from prodigy_opentext.hooks.opentext import (
-    OpenTextSettings,
-    OpenTextWorkflowHook,
-    TokenCache,
-    decision_probe,
-    decode_answer,
-    query_params,
-    unreachable,
-)
+from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -145,18 +141,14 @@ class OpenTextWorkflowAsyncHook(BaseHook):
         process_instance_id: str,
         task_definition_key: str | None = None,
         decision_variable: str | None = None,
-    ) -> dict[str, Any] | None:
+    ) -> Decision | None:
         """The reviewers' decision on a process instance, or None while they have not decided."""
-        probe = decision_probe(process_instance_id, task_definition_key, decision_variable)
-        reply: Any = None
-        error: OpenTextError | None = None
-        while True:  # the same driving loop as the sync hook: errors go back into the probe
+        read = DecisionRead(process_instance_id, task_definition_key, decision_variable)
+        while read.pending is not None:
             try:
-                call = probe.throw(error) if error else probe.send(reply)
-            except StopIteration as done:
-                return done.value
-            reply, error = None, None
-            try:
-                reply = await self.request("GET", call.path, params=call.params)
+                reply = await self.request("GET", read.pending.path, params=read.pending.params)
             except OpenTextError as err:
-                error = err
+                read.failed(err)
+            else:
+                read.answered(reply)
+        return read.decision

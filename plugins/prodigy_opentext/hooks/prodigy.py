@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import json
-import os
 import time
-from array import array
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from functools import cache, cached_property
-from itertools import pairwise
-from operator import itemgetter
+from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from prodigy_opentext.records import (
+from prodigy_opentext._prodigy.database import (
+    DatabaseTarget,
+    database_target,
+    prodigy_tables,
+    sqlite_member_ids,
+)
+from prodigy_opentext.core.export import JsonlSink, QuarantineFile, RecordSink, export_records
+from prodigy_opentext.core.payloads import BatchCounts, ExportManifest
+from prodigy_opentext.core.records import (
     AnnotationProgress,
-    InvalidRecord,
-    JsonlSink,
-    QuarantineFile,
-    RecordSink,
     as_bytes,
     check_answer,
     check_dataset_name,
@@ -32,10 +31,10 @@ from prodigy_opentext.records import (
     decode_record,
     dedupe_key,
     dumps_compact,
-    export_records,
     parse_record,
     scan_record,
 )
+from prodigy_opentext.exceptions import DatasetNotFoundError, InvalidRecord, ProdigyDatabaseError
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -45,65 +44,6 @@ if TYPE_CHECKING:
 DEFAULT_BATCH_SIZE = 256
 INSERT_CHUNK = 500
 SQLITE_IDS_PER_QUERY = 500
-DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
-DRIVERS = {"postgresql": "postgresql+psycopg2", "mysql": "mysql+pymysql"}
-
-
-class ProdigyDatabaseError(ConnectionError):
-    """Prodigy's database cannot be reached or opened; the message names the host or file."""
-
-
-class DatasetNotFoundError(LookupError):
-    """The named dataset does not exist in Prodigy's database."""
-
-
-class ProdigyTables(NamedTuple):
-    metadata: sa.MetaData
-    dataset: sa.Table
-    example: sa.Table
-    link: sa.Table
-
-
-@cache
-def prodigy_tables() -> ProdigyTables:
-    """Prodigy's three tables as its peewee models define them (used to create them in a new database)."""
-    import sqlalchemy as sa
-
-    metadata = sa.MetaData()
-    dataset = sa.Table(
-        "dataset",
-        metadata,
-        sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("name", sa.String(255), nullable=False, unique=True),
-        sa.Column("created", sa.Integer, nullable=False),
-        sa.Column("meta", sa.LargeBinary, nullable=False),
-        sa.Column("session", sa.Boolean, nullable=False),
-    )
-    example = sa.Table(
-        "example",
-        metadata,
-        sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("input_hash", sa.BigInteger, nullable=False),
-        sa.Column("task_hash", sa.BigInteger, nullable=False),
-        sa.Column("content", sa.LargeBinary, nullable=False),
-    )
-    link = sa.Table(
-        "link",
-        metadata,
-        sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("example_id", sa.Integer, sa.ForeignKey("example.id"), nullable=False, index=True),
-        sa.Column("dataset_id", sa.Integer, sa.ForeignKey("dataset.id"), nullable=False, index=True),
-    )
-    return ProdigyTables(metadata, dataset, example, link)
-
-
-@dataclass(frozen=True)
-class DatabaseTarget:
-    """Where Prodigy's database is: a SQLAlchemy URL, a description for messages and, for SQLite, the file."""
-
-    url: sa.URL
-    description: str
-    sqlite_path: Path | None = None
 
 
 def _first_line(error: BaseException) -> str:
@@ -138,47 +78,7 @@ class ProdigyHook(BaseHook):
     @cached_property
     def target(self) -> DatabaseTarget:
         """The database the connection names, read the way Prodigy reads ``db`` and ``db_settings``."""
-        import sqlalchemy as sa
-
-        conn = self.get_connection(self.prodigy_conn_id)
-        extra = conn.extra_dejson
-        db = extra.get("db") or ("postgresql" if conn.host else "sqlite")
-        settings = dict((extra.get("db_settings") or {}).get(db) or {})
-        if db == "sqlite":
-            name = settings.get("name") or "prodigy.db"
-            if name == ":memory:":
-                raise ValueError(
-                    f"connection {self.prodigy_conn_id!r}: an in-memory SQLite database is not shared"
-                )
-            folder = settings.get("path") or os.environ.get("PRODIGY_HOME") or "~/.prodigy"
-            path = Path(folder).expanduser() / name
-            return DatabaseTarget(
-                sa.URL.create("sqlite", database=str(path)), f"SQLite database {path}", path
-            )
-        if db not in DRIVERS:
-            raise ValueError(
-                f"connection {self.prodigy_conn_id!r}: db {db!r} is not one of sqlite, {', '.join(DRIVERS)}"
-            )
-        host = conn.host or settings.pop("host", None) or "localhost"
-        settings_port = settings.pop("port", None)
-        port = int(conn.port or settings_port or DEFAULT_PORTS[db])
-        settings_user = settings.pop("user", None)
-        settings_password = settings.pop("password", None) or settings.pop("passwd", None)
-        settings_database = (
-            settings.pop("dbname", None) or settings.pop("database", None) or settings.pop("db", None)
-        )
-        database = conn.schema or settings_database
-        url = sa.URL.create(
-            DRIVERS[db],
-            username=conn.login or settings_user,
-            password=conn.password or settings_password,
-            host=host,
-            port=port,
-            database=database,
-            query={key: str(value) for key, value in settings.items()},
-        )
-        kind = "PostgreSQL" if db == "postgresql" else "MySQL"
-        return DatabaseTarget(url, f"{kind} database {database!r} at {host}:{port}")
+        return database_target(self.get_connection(self.prodigy_conn_id))
 
     def get_conn(self) -> sa.Engine:
         """The SQLAlchemy engine, created once per hook."""
@@ -436,7 +336,7 @@ class ProdigyHook(BaseHook):
         """
         cursor = conn.connection.driver_connection.cursor()
         try:
-            ids = _sqlite_member_ids(cursor, dataset_ids, since_id, until_id)
+            ids = sqlite_member_ids(cursor, dataset_ids, since_id, until_id)
             for start in range(0, len(ids), batch_size):
                 chunk = ids[start : start + batch_size]
                 if chunk[-1] - chunk[0] + 1 == len(chunk):
@@ -525,8 +425,8 @@ class ProdigyHook(BaseHook):
         dataset: str,
         annotators_per_input: int | None = None,
         progress: AnnotationProgress | None = None,
-    ) -> dict[str, Any]:
-        """What a :class:`~prodigy_opentext.records.BatchTarget` is checked against.
+    ) -> BatchCounts:
+        """What a :class:`~prodigy_opentext.core.records.BatchTarget` is checked against.
 
         ``answers`` is Prodigy's own count of the dataset; with ``annotators_per_input`` also ``inputs``
         (distinct input hashes answered) and ``inputs_done`` (those with that many distinct annotators).
@@ -534,7 +434,7 @@ class ProdigyHook(BaseHook):
         read, unless the dataset no longer holds exactly what was read up to there (dropped and created again,
         its ids reused; an answer committed late with a lower id, as PostgreSQL sequences allow): then all.
         """
-        counts: dict[str, Any] = {"dataset": dataset, "answers": self.count(dataset)}
+        counts = BatchCounts(dataset=dataset, answers=self.count(dataset))
         if annotators_per_input is not None:
             progress = progress if progress is not None else AnnotationProgress()
             point = self._read_point(dataset, progress.last_example_id)
@@ -659,7 +559,7 @@ class ProdigyHook(BaseHook):
         batch_size: int = DEFAULT_BATCH_SIZE,
         on_progress: Callable[[int], None] | None = None,
         progress_every: int = 100_000,
-    ) -> dict[str, Any]:
+    ) -> ExportManifest:
         """Stream the dataset into ``sink``; invalid rows go to the quarantine file. Returns the manifest.
 
         The quarantine file defaults to ``<output>.quarantine.jsonl`` and is only created when a row fails.
@@ -686,25 +586,7 @@ class ProdigyHook(BaseHook):
         manifest["filters"] = filters
         return manifest
 
-    def export_jsonl(self, dataset: str, path: Path | str, **filters: Any) -> dict[str, Any]:
+    def export_jsonl(self, dataset: str, path: Path | str, **filters: Any) -> ExportManifest:
         """Write the dataset to JSONL, each row as Prodigy stored it; takes :meth:`export`'s options."""
         check_dataset_name(dataset)
         return self.export(dataset, JsonlSink(path), **filters)
-
-
-def _sqlite_member_ids(
-    cursor: Any, dataset_ids: list[int], since_id: int | None, until_id: int | None
-) -> array[int]:
-    """Sorted ids of the examples linked to every one of ``dataset_ids``, within ``(since_id, until_id]``."""
-    query = "SELECT example_id FROM link WHERE dataset_id = ? AND example_id > ? AND example_id <= ?"
-    bounds = (
-        since_id if since_id is not None else -(1 << 63),
-        until_id if until_id is not None else (1 << 63) - 1,
-    )
-    members: array[int] | None = None
-    for dataset_id in dataset_ids:
-        ids = array("q", map(itemgetter(0), cursor.execute(query, (dataset_id, *bounds))))
-        members = ids if members is None else array("q", set(members).intersection(ids))
-    if not all(earlier < later for earlier, later in pairwise(members)):
-        members = array("q", sorted(set(members)))
-    return members

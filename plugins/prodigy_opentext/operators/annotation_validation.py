@@ -5,7 +5,6 @@ Great Expectations and pandas are imported only when the operator runs, so DAG f
 
 from __future__ import annotations
 
-import ast
 import copy
 import logging
 import os
@@ -15,16 +14,17 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from prodigy_opentext.validation import (
+from prodigy_opentext.core.params import from_rendered
+from prodigy_opentext.core.validation import (
     DEFAULT_SUITE_DIR,
     SAMPLE_ROWS,
     AnnotationRules,
-    AnnotationValidationError,
     checked_columns,
     flatten_export,
     load_suites,
     summarize_results,
 )
+from prodigy_opentext.exceptions import AnnotationValidationError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -97,7 +97,7 @@ class AnnotationValidationOperator(BaseOperator):
 
     Pushes the JSON summary to XCom (key ``validation_summary``, and as the return value when it passes):
     per rule its success, observed value, unexpected count and a few sample rows. Raises
-    :class:`~prodigy_opentext.validation.AnnotationValidationError` naming every broken rule with sample
+    :class:`~prodigy_opentext.exceptions.AnnotationValidationError` naming every broken rule with sample
     rows when the dataset fails (as :class:`AnnotationValidationFailed`, which is not retried).
 
     :param export_path: JSONL file of examples (merged: one per item), e.g. consensus output.
@@ -138,27 +138,15 @@ class AnnotationValidationOperator(BaseOperator):
         self.suite_dir = suite_dir
 
     def rules(self) -> AnnotationRules:
-        """The rendered parameters as rules.
-
-        Without native rendering, templates arrive as strings: numbers are parsed, and a label scheme
-        string is read as a list literal (``"['ORG', 'PERSON']"``) or as comma-separated names.
-        """
-        scheme = self.label_scheme
-        if isinstance(scheme, str):
-            try:
-                scheme = ast.literal_eval(scheme) if scheme.strip().startswith("[") else scheme.split(",")
-            except (ValueError, SyntaxError) as err:
-                raise ValueError(f"{self.task_id}: label_scheme {scheme!r} is not a list ({err})") from None
-            scheme = [label.strip() if isinstance(label, str) else label for label in scheme]
-        try:
-            minimum = int(self.min_examples_per_label)
-            rate = float(self.max_ignore_rate)
-        except (TypeError, ValueError) as err:
-            raise ValueError(
-                f"{self.task_id}: min_examples_per_label={self.min_examples_per_label!r} and "
-                f"max_ignore_rate={self.max_ignore_rate!r} must be numbers ({err})"
-            ) from None
-        return AnnotationRules(tuple(scheme), minimum, rate)
+        """The rendered parameters as rules (strings, without native rendering, are parsed)."""
+        scheme = from_rendered(self.label_scheme, list, name=f"{self.task_id}: label_scheme")
+        minimum = from_rendered(
+            self.min_examples_per_label, int, name=f"{self.task_id}: min_examples_per_label"
+        )
+        rate = from_rendered(self.max_ignore_rate, float, name=f"{self.task_id}: max_ignore_rate")
+        return AnnotationRules(
+            tuple(scheme or ()), 1 if minimum is None else minimum, 0.1 if rate is None else rate
+        )
 
     def execute(self, context: Context) -> dict[str, Any]:
         rules = self.rules()

@@ -127,11 +127,9 @@ class OpenTextCompleteTaskOperator(_OpenTextOperator):
                 f"{self.task_definition_key!r} ({ids}); complete them by task id"
             )
         task = open_tasks[0]
-        if self.assignee and task.get("assignee") != self.assignee:
-            self.hook.claim_task(task["id"], self.assignee)
-        if self.comment:
-            self.hook.add_comment(self.process_instance_id, self.comment)
-        self.hook.complete_task(task["id"], self.outcome, self.variables)
+        self.hook.decide_task(
+            task, self.outcome, assignee=self.assignee, comment=self.comment, variables=self.variables
+        )
         return {
             "task_id": task["id"],
             "outcome": self.outcome,

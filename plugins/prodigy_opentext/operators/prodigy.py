@@ -11,14 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from prodigy_opentext.core.export import JsonlSink, ParquetSink
+from prodigy_opentext.core.params import from_rendered
+from prodigy_opentext.core.payloads import ExportManifest, LoadedTasks
+from prodigy_opentext.core.records import dumps_compact, read_task_source
+from prodigy_opentext.exceptions import QuarantineLimitExceeded
 from prodigy_opentext.hooks.prodigy import ProdigyHook
-from prodigy_opentext.records import (
-    JsonlSink,
-    ParquetSink,
-    QuarantineLimitExceeded,
-    dumps_compact,
-    read_task_source,
-)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -36,11 +34,6 @@ class _ProdigyOperator(BaseOperator):
     @cached_property
     def hook(self) -> ProdigyHook:
         return ProdigyHook(self.prodigy_conn_id)
-
-
-def _example_id(rendered: int | str | None) -> int | None:
-    """An example id from a (rendered) template field; ``""`` and ``"None"`` mean no bound."""
-    return None if rendered in (None, "", "None") else int(rendered)
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -116,7 +109,7 @@ class ProdigyExportOperator(_ProdigyOperator):
         self.max_quarantined_fraction = max_quarantined_fraction
         self.progress_every = progress_every
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> ExportManifest:
         output = Path(self.output_path)
         manifest_path = Path(self.manifest_path or output.with_name(output.name + ".manifest.json"))
         self.log.info("Exporting Prodigy dataset %r to %s (%s)", self.dataset, output, self.output_format)
@@ -126,8 +119,8 @@ class ProdigyExportOperator(_ProdigyOperator):
             quarantine_path=self.quarantine_path,
             session=self.session or None,
             answer=self.answer or None,
-            since_id=_example_id(self.since_id),
-            until_id=_example_id(self.until_id),
+            since_id=from_rendered(self.since_id, int, name="since_id"),
+            until_id=from_rendered(self.until_id, int, name="until_id"),
             on_progress=lambda read: self.log.info("Read %d rows of %r so far", read, self.dataset),
             progress_every=self.progress_every,
         )
@@ -194,7 +187,7 @@ class ProdigyLoadTasksOperator(_ProdigyOperator):
         self.source_format = source_format
         self.text_column = text_column
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> LoadedTasks:
         tasks = read_task_source(
             self.source_path, source_format=self.source_format, text_column=self.text_column
         )
@@ -212,14 +205,14 @@ class ProdigyLoadTasksOperator(_ProdigyOperator):
         created = self.hook.add_dataset(self.dataset, self.dataset_meta or {})
         if not created and self.dataset_meta:
             self.hook.set_meta(self.dataset, self.dataset_meta)
-        result = {
-            "dataset": self.dataset,
-            "dataset_created": created,
-            "stream_path": str(stream),
-            "tasks": len(by_task_hash),
-            "added": added,
-            "duplicates": len(tasks) - added,
-        }
+        result = LoadedTasks(
+            dataset=self.dataset,
+            dataset_created=created,
+            stream_path=str(stream),
+            tasks=len(by_task_hash),
+            added=added,
+            duplicates=len(tasks) - added,
+        )
         self.log.info(
             "Task stream %s for %r: %d tasks (%d new, %d already there)",
             stream,

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from airflow.sdk import BaseSensorOperator, BranchMixIn, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
+from prodigy_opentext.core.approvals import APPROVED_END_ACTIVITIES, APPROVED_OUTCOMES, judged
+from prodigy_opentext.core.payloads import Decision, JudgedDecision
 from prodigy_opentext.exceptions import ApprovalRejectedError, OpenTextError
 from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
 
@@ -27,10 +29,11 @@ class OpenTextApprovalSensor(BaseSensorOperator, BranchMixIn):
     """Wait until reviewers decide on an OpenText process instance; push the decision to XCom.
 
     The decision is the completion of ``task_definition_key`` if given, else the process variable
-    ``decision_variable`` being set, else the end of the instance. It is approved when its outcome is one of
-    ``approved_outcomes``; a decision without an outcome is approved when the instance ended in one of
-    ``approved_end_activities``. A cancelled instance is a rejection. The defaults fit the project's models
-    in ``include/bpmn`` (``approved``/``rejected`` reviews, ``pass``/``rework`` QA checks).
+    ``decision_variable`` being set, else the end of the instance. Whether it approves is the project's one
+    rule, :func:`prodigy_opentext.core.approvals.is_approved`: a cancelled instance never approves, one that
+    ended approves when it ended in one of ``approved_end_activities``, and a decision taken while the
+    instance runs approves when its outcome is one of ``approved_outcomes``. The defaults fit the project's
+    models in ``include/bpmn`` (``approved``/``rejected`` reviews, ``pass``/``rework`` QA checks).
 
     The XCom ``return_value`` holds ``process_instance_id``, ``business_key``, ``outcome``, ``approved``,
     ``approver``, ``decided_at``, ``comments`` (author, message, time), ``end_activity_id``, ``task_id``.
@@ -69,8 +72,8 @@ class OpenTextApprovalSensor(BaseSensorOperator, BranchMixIn):
         process_instance_id: str,
         task_definition_key: str | None = None,
         decision_variable: str | None = None,
-        approved_outcomes: Sequence[str] = ("approved", "pass"),
-        approved_end_activities: Sequence[str] = ("end_approved", "end_passed"),
+        approved_outcomes: Sequence[str] = APPROVED_OUTCOMES,
+        approved_end_activities: Sequence[str] = APPROVED_END_ACTIVITIES,
         on_rejection: str = "fail",
         approved_task_ids: str | Sequence[str] | None = None,
         rejected_task_ids: str | Sequence[str] | None = None,
@@ -108,7 +111,7 @@ class OpenTextApprovalSensor(BaseSensorOperator, BranchMixIn):
     def hook(self) -> OpenTextWorkflowHook:
         return OpenTextWorkflowHook(self.opentext_conn_id)
 
-    def _read_decision(self) -> dict[str, Any] | None:
+    def _read_decision(self) -> Decision | None:
         return self.hook.read_decision(
             self.process_instance_id, self.task_definition_key, self.decision_variable
         )
@@ -119,7 +122,7 @@ class OpenTextApprovalSensor(BaseSensorOperator, BranchMixIn):
             self._time_out(self._response_deadline)
         return PokeReturnValue(is_done=decision is not None, xcom_value=decision)
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> JudgedDecision:
         if not self.deferrable:
             return self._conclude(context, super().execute(context))
         decision = self._read_decision()
@@ -146,7 +149,7 @@ class OpenTextApprovalSensor(BaseSensorOperator, BranchMixIn):
             )
         return self._conclude(context, decision)
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> JudgedDecision:
         status = event.get("status")
         if status == "decided":
             return self._conclude(context, event["decision"])
@@ -169,16 +172,11 @@ class OpenTextApprovalSensor(BaseSensorOperator, BranchMixIn):
             raise AirflowSkipException(message)
         raise AirflowSensorTimeout(message)
 
-    def is_approved(self, decision: dict[str, Any]) -> bool:
-        if decision.get("delete_reason"):
-            return False
-        if decision.get("outcome") is not None:
-            return str(decision["outcome"]) in self.approved_outcomes
-        return decision.get("end_activity_id") in self.approved_end_activities
-
-    def _conclude(self, context: Context, decision: dict[str, Any]) -> dict[str, Any]:
+    def _conclude(self, context: Context, decision: Decision) -> JudgedDecision:
         """Record the decision and take the approved or the configured rejection path."""
-        result = {**decision, "approved": self.is_approved(decision)}
+        result = judged(
+            decision, outcomes=self.approved_outcomes, end_activities=self.approved_end_activities
+        )
         summary = (
             f"OpenText process instance {result['process_instance_id']} "
             f"{'approved' if result['approved'] else 'rejected'}: outcome {result['outcome']!r} "

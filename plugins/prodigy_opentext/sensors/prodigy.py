@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 
-from prodigy_opentext.hooks.prodigy import DatasetNotFoundError, ProdigyDatabaseError, ProdigyHook
-from prodigy_opentext.records import BatchTarget
+from prodigy_opentext.core.records import BatchTarget
+from prodigy_opentext.exceptions import DatasetNotFoundError, ProdigyDatabaseError
+from prodigy_opentext.hooks.prodigy import ProdigyHook
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

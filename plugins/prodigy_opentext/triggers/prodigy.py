@@ -9,8 +9,9 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from prodigy_opentext.hooks.prodigy import DatasetNotFoundError, ProdigyDatabaseError, ProdigyHook
-from prodigy_opentext.records import AnnotationProgress, BatchTarget
+from prodigy_opentext.core.records import AnnotationProgress, BatchTarget
+from prodigy_opentext.exceptions import DatasetNotFoundError, ProdigyDatabaseError
+from prodigy_opentext.hooks.prodigy import ProdigyHook
 
 
 class ProdigyBatchTrigger(BaseTrigger):
@@ -23,7 +24,7 @@ class ProdigyBatchTrigger(BaseTrigger):
     stays unreachable, or the dataset missing, for longer than ``error_budget`` seconds; shorter outages
     (a restart, a locked SQLite file) are waited out.
 
-    :param target: a :class:`~prodigy_opentext.records.BatchTarget` as a dict (``BatchTarget.as_dict()``).
+    :param target: a :class:`~prodigy_opentext.core.records.BatchTarget` as a dict (``as_dict()``).
     """
 
     def __init__(

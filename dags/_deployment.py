@@ -1,0 +1,39 @@
+"""What this deployment sets for every DAG of the project: owner, retries, where data lives, poll interval.
+
+Deployment settings, not part of the provider: a team deploying the flows changes them here (or through
+the environment). Cheap to import (no I/O, no heavy library): DAG files import it at parse time. Airflow
+puts the DAGs folder on ``sys.path``, so DAG files import it as ``_deployment``; ``.airflowignore`` keeps
+the DAG processor from parsing it as a DAG file.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+OWNER = "annotation-governance"
+
+DEFAULT_ARGS = {
+    "owner": OWNER,
+    "retries": 2,
+    "retry_delay": timedelta(seconds=20),
+    "retry_exponential_backoff": True,
+}
+
+OPENTEXT_POLL_SECONDS = float(os.environ.get("OPENTEXT_POLL_SECONDS", "30"))
+"""How often waits read OpenText; a decision resumes its task within this interval (plus a little)."""
+
+
+def data_dir() -> Path:
+    """Root of the project's files: ``PROJECT_DATA_DIR``, else ``data/`` beside the DAGs folder.
+
+    Read when a task runs, so a worker's environment decides, not the DAG processor's.
+    """
+    configured = os.environ.get("PROJECT_DATA_DIR")
+    return Path(configured) if configured else Path(__file__).resolve().parent.parent / "data"
+
+
+def audit_log() -> Path:
+    """The hash-chained audit log every flow appends to."""
+    return data_dir() / "audit" / "governance.jsonl"

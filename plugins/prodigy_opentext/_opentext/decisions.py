@@ -1,0 +1,141 @@
+"""Whether reviewers have decided on a process instance: the reads, and one driver for both hooks.
+
+:func:`decision_probe` knows which reads to make and what their answers mean; it makes no call itself.
+:class:`DecisionRead` steps it for a hook, which only sends each read its way (``requests`` in the sync hook,
+``aiohttp`` in the async one) and reports the answer or the error back. So the sensor (sync) and the
+trigger (async) read a decision the same way, errors included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from prodigy_opentext._opentext.paging import embedded_items
+from prodigy_opentext._opentext.variables import from_rest_variables
+from prodigy_opentext.core.payloads import Comment, Decision
+from prodigy_opentext.exceptions import OpenTextError, OpenTextNotFoundError
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One read the decision probe asks its hook to make."""
+
+    path: str
+    params: dict[str, Any] | None = None
+
+
+def comment_of(raw: Mapping[str, Any]) -> Comment:
+    """A comment as OpenText lists it, reduced to who said what when."""
+    return Comment(author=raw.get("author"), message=raw.get("message"), time=raw.get("time"))
+
+
+def decision_probe(
+    process_instance_id: str, task_definition_key: str | None = None, decision_variable: str | None = None
+) -> Generator[ApiCall, Any, Decision | None]:
+    """Read whether a decision exists.
+
+    A generator: it yields :class:`ApiCall` reads, receives their decoded JSON (or, thrown in, the
+    :class:`OpenTextError` a read failed with) and returns the decision, or None while no decision
+    exists. What counts as decided: the given task definition completed, else the given variable set,
+    else the instance ended. An instance that ends first is decided as well, so a cancelled process never
+    leaves a wait hanging. An unknown instance is an error; comments a service no longer keeps for a
+    finished instance (404) are none.
+    """
+    process_answer = yield ApiCall(
+        "/historic-process-instances",
+        {"processInstanceId": process_instance_id, "includeProcessVariables": "true"},
+    )
+    found = embedded_items(process_answer)
+    if not found:
+        raise OpenTextNotFoundError(f"process instance {process_instance_id} does not exist", status=404)
+    process = found[0]
+    variables = from_rest_variables(process.get("variables"))
+    ended = bool(process.get("endTime"))
+    if (
+        not ended
+        and not task_definition_key
+        and (not decision_variable or variables.get(decision_variable) is None)
+    ):
+        return None
+    task_filter = {
+        "processInstanceId": process_instance_id,
+        "finished": "true",
+        "sort": "endTime",
+        "order": "desc",
+    }
+    if task_definition_key:
+        task_filter["taskDefinitionKey"] = task_definition_key
+    finished_tasks = embedded_items((yield ApiCall("/historic-task-instances", task_filter)))
+    task = finished_tasks[0] if finished_tasks else {}
+    if task_definition_key and not task and not ended:
+        return None
+    try:
+        comments = yield ApiCall(f"/process-instances/{process_instance_id}/comments")
+    except OpenTextNotFoundError:  # a service may keep comments only while the instance runs
+        comments = []
+    if decision_variable:
+        outcome = variables.get(decision_variable)
+    elif task_definition_key:
+        outcome = task.get("outcome") or variables.get(f"{task_definition_key}_outcome")
+    else:
+        outcome = variables.get("outcome")
+    return Decision(
+        process_instance_id=process_instance_id,
+        business_key=process.get("businessKey"),
+        outcome=outcome,
+        ended=ended,
+        end_activity_id=process.get("endActivityId"),
+        delete_reason=process.get("deleteReason"),
+        task_definition_key=task.get("taskDefinitionKey"),
+        task_id=task.get("id"),
+        approver=task.get("assignee"),
+        decided_at=task.get("endTime") or process.get("endTime"),
+        comments=[
+            comment_of(c) for c in (comments if isinstance(comments, list) else embedded_items(comments))
+        ],
+    )
+
+
+class DecisionRead:
+    """The decision probe stepped for a hook: the one driver of the sync and the async hook.
+
+    The hook sends :attr:`pending` and reports back with :meth:`answered` or :meth:`failed` until
+    :attr:`pending` is None; then :attr:`decision` holds the result. A failed read goes back into the
+    probe, which either carries on (comments gone with a finished instance) or re-raises it from
+    :meth:`failed`::
+
+        read = DecisionRead(process_instance_id)
+        while read.pending is not None:
+            try:
+                reply = hook.request("GET", read.pending.path, params=read.pending.params)
+            except OpenTextError as err:
+                read.failed(err)
+            else:
+                read.answered(reply)
+        return read.decision
+    """
+
+    def __init__(
+        self,
+        process_instance_id: str,
+        task_definition_key: str | None = None,
+        decision_variable: str | None = None,
+    ) -> None:
+        self._probe = decision_probe(process_instance_id, task_definition_key, decision_variable)
+        self.pending: ApiCall | None = None
+        self.decision: Decision | None = None
+        self._step(lambda: next(self._probe))
+
+    def answered(self, reply: Any) -> None:
+        self._step(lambda: self._probe.send(reply))
+
+    def failed(self, error: OpenTextError) -> None:
+        self._step(lambda: self._probe.throw(error))
+
+    def _step(self, advance: Callable[[], ApiCall]) -> None:
+        try:
+            self.pending = advance()
+        except StopIteration as done:
+            self.pending, self.decision = None, done.value

@@ -1,0 +1,113 @@
+"""What counts as an approval: one rule for the approval sensor, the release check and reports.
+
+Plain Python (no Airflow import). An approval counts only as OpenText records it: the decision the hooks read
+from OpenText's history (:class:`~prodigy_opentext.core.payloads.Decision`), never a value from XCom,
+params or a trigger event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from prodigy_opentext.core.payloads import ApprovalRecord, Decision, JudgedDecision
+from prodigy_opentext.exceptions import ApprovalRefused
+
+BATCH_APPROVAL_PROCESS = "annotation_batch_approval"
+RELEASE_SIGNOFF_PROCESS = "dataset_release_signoff"
+APPROVAL_PROCESSES = {"batch_approval": BATCH_APPROVAL_PROCESS, "release_signoff": RELEASE_SIGNOFF_PROCESS}
+"""The approvals a release needs, by kind, and the process (``include/bpmn``) that records each."""
+COMPLIANCE_TASK = "compliance_review"
+
+APPROVED_OUTCOMES = ("approved", "pass")
+"""Outcomes of the project's decision tasks that approve (reviews approve, QA checks pass)."""
+APPROVED_END_ACTIVITIES = ("end_approved", "end_passed")
+"""End events of the project's models that say the whole process approved."""
+
+
+def is_approved(
+    decision: Decision,
+    *,
+    outcomes: Iterable[str] = APPROVED_OUTCOMES,
+    end_activities: Iterable[str] = APPROVED_END_ACTIVITIES,
+) -> bool:
+    """Whether a decision read from OpenText approves.
+
+    A cancelled process never approves. A process that ended is judged by the end event it reached: the
+    model's own verdict on every step (an SME's approval followed by a compliance rejection ends
+    rejected, whatever outcome variables say). A decision taken while the process still runs (a watched
+    task completed) is judged by that task's outcome.
+    """
+    if decision["delete_reason"]:
+        return False
+    if decision["ended"] and decision["end_activity_id"] is not None:
+        return decision["end_activity_id"] in tuple(end_activities)
+    return decision["outcome"] is not None and str(decision["outcome"]) in tuple(outcomes)
+
+
+def judged(decision: Decision, **rule: Iterable[str]) -> JudgedDecision:
+    """The decision with its verdict by :func:`is_approved` (``rule``: ``outcomes``, ``end_activities``)."""
+    return JudgedDecision(**decision, approved=is_approved(decision, **rule))
+
+
+def approval_record(decision: Decision, *, kind: str) -> ApprovalRecord:
+    """The part of an OpenText decision a sign-off record, an audit entry and a manifest keep."""
+    return ApprovalRecord(
+        kind=kind,
+        process_instance_id=decision["process_instance_id"],
+        business_key=decision["business_key"],
+        outcome=decision["outcome"],
+        end_activity_id=decision["end_activity_id"],
+        approver=decision["approver"],
+        decided_at=decision["decided_at"],
+        comments=list(decision["comments"]),
+    )
+
+
+def latest_instance(instances: list[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The process instance that stands for a businessKey: the one started last."""
+    return max(instances, key=lambda p: str(p.get("startTime") or ""), default=None)
+
+
+def check_approval(
+    kind: str,
+    expected_key: str,
+    instances: list[Mapping[str, Any]],
+    decision: Decision | None,
+    variables: Mapping[str, Any],
+    *,
+    regulated: bool = False,
+    reviewed_sha256: str | None = None,
+) -> ApprovalRecord:
+    """Accept an approval read back from OpenText, or raise :class:`ApprovalRefused` saying why.
+
+    ``instances`` are every historic process instance with ``expected_key``; the latest one (by start
+    time) stands: a later instance for the same key that is still open, was cancelled or was rejected
+    revokes an earlier approval. ``decision`` and ``variables`` are the latest instance's decision and
+    process variables. ``regulated`` data also needs the instance's compliance review approved. With
+    ``reviewed_sha256``, the approval must be of exactly that data: the reviewers' package checksum,
+    recorded as the process variable ``answers_sha256`` when the approval was requested.
+    """
+    latest = latest_instance(instances)
+    if latest is None:
+        raise ApprovalRefused(f"{kind}: no OpenText process with businessKey {expected_key!r}")
+    pid = latest.get("id")
+    if decision is None or decision["process_instance_id"] != pid or not decision["ended"]:
+        raise ApprovalRefused(f"{kind}: process {pid} ({expected_key}) has no decision yet")
+    if decision["delete_reason"]:
+        raise ApprovalRefused(f"{kind}: process {pid} was cancelled ({decision['delete_reason']})")
+    if not is_approved(decision):
+        raise ApprovalRefused(
+            f"{kind}: process {pid} did not approve: it ended at {decision['end_activity_id']!r}, not one "
+            f"of {', '.join(APPROVED_END_ACTIVITIES)} (outcome {decision['outcome']!r})"
+        )
+    if regulated and variables.get(f"{COMPLIANCE_TASK}_outcome") != "approved":
+        raise ApprovalRefused(
+            f"{kind}: the dataset is regulated and process {pid} holds no approved {COMPLIANCE_TASK}"
+        )
+    if reviewed_sha256 is not None and variables.get("answers_sha256") != reviewed_sha256:
+        raise ApprovalRefused(
+            f"{kind}: process {pid} approved data with sha256 {variables.get('answers_sha256')!r}, "
+            f"but this version's data has sha256 {reviewed_sha256!r}: it changed after the review"
+        )
+    return approval_record(decision, kind=kind)

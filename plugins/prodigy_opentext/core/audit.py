@@ -1,0 +1,233 @@
+"""Append-only, tamper-evident audit log: JSON lines, each entry chained to the one before by SHA-256.
+
+Every entry carries ``prev_hash`` (the previous entry's ``hash``; 64 zeros for the first) and its own
+``hash`` over its canonical JSON, so editing, removing or reordering any entry breaks the chain from there
+on, and :func:`verify_audit_log` names the first entry that no longer fits. Appends from several processes
+are serialised by an exclusive lock on ``<log>.lock``; an append with an ``event_key`` already in the log is
+a no-op that returns the entry written the first time, so a retried task records its event once.
+
+A writer that crashed mid-append leaves part of a line, without its newline, at the end: the next append
+moves that fragment to ``<log>.torn`` (kept, never part of the chain) and cuts it off, and the retried
+task writes its entry again; a whole entry that only lost its newline gets it back. Any other damage is
+refused.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from prodigy_opentext.exceptions import AuditLogError
+
+GENESIS_HASH = "0" * 64
+
+logger = logging.getLogger(__name__)
+
+
+class AppendResult(NamedTuple):
+    entry: dict[str, Any]
+    appended: bool
+
+
+@dataclass
+class AuditVerification:
+    """Outcome of a chain check: entries read, and the first broken line (1-based) with the reason."""
+
+    valid: bool
+    entries: int
+    broken_line: int | None = None
+    reason: str | None = None
+
+    def __str__(self) -> str:
+        if self.valid:
+            return f"audit log intact: {self.entries} entries"
+        return f"audit log broken at entry {self.broken_line} (line {self.broken_line}): {self.reason}"
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def entry_hash(entry: dict[str, Any]) -> str:
+    """SHA-256 of an entry's canonical JSON without its own ``hash``."""
+    body = {key: value for key, value in entry.items() if key != "hash"}
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+
+
+def _check_line(raw: bytes, line_no: int, prev_hash: str) -> tuple[dict[str, Any] | None, str | None]:
+    """Parse one line and check it extends the chain; returns ``(entry, None)`` or ``(None, reason)``."""
+    if not raw.endswith(b"\n"):
+        return None, "incomplete line (no newline): a torn write"
+    try:
+        entry = json.loads(raw)
+    except ValueError as err:
+        return None, f"not valid JSON ({err})"
+    if not isinstance(entry, dict) or "hash" not in entry or "prev_hash" not in entry:
+        return None, "not an audit entry (no hash/prev_hash)"
+    if entry["prev_hash"] != prev_hash:
+        return (
+            None,
+            f"prev_hash {entry['prev_hash']!r} does not match the previous entry's hash {prev_hash!r}",
+        )
+    if entry.get("seq") != line_no:
+        return None, f"seq {entry.get('seq')!r} where {line_no} was expected (an entry removed or reordered)"
+    if entry_hash(entry) != entry["hash"]:
+        return None, "hash does not match the entry's content (the entry was edited)"
+    return entry, None
+
+
+def _read_lines(path: Path, offset: int = 0) -> Iterator[bytes]:
+    with open(path, "rb") as log:
+        log.seek(offset)
+        yield from log
+
+
+def verify_audit_log(path: str | os.PathLike) -> AuditVerification:
+    """Re-check the whole chain; an absent log is a valid empty one."""
+    path = Path(path)
+    if not path.exists():
+        return AuditVerification(valid=True, entries=0)
+    prev_hash = GENESIS_HASH
+    line_no = 0
+    for line_no, raw in enumerate(_read_lines(path), start=1):
+        entry, reason = _check_line(raw, line_no, prev_hash)
+        if reason is not None:
+            return AuditVerification(valid=False, entries=line_no - 1, broken_line=line_no, reason=reason)
+        prev_hash = entry["hash"]
+    return AuditVerification(valid=True, entries=line_no)
+
+
+class AuditLog:
+    """One audit log file. Safe to use from several processes at once (each with its own instance)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._lock_path = self.path.with_name(self.path.name + ".lock")
+        self._offset = 0
+        self._entries = 0
+        self._last_hash = GENESIS_HASH
+        self._by_event_key: dict[str, dict[str, Any]] = {}
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self._lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _catch_up(self) -> None:
+        """Read (and check) what other writers appended since this instance last looked."""
+        if not self.path.exists():
+            if self._offset:
+                raise AuditLogError(f"{self.path}: the log disappeared after {self._entries} entries")
+            return
+        size = self.path.stat().st_size
+        if size < self._offset:
+            raise AuditLogError(
+                f"{self.path}: the log shrank to {size} bytes (was {self._offset}): truncated"
+            )
+        last_line = None
+        for raw in _read_lines(self.path, self._offset):
+            line_no = self._entries + 1
+            entry, reason = _check_line(raw, line_no, self._last_hash)
+            if reason is not None and not raw.endswith(b"\n"):  # only the last line can lack its newline
+                last_line = raw
+                break
+            if reason is not None:
+                raise AuditLogError(f"{self.path}: entry {line_no} (line {line_no}): {reason}")
+            self._accept(entry, len(raw))
+        if last_line is not None:
+            self._repair_last_line(last_line)
+
+    def _repair_last_line(self, last_line: bytes) -> None:
+        """A last line without its newline: a crashed write's prefix (never a whole JSON object) is set
+        aside; a whole entry gets its newline back; a whole object that breaks the chain is an edit."""
+        try:
+            json.loads(last_line)
+        except ValueError:
+            self._set_aside_torn_tail(last_line)
+            return
+        line_no = self._entries + 1
+        entry, reason = _check_line(last_line + b"\n", line_no, self._last_hash)
+        if reason is not None:
+            raise AuditLogError(f"{self.path}: entry {line_no} (line {line_no}): {reason}")
+        self._write(b"\n")
+        self._accept(entry, len(last_line) + 1)
+
+    def _accept(self, entry: dict[str, Any], length: int) -> None:
+        self._offset += length
+        self._entries += 1
+        self._last_hash = entry["hash"]
+        if entry.get("event_key") is not None:
+            self._by_event_key[entry["event_key"]] = entry
+
+    def _write(self, data: bytes) -> None:
+        with open(self.path, "ab") as log:
+            log.write(data)
+            log.flush()
+            os.fsync(log.fileno())
+
+    def _set_aside_torn_tail(self, torn: bytes) -> None:
+        """Keep a crashed append's fragment in ``<log>.torn`` and cut it off the log (the lock is held)."""
+        aside = self.path.with_name(self.path.name + ".torn")
+        with open(aside, "ab") as out:
+            out.write(torn + b"\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.truncate(self.path, self._offset)
+        logger.warning(
+            "%s: a torn last line (%d bytes, from a crashed append) was moved to %s; the chain continues "
+            "after entry %d",
+            self.path,
+            len(torn),
+            aside,
+            self._entries,
+        )
+
+    def append(
+        self,
+        actor: str,
+        action: str,
+        subject: str,
+        details: dict[str, Any] | None = None,
+        *,
+        event_key: str | None = None,
+    ) -> AppendResult:
+        """Append one entry (``appended=False`` and the first entry when ``event_key`` was seen before)."""
+        with self._locked():
+            self._catch_up()
+            if event_key is not None and event_key in self._by_event_key:
+                return AppendResult(self._by_event_key[event_key], appended=False)
+            entry = {
+                "seq": self._entries + 1,
+                "ts": datetime.now(UTC).isoformat(timespec="microseconds"),
+                "actor": actor,
+                "action": action,
+                "subject": subject,
+                "details": details or {},
+                "event_key": event_key,
+                "prev_hash": self._last_hash,
+            }
+            entry["hash"] = entry_hash(entry)
+            line = (canonical_json(entry) + "\n").encode()
+            self._write(line)
+            self._accept(entry, len(line))
+            return AppendResult(entry, appended=True)
+
+    def entries(self) -> Iterator[dict[str, Any]]:
+        """The entries as written (unchecked; use :func:`verify_audit_log` to check the chain)."""
+        if self.path.exists():
+            for raw in _read_lines(self.path):
+                yield json.loads(raw)

@@ -1,0 +1,191 @@
+"""Merge several annotators' answers into one final example per item, and collect what needs a reviewer.
+
+An item (one question about one input, see :func:`~prodigy_opentext.core.agreement.item_key`) becomes final
+when its annotators agree and nothing about it asks for a second look. Otherwise it is a dispute, carrying the
+reasons and every annotator's version, for senior reviewers (OpenText escalation). An adjudicated version
+(``_adjudicated: true`` in the stream, or any task of an adjudication dataset passed in) is the reviewers'
+decision: it becomes the final example and resolves the item's dispute.
+
+Items are merged one group at a time, so a stream already ordered by input hash (``ORDER BY input_hash``)
+is merged holding one group at a time (``presorted=True``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from itertools import groupby
+from typing import Any
+
+from prodigy_opentext.core.agreement import ItemKey, decision_of, item_key, latest_by_annotator
+from prodigy_opentext.core.records import annotator_of
+from prodigy_opentext.exceptions import ConsensusError
+
+CONFLICT = "conflict"
+IGNORED = "ignored"
+FLAGGED = "flagged"
+LOW_SCORE = "low_score"
+
+
+@dataclass
+class Dispute:
+    """An item the annotators did not settle, with why and what each of them answered."""
+
+    input_hash: Any
+    label: Any
+    reasons: list[str]
+    versions: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "input_hash": self.input_hash,
+            "label": self.label,
+            "reasons": self.reasons,
+            "annotators": [annotator_of(version) for version in self.versions],
+            "versions": self.versions,
+        }
+
+
+@dataclass
+class ConsensusResult:
+    """Final examples (one per item, unique task hashes) and the disputes still open."""
+
+    merged: list[dict[str, Any]] = field(default_factory=list)
+    disputes: list[Dispute] = field(default_factory=list)
+    resolved: int = 0
+
+    def counts(self) -> dict[str, int]:
+        return {"merged": len(self.merged), "disputes": len(self.disputes), "resolved": self.resolved}
+
+
+def dispute_reasons(versions: Iterable[Mapping[str, Any]], *, min_score: float | None = None) -> list[str]:
+    """Why an item needs a reviewer: annotators disagree, someone ignored or flagged it, or a low score."""
+    versions = list(versions)
+    reasons = []
+    if len({decision_of(task) for task in versions if task.get("answer") != "ignore"}) > 1:
+        reasons.append(CONFLICT)
+    if any(task.get("answer") == "ignore" for task in versions):
+        reasons.append(IGNORED)
+    if any(task.get("flagged") for task in versions):
+        reasons.append(FLAGGED)
+    scores = [score for score in map(_score, versions) if score is not None]
+    if min_score is not None and any(score < min_score for score in scores):
+        reasons.append(LOW_SCORE)
+    return reasons
+
+
+def _score(task: Mapping[str, Any]) -> float | None:
+    meta = task.get("meta")
+    score = meta.get("score") if isinstance(meta, Mapping) else None
+    return float(score) if isinstance(score, int | float) and not isinstance(score, bool) else None
+
+
+def _is_adjudicated(task: Mapping[str, Any]) -> bool:
+    return task.get("_adjudicated") is True
+
+
+def _ordered(versions: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Versions in a stable order (time, then annotator) so reruns pick and list the same ones."""
+    return sorted(
+        (dict(task) for task in versions), key=lambda t: (t.get("_timestamp") or 0, annotator_of(t) or "")
+    )
+
+
+@dataclass
+class ItemOutcome:
+    """One merged item: its final example or its dispute, and the reasons an adjudication settled."""
+
+    final: dict[str, Any] | None
+    dispute: Dispute | None
+    resolved_reasons: list[str]
+
+
+def merge_item(
+    key: ItemKey, versions: Iterable[Mapping[str, Any]], *, min_score: float | None = None
+) -> ItemOutcome:
+    """Merge one item's versions into its final example or its dispute.
+
+    The final example is the latest adjudicated version, else the earliest of unanimous versions, with
+    ``_consensus`` saying how it was reached (``unanimous`` or ``adjudicated``) and by which annotators.
+    """
+    versions = list(versions)
+    adjudications = [task for task in versions if _is_adjudicated(task)]
+    answers = _ordered(latest_by_annotator(task for task in versions if not _is_adjudicated(task)).values())
+    reasons = dispute_reasons(answers, min_score=min_score)
+    annotators = [annotator_of(task) for task in answers]
+    if adjudications:
+        final = _ordered(adjudications)[-1]
+        final["_consensus"] = {"method": "adjudicated", "annotators": annotators}
+        return ItemOutcome(final=final, dispute=None, resolved_reasons=reasons)
+    if reasons:
+        dispute = Dispute(input_hash=key[0], label=key[1], reasons=reasons, versions=answers)
+        return ItemOutcome(final=None, dispute=dispute, resolved_reasons=[])
+    final = answers[0]
+    final["_consensus"] = {"method": "unanimous", "annotators": annotators}
+    return ItemOutcome(final=final, dispute=None, resolved_reasons=[])
+
+
+def _grouped(tasks: Iterable[Mapping[str, Any]], presorted: bool) -> Iterator[tuple[ItemKey, list]]:
+    if not presorted:
+        groups: dict[ItemKey, list[Mapping[str, Any]]] = defaultdict(list)
+        for task in tasks:
+            groups[item_key(task)].append(task)
+        yield from groups.items()
+        return
+    finished: set[Any] = set()
+    for input_hash, group in groupby(tasks, key=lambda t: t.get("_input_hash")):
+        if input_hash in finished:
+            raise ConsensusError(f"stream not ordered by input hash: input_hash {input_hash} appears again")
+        finished.add(input_hash)
+        by_label: dict[ItemKey, list[Mapping[str, Any]]] = defaultdict(list)
+        for task in group:
+            by_label[item_key(task)].append(task)
+        yield from by_label.items()
+
+
+def build_consensus(
+    tasks: Iterable[Mapping[str, Any]],
+    *,
+    adjudications: Iterable[Mapping[str, Any]] = (),
+    min_score: float | None = None,
+    presorted: bool = False,
+) -> ConsensusResult:
+    """Merge all annotators' answers; ``adjudications`` are reviewers' decisions from another dataset.
+
+    ``min_score``: items whose ``meta.score`` is below it are disputed as low confidence.
+    ``presorted``: ``tasks`` arrive ordered by ``_input_hash`` (checked), so groups stream through.
+    """
+    adjudicated: dict[ItemKey, list[dict[str, Any]]] = defaultdict(list)
+    for task in adjudications:
+        adjudicated[item_key(task)].append({**task, "_adjudicated": True})
+    result = ConsensusResult()
+    task_hashes: dict[Any, ItemKey] = {}
+    for key, versions in _grouped(tasks, presorted):
+        _merge_into(result, task_hashes, key, versions + adjudicated.pop(key, []), min_score)
+    for key, versions in adjudicated.items():
+        _merge_into(result, task_hashes, key, versions, min_score)
+    return result
+
+
+def _merge_into(
+    result: ConsensusResult,
+    task_hashes: dict[Any, ItemKey],
+    key: ItemKey,
+    versions: list[Mapping[str, Any]],
+    min_score: float | None,
+) -> None:
+    outcome = merge_item(key, versions, min_score=min_score)
+    if outcome.dispute is not None:
+        result.disputes.append(outcome.dispute)
+        return
+    final = outcome.final
+    result.resolved += bool(outcome.resolved_reasons)
+    task_hash = final.get("_task_hash")
+    if task_hash in task_hashes:
+        raise ConsensusError(
+            f"task_hash {task_hash} is the final example of two items: "
+            f"input_hash {task_hashes[task_hash][0]} and input_hash {key[0]} (label {key[1]!r})"
+        )
+    task_hashes[task_hash] = key
+    result.merged.append(final)

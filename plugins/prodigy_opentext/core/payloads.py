@@ -1,0 +1,227 @@
+"""What the steps of the flows hand each other, as typed payloads.
+
+Payloads travel between tasks as XCom, which stores JSON, so they are ``TypedDict``\\ s: plain dicts at run
+time (readable in the Airflow UI and its REST API, no deserialization allow-list to configure), checked by
+the type checker in the code that builds and reads them. A payload that extends another (``ReviewPackage``
+extends ``BatchToReview``) carries everything the earlier step handed on.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NotRequired, TypedDict
+
+# --- OpenText -------------------------------------------------------------------------------------------
+
+
+class Comment(TypedDict):
+    """A reviewer's comment on a process instance."""
+
+    author: str | None
+    message: str | None
+    time: str | None
+
+
+class Decision(TypedDict):
+    """What OpenText records of a decision on a process instance (read by the decision probe)."""
+
+    process_instance_id: str
+    business_key: str | None
+    outcome: Any
+    ended: bool
+    end_activity_id: str | None
+    delete_reason: str | None
+    task_definition_key: str | None
+    task_id: str | None
+    approver: str | None
+    decided_at: str | None
+    comments: list[Comment]
+
+
+class JudgedDecision(Decision):
+    """A decision with the verdict of :func:`prodigy_opentext.core.approvals.is_approved`."""
+
+    approved: bool
+
+
+class ProcessRequest(TypedDict):
+    """How to start one OpenText process: the keyword arguments of ``OpenTextStartProcessOperator``."""
+
+    business_key: str
+    process_name: str
+    variables: dict[str, Any]
+
+
+class ApprovalRecord(TypedDict):
+    """The part of a decision a sign-off record, an audit entry and a release manifest keep."""
+
+    kind: str
+    process_instance_id: str | None
+    business_key: str | None
+    outcome: Any
+    end_activity_id: str | None
+    approver: str | None
+    decided_at: str | None
+    comments: list[Comment]
+
+
+# --- Prodigy --------------------------------------------------------------------------------------------
+
+
+class ExportManifest(TypedDict):
+    """What an export wrote: the file, its checksum, counts, the example id range and the quarantine."""
+
+    dataset: str
+    path: str
+    bytes: int
+    sha256: str
+    read: int
+    rows: int
+    by_answer: dict[str, int]
+    by_label: dict[str, int]
+    by_annotator: dict[str, int]
+    first_example_id: int | None
+    last_example_id: int | None
+    quarantined: int
+    quarantine_path: str | None
+    filters: NotRequired[dict[str, Any]]
+    format: NotRequired[str]
+    manifest_path: NotRequired[str]
+
+
+class BatchCounts(TypedDict):
+    """How far a dataset's annotation is, as a batch target is checked against it."""
+
+    dataset: str
+    answers: int
+    inputs: NotRequired[int]
+    inputs_done: NotRequired[int]
+    annotators: NotRequired[int]
+    invalid: NotRequired[int]
+
+
+class LoadedTasks(TypedDict):
+    """A task stream written for Prodigy's server and the dataset its answers go to."""
+
+    dataset: str
+    dataset_created: bool
+    stream_path: str
+    tasks: int
+    added: int
+    duplicates: int
+
+
+class Agreement(TypedDict):
+    """Inter-annotator agreement over the items at least two annotators answered."""
+
+    method: str | None
+    value: float | None
+    n_items: int
+    n_annotators: int
+    observed_agreement: float | None
+    pairwise: dict[str, dict[str, Any]]
+
+
+class ConsensusCounts(TypedDict):
+    merged: int
+    disputes: int
+    resolved: int
+
+
+# --- Flow 1: batch approval ---------------------------------------------------------------------------
+
+
+class BatchToReview(TypedDict):
+    """A dataset up to its last example, to be approved as version ``b<last_example_id>``."""
+
+    dataset: str
+    version: str
+    last_example_id: int
+    regulated: bool
+
+
+class BatchStatistics(TypedDict):
+    """What reviewers are shown of a batch: counts, agreement and open disputes."""
+
+    examples: int
+    agreement: Agreement
+    disputes: int
+    items: int
+    counts: dict[str, dict[str, int]]
+    quarantined: int
+
+
+class ReviewPackage(BatchToReview):
+    """An exported batch, its statistics and the approval process to start for it."""
+
+    package: str
+    statistics: BatchStatistics
+    process: ProcessRequest
+
+
+class RecordedDecision(TypedDict):
+    """A batch's decision as recorded in the dataset's meta and the audit log."""
+
+    dataset: str
+    version: str
+    approved: bool
+    signoff: ApprovalRecord
+
+
+class RunRequest(TypedDict):
+    """A DAG run to start once, or why not: the keyword arguments of ``TriggerDagRunOnceOperator``."""
+
+    run_id: str
+    conf: dict[str, Any]
+    skip_reason: str | None
+
+
+# --- Flow 3: controlled release -----------------------------------------------------------------------
+
+
+class ReleaseTarget(TypedDict):
+    """A dataset version to release, with the policy facts read from the dataset itself."""
+
+    dataset: str
+    version: str
+    last_example_id: int
+    regulated: bool
+    label_scheme: list[str]
+
+
+class StagedRelease(ReleaseTarget):
+    """The version exported and merged into final examples, with the disputes still open."""
+
+    answers: str
+    annotations: str
+    disputes: str
+    sessions: list[str]
+    consensus: ConsensusCounts
+    export: dict[str, Any]
+
+
+class PublishedRelease(TypedDict):
+    """A written release: where it is and how many examples it holds."""
+
+    dataset: str
+    version: str
+    path: str
+    manifest: str
+    already_released: bool
+    examples: int
+
+
+class HandOff(TypedDict):
+    """MLOps' answer to the release summary."""
+
+    status: int
+    body: str
+
+
+class TrainingSet(TypedDict):
+    """What a consumer loaded from a verified release."""
+
+    path: str
+    total: int
+    by_answer: dict[str, int]
+    by_label: dict[str, int]
+    by_annotator: dict[str, int]

@@ -1,0 +1,237 @@
+"""Immutable, versioned dataset releases: ``<root>/releases/<dataset>/<version>/``.
+
+A release holds its data files and a ``manifest.json`` (SHA-256 and size per file, example counts, label
+distribution, validation summary, approvals, source dataset and sessions, run id, creation time). It is
+staged in a temporary directory beside its final place and published by one ``rename``, so readers see
+either no release or a whole one. A version is written once: writing it again with the same content is a
+no-op that returns the existing manifest (``already_released``); with different content it raises
+:class:`ReleaseConflict` naming what differs. The run id and creation time are not content, so a rerun of
+the same release matches. :func:`verify_release` re-checks every checksum before anything consumes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prodigy_opentext.core.export import CHUNK, file_digest
+from prodigy_opentext.core.records import RecordSummary, parse_record
+from prodigy_opentext.exceptions import ReleaseConflict, ReleaseCorrupt, ReleaseError
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = "prodigy-opentext-release/1"
+# Recorded with a release but not part of its content: a rerun that differs only here is the same release
+# (its approvals are the ones recorded when it was written, even if a comment was added in OpenText since).
+RUN_FIELDS = ("run_id", "created", "approvals")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass
+class ReleaseResult:
+    path: Path
+    manifest: dict[str, Any]
+    already_released: bool
+
+
+def release_path(root: str | os.PathLike, dataset: str, version: str) -> Path:
+    """Where a release lives; dataset and version must be plain names (no separators, no leading dot)."""
+    for what, name in (("dataset", dataset), ("version", version)):
+        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            raise ReleaseError(f"{what} name {name!r} is not a plain name (letters, digits, '.', '_', '-')")
+    return Path(root) / "releases" / dataset / version
+
+
+def _data_digest(path: Path, name: str, summary: RecordSummary) -> dict[str, Any]:
+    """Checksum a JSONL data file and count its examples; a bad row raises naming file and line."""
+    digest = hashlib.sha256()
+    size = rows = 0
+    with open(path, "rb") as source:
+        for line_no, line in enumerate(source, start=1):
+            digest.update(line)
+            size += len(line)
+            if line.strip():
+                summary.add(parse_record(line, row=f"{name}:{line_no}"))
+                rows += 1
+    return {"sha256": digest.hexdigest(), "bytes": size, "rows": rows}
+
+
+def _named(files: Mapping[str, str | os.PathLike] | Iterable[str | os.PathLike]) -> dict[str, Path]:
+    named = (
+        {name: Path(path) for name, path in files.items()}
+        if isinstance(files, Mapping)
+        else {Path(path).name: Path(path) for path in files}
+    )
+    for name, path in named.items():
+        if name == MANIFEST_NAME or not NAME_PATTERN.match(name):
+            raise ReleaseError(f"file name {name!r} cannot be used in a release")
+        if not path.is_file():
+            raise ReleaseError(f"release file {name!r}: {path} is not a file")
+    return named
+
+
+def content_differences(existing: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """What differs between two manifests, ignoring what a run records (:data:`RUN_FIELDS`)."""
+    differences = []
+    old_files, new_files = existing.get("files", {}), new.get("files", {})
+    for name in sorted(old_files.keys() | new_files.keys()):
+        if name not in new_files:
+            differences.append(f"file {name!r} only in the existing release")
+        elif name not in old_files:
+            differences.append(f"file {name!r} not in the existing release")
+        elif old_files[name] != new_files[name]:
+            fields = sorted(
+                k
+                for k in old_files[name].keys() | new_files[name].keys()
+                if old_files[name].get(k) != new_files[name].get(k)
+            )
+            differences.append(f"file {name!r}: {', '.join(fields)} differ")
+    for key in sorted((existing.keys() | new.keys()) - {"files", *RUN_FIELDS}):
+        if existing.get(key) != new.get(key):
+            differences.append(f"field {key!r} differs")
+    return differences
+
+
+def _existing_or_conflict(
+    target: Path, manifest: dict[str, Any], dataset: str, version: str
+) -> ReleaseResult:
+    existing = json.loads((target / MANIFEST_NAME).read_text())
+    differences = content_differences(existing, manifest)
+    if differences:
+        raise ReleaseConflict(dataset, version, differences)
+    return ReleaseResult(path=target, manifest=existing, already_released=True)
+
+
+def write_release(
+    root: str | os.PathLike,
+    dataset: str,
+    version: str,
+    data_files: Mapping[str, str | os.PathLike] | Iterable[str | os.PathLike],
+    *,
+    attachments: Mapping[str, str | os.PathLike] | Iterable[str | os.PathLike] = (),
+    validation: Mapping[str, Any] | None = None,
+    approvals: Iterable[Mapping[str, Any]] = (),
+    source_dataset: str | None = None,
+    sessions: Iterable[str] = (),
+    run_id: str | None = None,
+    move: bool = False,
+) -> ReleaseResult:
+    """Write release ``dataset``/``version`` under ``root`` (or find the equal one already there).
+
+    ``data_files`` are JSONL Prodigy examples (checked, counted and checksummed); ``attachments`` any other
+    files (checksummed only). Both are named by their file name, or by the keys of a mapping. ``move``
+    moves them in instead of copying (only once the release is known to be new).
+    """
+    target = release_path(root, dataset, version)
+    data, extra = _named(data_files), _named(attachments)
+    clash = data.keys() & extra.keys()
+    if clash:
+        raise ReleaseError(f"files named twice: {', '.join(sorted(clash))}")
+    summary = RecordSummary()
+    files = {name: {**_data_digest(path, name, summary), "kind": "data"} for name, path in data.items()}
+    files.update(
+        {name: {**file_digest(path)._asdict(), "kind": "attachment"} for name, path in extra.items()}
+    )
+    counts = summary.as_dict()
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "dataset": dataset,
+        "version": version,
+        "source": {"dataset": source_dataset, "sessions": sorted(set(sessions))},
+        "files": dict(sorted(files.items())),
+        "counts": {
+            "examples": counts["total"],
+            "by_answer": counts["by_answer"],
+            "by_annotator": counts["by_annotator"],
+        },
+        "label_distribution": counts["by_label"],
+        "validation": validation,
+        "approvals": list(approvals),
+        "run_id": run_id,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    manifest = json.loads(json.dumps(manifest))
+    if target.exists():
+        return _existing_or_conflict(target, manifest, dataset, version)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sources = {**data, **extra}
+    stage = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=target.parent))
+    try:
+        for name, path in sources.items():
+            if _transfer(path, stage / name, move=move) != files[name]["sha256"]:
+                raise ReleaseError(f"release file {name!r}: {path} changed while the release was written")
+            os.chmod(stage / name, 0o444)
+        with open(stage / MANIFEST_NAME, "w") as out:
+            json.dump(manifest, out, indent=2, sort_keys=True)
+            out.write("\n")
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.rename(stage, target)
+        except OSError:
+            if not (target / MANIFEST_NAME).exists():
+                raise
+            return _existing_or_conflict(target, manifest, dataset, version)
+        return ReleaseResult(path=target, manifest=manifest, already_released=False)
+    finally:
+        if move and stage.exists():
+            _move_back(stage, sources)
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _move_back(stage: Path, sources: Mapping[str, Path]) -> None:
+    """An unpublished stage gives moved files back to where they came from."""
+    for name, path in sources.items():
+        if (stage / name).exists():
+            os.chmod(stage / name, 0o644)
+            shutil.move(stage / name, path)
+
+
+def _transfer(source: Path, destination: Path, *, move: bool) -> str:
+    """Copy or move a file into the stage; return the SHA-256 of what arrived there."""
+    if move:
+        shutil.move(source, destination)
+        return file_digest(destination).sha256
+    digest = hashlib.sha256()
+    with open(source, "rb") as src, open(destination, "wb") as dst:
+        while chunk := src.read(CHUNK):
+            digest.update(chunk)
+            dst.write(chunk)
+        dst.flush()
+        os.fsync(dst.fileno())
+    return digest.hexdigest()
+
+
+def verify_release(path: str | os.PathLike) -> dict[str, Any]:
+    """Re-check every file of a release against its manifest; return the manifest or raise naming files."""
+    path = Path(path)
+    manifest_path = path / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise ReleaseCorrupt(path, [f"no {MANIFEST_NAME}"])
+    manifest = json.loads(manifest_path.read_text())
+    problems = []
+    for name, expected in manifest.get("files", {}).items():
+        file_path = path / name
+        if not file_path.is_file():
+            problems.append(f"{name}: missing")
+            continue
+        actual = file_digest(file_path)
+        if actual.bytes != expected["bytes"]:
+            problems.append(f"{name}: {actual.bytes} bytes, manifest says {expected['bytes']}")
+        elif actual.sha256 != expected["sha256"]:
+            problems.append(f"{name}: sha256 {actual.sha256} does not match the manifest")
+    listed = set(manifest.get("files", {})) | {MANIFEST_NAME}
+    problems.extend(
+        f"{entry.name}: not in the manifest" for entry in sorted(path.iterdir()) if entry.name not in listed
+    )
+    if problems:
+        raise ReleaseCorrupt(path, problems)
+    return manifest

@@ -1,0 +1,60 @@
+"""What several flows share: a batch exported with its annotators' answers merged, the audit log, assets."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import Asset
+
+from prodigy_opentext.core.audit import AppendResult, AuditLog
+from prodigy_opentext.core.consensus import ConsensusResult, build_consensus
+from prodigy_opentext.core.payloads import ExportManifest
+from prodigy_opentext.core.records import decode_record
+from prodigy_opentext.hooks.prodigy import ProdigyHook
+
+log = logging.getLogger(__name__)
+
+ANNOTATION_RELEASES = Asset(name="annotation_releases", uri="file:///annotation-releases")
+"""Updated by every release written; its event's ``extra`` is the release (dataset, version, manifest)."""
+AUDIT_ACTOR = "airflow"
+"""Who the audit log names for what the flows record."""
+
+
+@dataclass
+class MergedBatch:
+    """A batch exported to ``answers.jsonl`` and every annotator's answers merged into final examples."""
+
+    answers: Path
+    export: ExportManifest
+    tasks: list[dict[str, Any]]
+    consensus: ConsensusResult
+
+
+def export_and_merge(
+    dataset: str, until_id: int, directory: Path, prodigy_conn_id: str = ProdigyHook.default_conn_name
+) -> MergedBatch:
+    """Export ``dataset`` up to example ``until_id`` into ``directory`` and build its consensus."""
+    directory.mkdir(parents=True, exist_ok=True)
+    answers = directory / "answers.jsonl"
+    export = ProdigyHook(prodigy_conn_id).export_jsonl(dataset, answers, until_id=until_id)
+    with open(answers, "rb") as lines:
+        tasks = [decode_record(line, row=n) for n, line in enumerate(lines, start=1) if line.strip()]
+    return MergedBatch(answers, export, tasks, build_consensus(tasks))
+
+
+def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
+    with open(path, "w") as out:
+        for row in rows:
+            out.write(json.dumps(row, sort_keys=True) + "\n")
+
+
+def record_in_audit_log(
+    audit_path: Path, action: str, subject: str, details: dict[str, Any], *, event_key: str
+) -> AppendResult:
+    """Append what a flow did to the audit log, once per ``event_key`` however often the task runs."""
+    return AuditLog(audit_path).append(AUDIT_ACTOR, action, subject, details, event_key=event_key)

@@ -1,0 +1,169 @@
+"""The steps of batch approval (flow 1), as functions the DAG's tasks call.
+
+DAG ``annotation_batch_approval`` (``dags/annotation_batch_approval.py``); process model
+``include/bpmn/annotation_batch_approval.bpmn20.xml``; tests ``tests/flows/test_batch_approval.py``.
+
+They join the hooks to the governance rules: which batches are ready, what reviewers are shown, how their
+decision is recorded in Prodigy and in the audit log, and which release run an approval starts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from prodigy_opentext.core.agreement import annotation_agreement
+from prodigy_opentext.core.approvals import BATCH_APPROVAL_PROCESS, approval_record
+from prodigy_opentext.core.batches import (
+    Batch,
+    ReviewStatus,
+    datasets_ready_for_review,
+    is_regulated,
+    review_state,
+)
+from prodigy_opentext.core.payloads import (
+    BatchStatistics,
+    BatchToReview,
+    JudgedDecision,
+    ProcessRequest,
+    RecordedDecision,
+    ReviewPackage,
+    RunRequest,
+)
+from prodigy_opentext.flows._shared import export_and_merge, record_in_audit_log
+from prodigy_opentext.hooks.prodigy import ProdigyHook
+
+log = logging.getLogger(__name__)
+
+
+def find_ready_batches(
+    only: str | None = None, prodigy_conn_id: str = ProdigyHook.default_conn_name
+) -> list[BatchToReview]:
+    """The batches to review: datasets marked ready, or ``only`` (named by hand, whatever its meta says)."""
+    hook = ProdigyHook(prodigy_conn_id)
+    names = [only] if only else datasets_ready_for_review(hook.list_datasets())
+    batches = []
+    for name in names:
+        last_id = hook.last_example_id(name)
+        if last_id is None:
+            log.info("dataset %s holds no answers yet: nothing to review", name)
+            continue
+        batches.append(
+            BatchToReview(
+                dataset=name,
+                version=Batch(name, last_id).version,
+                last_example_id=last_id,
+                regulated=is_regulated(hook.get_meta(name)),
+            )
+        )
+    log.info("batches ready for review: %s", [f"{b['dataset']}@{b['version']}" for b in batches] or "none")
+    return batches
+
+
+def prepare_review_package(
+    batch: BatchToReview, review_root: Path, prodigy_conn_id: str = ProdigyHook.default_conn_name
+) -> ReviewPackage:
+    """Export the batch for reviewers, compute its statistics, and say which process to start for it."""
+    dataset, version = batch["dataset"], batch["version"]
+    package_dir = review_root / dataset / version
+    merged = export_and_merge(dataset, batch["last_example_id"], package_dir, prodigy_conn_id)
+    manifest = merged.export
+    statistics = BatchStatistics(
+        examples=manifest["rows"],
+        agreement=annotation_agreement(merged.tasks),
+        disputes=len(merged.consensus.disputes),
+        items=len(merged.consensus.merged),
+        counts={
+            "by_answer": manifest["by_answer"],
+            "by_label": manifest["by_label"],
+            "by_annotator": manifest["by_annotator"],
+        },
+        quarantined=manifest["quarantined"],
+    )
+    (package_dir / "statistics.json").write_text(json.dumps(statistics, indent=2, sort_keys=True) + "\n")
+    hook = ProdigyHook(prodigy_conn_id)
+    hook.set_meta(
+        dataset,
+        {
+            "review": {
+                **review_state(hook.get_meta(dataset)),
+                "status": ReviewStatus.REQUESTED,
+                "version": version,
+            }
+        },
+    )
+    return ReviewPackage(
+        **batch,
+        package=str(package_dir),
+        statistics=statistics,
+        process=ProcessRequest(
+            business_key=Batch(dataset, batch["last_example_id"]).business_key(BATCH_APPROVAL_PROCESS),
+            process_name=f"Approve annotation batch {dataset} {version}",
+            variables={
+                "dataset": dataset,
+                "version": version,
+                "regulated": bool(batch["regulated"]),
+                "package_location": str(package_dir),
+                "answers_sha256": manifest["sha256"],
+                "examples": statistics["examples"],
+                "agreement_method": statistics["agreement"]["method"],
+                "agreement": statistics["agreement"]["value"],
+                "open_disputes": statistics["disputes"],
+                "statistics": json.dumps(statistics, sort_keys=True),
+            },
+        ),
+    )
+
+
+def record_review_decision(
+    package: ReviewPackage,
+    decision: JudgedDecision,
+    audit_path: Path,
+    prodigy_conn_id: str = ProdigyHook.default_conn_name,
+) -> RecordedDecision:
+    """Write the reviewers' decision into the dataset's meta and the audit log (idempotent on reruns)."""
+    dataset, version = package["dataset"], package["version"]
+    approved = decision["approved"]
+    signoff = approval_record(decision, kind="batch_approval")
+    status = ReviewStatus.APPROVED if approved else ReviewStatus.REWORK
+    hook = ProdigyHook(prodigy_conn_id)
+    review = {
+        **review_state(hook.get_meta(dataset)),
+        "status": status,
+        "version": version,
+        "signoff": signoff,
+    }
+    if not approved:
+        review["rework"] = {
+            "version": version,
+            "comments": [c["message"] for c in signoff["comments"] if c["message"]],
+        }
+    hook.set_meta(dataset, {"review": review})
+    entry = record_in_audit_log(
+        audit_path,
+        "batch_approved" if approved else "batch_rejected",
+        f"{dataset}@{version}",
+        {"signoff": signoff, "package": package["package"]},
+        event_key=f"{BATCH_APPROVAL_PROCESS}:{signoff['process_instance_id']}",
+    )
+    log.info(
+        "%s@%s %s by %s at %s (audit entry %s)",
+        dataset,
+        version,
+        status,
+        signoff["approver"],
+        signoff["decided_at"],
+        entry.entry["hash"][:12],
+    )
+    return RecordedDecision(dataset=dataset, version=version, approved=approved, signoff=signoff)
+
+
+def release_run(recorded: RecordedDecision) -> RunRequest:
+    """The release run an approved batch starts, named by dataset and version so it starts once."""
+    dataset, version = recorded["dataset"], recorded["version"]
+    return RunRequest(
+        run_id=f"release__{dataset}__{version}",
+        conf={"dataset": dataset, "version": version},
+        skip_reason=None if recorded["approved"] else f"{dataset}@{version} was not approved: no release",
+    )

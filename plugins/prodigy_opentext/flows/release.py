@@ -1,0 +1,243 @@
+"""The steps of the controlled release (flow 3), as functions the DAG's tasks call.
+
+DAG ``dataset_release`` (``dags/dataset_release.py``); process model
+``include/bpmn/dataset_release_signoff.bpmn20.xml``; tests ``tests/flows/test_release.py``.
+
+A release is only written when the data is complete and valid (Great Expectations), when OpenText holds
+the batch approval and the release sign-off for exactly this dataset version (read back from OpenText,
+never taken from XCom or run params), and when policy allows it (regulated data needs its compliance
+approval). The release itself is immutable: an equal rerun is a no-op, a different one an error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from prodigy_opentext._opentext.variables import from_rest_variables
+from prodigy_opentext.core.approvals import (
+    APPROVAL_PROCESSES,
+    RELEASE_SIGNOFF_PROCESS,
+    check_approval,
+    latest_instance,
+)
+from prodigy_opentext.core.batches import business_key, is_regulated, version_last_example_id
+from prodigy_opentext.core.payloads import (
+    ApprovalRecord,
+    HandOff,
+    ProcessRequest,
+    PublishedRelease,
+    ReleaseTarget,
+    StagedRelease,
+)
+from prodigy_opentext.core.records import annotator_of
+from prodigy_opentext.core.release import write_release
+from prodigy_opentext.exceptions import ApprovalRefused, ReleaseConflict
+from prodigy_opentext.flows._shared import export_and_merge, record_in_audit_log, write_jsonl
+from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
+from prodigy_opentext.hooks.prodigy import ProdigyHook
+
+log = logging.getLogger(__name__)
+
+MLOPS_HANDOFF_CONN_ID = "mlops_handoff"
+
+
+class ReleaseRefused(ApprovalRefused, AirflowFailException):
+    """OpenText does not hold the approvals a release needs: fails the task without retries."""
+
+
+class ReleaseVersionTaken(ReleaseConflict, AirflowFailException):
+    """The version was released with other content: fails without retries; the existing release stays."""
+
+
+def resolve_release_target(
+    dataset: str, version: str, prodigy_conn_id: str = ProdigyHook.default_conn_name
+) -> ReleaseTarget:
+    """Check that the dataset and version exist in Prodigy; read the dataset's own policy facts."""
+    last_id = version_last_example_id(version)
+    hook = ProdigyHook(prodigy_conn_id)
+    meta = hook.get_meta(dataset)
+    newest = hook.last_example_id(dataset)
+    if newest is None or newest < last_id:
+        raise ValueError(f"dataset {dataset!r} has no version {version!r} (its last example id is {newest})")
+    labels = meta.get("labels")
+    if not labels:
+        raise ValueError(
+            f'dataset {dataset!r} has no approved label scheme: set "labels" in its meta '
+            "(e.g. when the annotation request created it)"
+        )
+    return ReleaseTarget(
+        dataset=dataset,
+        version=version,
+        last_example_id=last_id,
+        regulated=is_regulated(meta),
+        label_scheme=list(labels),
+    )
+
+
+def stage_release_data(
+    target: ReleaseTarget, staging_dir: Path, prodigy_conn_id: str = ProdigyHook.default_conn_name
+) -> StagedRelease:
+    """Export the version, merge every annotator's answers into final examples, list open disputes."""
+    merged = export_and_merge(target["dataset"], target["last_example_id"], staging_dir, prodigy_conn_id)
+    export, consensus = merged.export, merged.consensus
+    if export["quarantined"]:
+        raise ValueError(
+            f"{target['dataset']}@{target['version']}: {export['quarantined']} stored rows are not valid "
+            f"Prodigy examples (see {export['quarantine_path']}); a release never leaves rows out"
+        )
+    annotations, disputes = staging_dir / "annotations.jsonl", staging_dir / "disputes.jsonl"
+    write_jsonl(annotations, consensus.merged)
+    write_jsonl(disputes, (d.as_dict() for d in consensus.disputes))
+    log.info(
+        "staged %s@%s: %d answers -> %d examples, %d open disputes",
+        target["dataset"],
+        target["version"],
+        len(merged.tasks),
+        len(consensus.merged),
+        len(consensus.disputes),
+    )
+    return StagedRelease(
+        **target,
+        answers=str(merged.answers),
+        annotations=str(annotations),
+        disputes=str(disputes),
+        sessions=sorted({a for a in map(annotator_of, merged.tasks) if a}),
+        consensus=consensus.counts(),
+        export={k: export[k] for k in ("rows", "quarantined", "quarantine_path", "sha256")},
+    )
+
+
+def release_signoff_request(staged: StagedRelease, validation: Mapping[str, Any]) -> ProcessRequest:
+    """What the release sign-off process is started with: the batch, its checks and their results."""
+    return ProcessRequest(
+        business_key=business_key(RELEASE_SIGNOFF_PROCESS, staged["dataset"], staged["version"]),
+        process_name=f"Release {staged['dataset']} {staged['version']}",
+        variables={
+            "dataset": staged["dataset"],
+            "version": staged["version"],
+            "regulated": staged["regulated"],
+            "examples": staged["consensus"]["merged"],
+            "validation_success": bool(validation.get("success")),
+            "validation": json.dumps(validation, sort_keys=True, default=str)[:4000],
+        },
+    )
+
+
+def verify_approvals(
+    target: ReleaseTarget,
+    kinds: Iterable[str] = tuple(APPROVAL_PROCESSES),
+    reviewed_sha256: str | None = None,
+    opentext_conn_id: str = OpenTextWorkflowHook.default_conn_name,
+) -> list[ApprovalRecord]:
+    """Read the approvals of this dataset version back from OpenText; refuse when one is missing.
+
+    ``reviewed_sha256`` (the checksum of the data about to be released) must be the checksum the batch
+    approval was requested for: reviewers approved exactly these answers.
+    """
+    hook = OpenTextWorkflowHook(opentext_conn_id)
+    approvals = []
+    for kind in kinds:
+        process_key = APPROVAL_PROCESSES[kind]
+        key = business_key(process_key, target["dataset"], target["version"])
+        instances = hook.historic_processes(
+            processDefinitionKey=process_key, businessKey=key, includeProcessVariables="true"
+        )
+        latest = latest_instance(instances) or {}
+        decision = hook.read_decision(latest["id"]) if latest else None
+        batch = kind == "batch_approval"
+        try:
+            approval = check_approval(
+                kind,
+                key,
+                instances,
+                decision,
+                from_rest_variables(latest.get("variables")),
+                regulated=batch and target["regulated"],
+                reviewed_sha256=reviewed_sha256 if batch else None,
+            )
+        except ApprovalRefused as refused:
+            raise ReleaseRefused(str(refused)) from refused
+        log.info(
+            "%s of %s@%s: approved by %s at %s",
+            kind,
+            target["dataset"],
+            target["version"],
+            approval["approver"],
+            approval["decided_at"],
+        )
+        approvals.append(approval)
+    return approvals
+
+
+def publish_release(
+    staged: StagedRelease,
+    validation: Mapping[str, Any],
+    approvals: list[ApprovalRecord],
+    *,
+    release_root: Path,
+    audit_path: Path,
+    run_id: str,
+) -> PublishedRelease:
+    """Write the immutable release ``<release_root>/releases/<dataset>/<version>/`` and its audit entry."""
+    try:
+        result = write_release(
+            release_root,
+            staged["dataset"],
+            staged["version"],
+            {"annotations.jsonl": staged["annotations"]},
+            attachments={"disputes.jsonl": staged["disputes"]},
+            validation=validation,
+            approvals=approvals,
+            source_dataset=staged["dataset"],
+            sessions=staged["sessions"],
+            run_id=run_id,
+        )
+    except ReleaseConflict as conflict:
+        raise ReleaseVersionTaken(conflict.dataset, conflict.version, conflict.differences) from None
+    record_in_audit_log(
+        audit_path,
+        "release_written",
+        f"{staged['dataset']}@{staged['version']}",
+        {"path": str(result.path), "approvals": approvals, "run_id": run_id},
+        event_key=f"release:{staged['dataset']}:{staged['version']}",
+    )
+    log.info(
+        "release %s %s",
+        result.path,
+        "already existed (equal content)" if result.already_released else "written",
+    )
+    return PublishedRelease(
+        dataset=staged["dataset"],
+        version=staged["version"],
+        path=str(result.path),
+        manifest=str(result.path / "manifest.json"),
+        already_released=result.already_released,
+        examples=result.manifest["counts"]["examples"],
+    )
+
+
+def hand_off_release(release: PublishedRelease, http_conn_id: str = MLOPS_HANDOFF_CONN_ID) -> HandOff | None:
+    """POST the release summary to MLOps when the ``mlops_handoff`` HTTP connection exists; else say so."""
+    from airflow.providers.http.hooks.http import HttpHook
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        BaseHook.get_connection(http_conn_id)
+    except AirflowNotFoundException:
+        log.info(
+            "no %r connection: the release is announced through the annotation_releases asset only",
+            http_conn_id,
+        )
+        return None
+    response = HttpHook(method="POST", http_conn_id=http_conn_id).run(
+        endpoint=None, json=release, headers={"Content-Type": "application/json"}
+    )
+    log.info("handed %s@%s to MLOps: HTTP %s", release["dataset"], release["version"], response.status_code)
+    return HandOff(status=response.status_code, body=response.text[:2000])

@@ -1,0 +1,113 @@
+"""Agreement statistics against published worked examples, and on Prodigy answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from prodigy_opentext.core.agreement import annotation_agreement, cohen_kappa, krippendorff_alpha_nominal
+
+MISSING = None
+
+
+def units(*coders: list) -> list[list]:
+    """Reliability data (one row per coder, one column per unit) to per-unit value lists."""
+    return [[value for value in column if value is not MISSING] for column in zip(*coders, strict=True)]
+
+
+def test_krippendorff_alpha_matches_krippendorffs_worked_example() -> None:
+    # Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability", nominal data, 4 observers,
+    # 12 units with missing values: alpha = 0.743.
+    a = [1, 2, 3, 3, 2, 1, 4, 1, 2, MISSING, MISSING, MISSING]
+    b = [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, MISSING, 3]
+    c = [MISSING, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, MISSING]
+    d = [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, MISSING]
+    assert krippendorff_alpha_nominal(units(a, b, c, d)) == pytest.approx(0.743, abs=5e-4)
+
+
+def test_krippendorff_alpha_matches_the_two_observer_binary_example() -> None:
+    # Same paper, binary data, two observers, ten units: alpha = 0.095.
+    a = [0, 1, 0, 0, 0, 0, 0, 0, 1, 0]
+    b = [1, 1, 1, 0, 0, 1, 0, 0, 0, 0]
+    assert krippendorff_alpha_nominal(units(a, b)) == pytest.approx(0.095, abs=5e-4)
+
+
+def test_krippendorff_alpha_ignores_unpairable_units_and_is_undefined_without_variation() -> None:
+    assert krippendorff_alpha_nominal([["x", "x"], ["y", "y"], ["z"]]) == pytest.approx(1.0)
+    assert krippendorff_alpha_nominal([["x", "x"], ["x", "x"]]) is None
+    assert krippendorff_alpha_nominal([["x"]]) is None
+
+
+def test_cohen_kappa_matches_the_textbook_two_by_two_example() -> None:
+    # 50 items: both yes 20, A yes/B no 5, A no/B yes 10, both no 15 -> po 0.7, pe 0.5, kappa 0.4.
+    pairs = [("yes", "yes")] * 20 + [("yes", "no")] * 5 + [("no", "yes")] * 10 + [("no", "no")] * 15
+    assert cohen_kappa(pairs) == pytest.approx(0.4)
+
+
+def test_cohen_kappa_perfect_chance_and_undefined() -> None:
+    assert cohen_kappa([("a", "a"), ("b", "b")]) == pytest.approx(1.0)
+    assert cohen_kappa([("a", "b"), ("b", "a")]) == pytest.approx(-1.0)
+    assert cohen_kappa([("a", "a"), ("a", "a")]) is None
+    assert cohen_kappa([]) is None
+
+
+def ner(input_hash: int, annotator: str, spans: list[tuple[int, int, str]], answer: str = "accept") -> dict:
+    return {
+        "text": "Acme makes shoes in Berlin",
+        "_input_hash": input_hash,
+        "_task_hash": input_hash * 10,
+        "_annotator_id": annotator,
+        "answer": answer,
+        "spans": [{"start": s, "end": e, "label": label} for s, e, label in spans],
+    }
+
+
+def test_two_annotators_get_cohens_kappa_over_their_overlap() -> None:
+    brand, city = (0, 4, "BRAND"), (20, 26, "CITY")
+    tasks = [
+        ner(1, "ann-a", [brand, city]),
+        ner(1, "ann-b", [city, brand]),  # same spans in another order: agreement
+        ner(2, "ann-a", [brand]),
+        ner(2, "ann-b", [brand], answer="reject"),  # same spans, other answer: disagreement
+        ner(3, "ann-a", []),
+        ner(3, "ann-b", []),
+        ner(4, "ann-a", [city]),  # only one annotator: not part of the overlap
+    ]
+    result = annotation_agreement(tasks)
+    assert result["method"] == "cohen_kappa"
+    assert (result["n_items"], result["n_annotators"]) == (3, 2)
+    assert result["observed_agreement"] == pytest.approx(2 / 3)
+    # Categories per annotator: A = {X, Y, Z}, B = {X, Y', Z}; po = 2/3, pe = 2/9.
+    assert result["value"] == pytest.approx((2 / 3 - 2 / 9) / (1 - 2 / 9))
+    assert result["pairwise"]["ann-a|ann-b"]["n_items"] == 3
+
+
+def test_three_annotators_get_krippendorffs_alpha_and_pairwise_kappas() -> None:
+    textcat = [
+        {"_input_hash": i, "label": "SPAM", "_annotator_id": who, "answer": answer, "text": "t"}
+        for i, answers in enumerate([("accept", "accept", "accept"), ("reject", "reject", "accept")])
+        for who, answer in zip(("a", "b", "c"), answers, strict=True)
+    ]
+    result = annotation_agreement(textcat)
+    assert result["method"] == "krippendorff_alpha_nominal"
+    assert (result["n_items"], result["n_annotators"]) == (2, 3)
+    assert result["value"] == pytest.approx(krippendorff_alpha_nominal([["A", "A", "A"], ["R", "R", "A"]]))
+    assert set(result["pairwise"]) == {"a|b", "a|c", "b|c"}
+    assert result["pairwise"]["a|b"]["value"] == pytest.approx(1.0)
+
+
+def test_binary_questions_on_the_same_input_are_separate_items_and_reanswers_replace() -> None:
+    tasks = [
+        {"_input_hash": 1, "label": "SPAM", "_annotator_id": "a", "answer": "accept", "_timestamp": 1},
+        {"_input_hash": 1, "label": "SPAM", "_annotator_id": "b", "answer": "accept", "_timestamp": 1},
+        {"_input_hash": 1, "label": "HAM", "_annotator_id": "a", "answer": "reject", "_timestamp": 1},
+        {"_input_hash": 1, "label": "HAM", "_annotator_id": "b", "answer": "accept", "_timestamp": 1},
+        {"_input_hash": 1, "label": "HAM", "_annotator_id": "b", "answer": "reject", "_timestamp": 5},
+    ]
+    result = annotation_agreement(tasks)
+    assert result["n_items"] == 2
+    assert result["observed_agreement"] == pytest.approx(1.0)
+
+
+def test_no_overlap_means_no_statistic() -> None:
+    result = annotation_agreement([ner(1, "a", []), ner(2, "b", [])])
+    assert (result["method"], result["value"], result["n_items"]) == (None, None, 0)

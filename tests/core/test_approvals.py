@@ -1,0 +1,125 @@
+"""What counts as an approval: the one rule, and the release check built on it."""
+
+from __future__ import annotations
+
+import pytest
+
+from prodigy_opentext.core.approvals import check_approval, is_approved, judged
+from prodigy_opentext.core.payloads import Decision
+from prodigy_opentext.exceptions import ApprovalRefused
+
+KEY = "annotation_batch_approval:news:b42"
+
+
+def decision(pid="p2", end="end_approved", **extra) -> Decision:
+    fields = {
+        "process_instance_id": pid,
+        "business_key": KEY,
+        "outcome": "approved",
+        "ended": True,
+        "end_activity_id": end,
+        "delete_reason": None,
+        "task_definition_key": "sme_review",
+        "task_id": "t1",
+        "approver": "sme@example.com",
+        "decided_at": "2026-11-27T10:00:00.000+0000",
+        "comments": [{"author": "sme@example.com", "message": "looks good", "time": "t"}],
+        **extra,
+    }
+    return Decision(**fields)
+
+
+INSTANCES = [
+    {"id": "p1", "startTime": "2026-11-26T09:00:00.000+0000"},
+    {"id": "p2", "startTime": "2026-11-27T09:00:00.000+0000"},
+]
+
+
+@pytest.mark.parametrize(
+    ("facts", "approved"),
+    [
+        ({}, True),
+        ({"end": "end_passed", "outcome": "pass"}, True),
+        ({"end": "end_rejected", "outcome": "rejected"}, False),
+        # an outcome variable cannot overrule where the model ended
+        ({"end": "end_rejected", "outcome": "approved"}, False),
+        ({"end": "end_approved", "outcome": None}, True),
+        ({"delete_reason": "withdrawn by owner"}, False),
+        # a task decided while the process still runs: its outcome decides
+        ({"ended": False, "end": None, "outcome": "approved"}, True),
+        ({"ended": False, "end": None, "outcome": "pass"}, True),
+        ({"ended": False, "end": None, "outcome": "rework"}, False),
+        ({"ended": False, "end": None, "outcome": None}, False),
+    ],
+)
+def test_one_rule_decides_what_approves(facts, approved):
+    assert is_approved(decision(**facts)) is approved
+    assert judged(decision(**facts))["approved"] is approved
+
+
+def test_the_rule_takes_a_models_own_outcomes_and_end_events():
+    assert is_approved(decision(end="done"), end_activities=("done",))
+    assert not is_approved(decision(end="done"))
+    running = decision(ended=False, end=None, outcome="ok")
+    assert is_approved(running, outcomes=("ok",)) and not is_approved(running)
+
+
+@pytest.mark.parametrize("end", ["end_approved", "end_passed", "end_rejected", "end_rework", "end_denied"])
+def test_the_release_check_accepts_exactly_what_the_rule_approves(end):
+    ended = decision(end=end)
+    if is_approved(ended):
+        assert check_approval("batch_approval", KEY, INSTANCES, ended, {})["process_instance_id"] == "p2"
+    else:
+        with pytest.raises(ApprovalRefused, match=end):
+            check_approval("batch_approval", KEY, INSTANCES, ended, {})
+
+
+def test_latest_approved_instance_is_accepted_with_approver_and_comments():
+    record = check_approval("batch_approval", KEY, INSTANCES, decision(), {})
+    assert record["approver"] == "sme@example.com"
+    assert record["process_instance_id"] == "p2"
+    assert record["comments"][0]["message"] == "looks good"
+
+
+def test_missing_process_is_refused():
+    with pytest.raises(ApprovalRefused, match="no OpenText process"):
+        check_approval("release_signoff", KEY, [], None, {})
+
+
+def test_rejection_is_refused():
+    with pytest.raises(ApprovalRefused, match="end_rejected"):
+        check_approval("batch_approval", KEY, INSTANCES, decision(end="end_rejected"), {})
+
+
+def test_cancelled_process_is_refused():
+    with pytest.raises(ApprovalRefused, match="cancelled"):
+        check_approval("batch_approval", KEY, INSTANCES, decision(delete_reason="withdrawn by owner"), {})
+
+
+def test_a_process_still_running_is_no_approval_yet():
+    running = decision(ended=False, end=None)
+    with pytest.raises(ApprovalRefused, match="no decision yet"):
+        check_approval("batch_approval", KEY, INSTANCES, running, {})
+
+
+def test_a_later_open_instance_revokes_an_earlier_approval():
+    reopened = [*INSTANCES, {"id": "p3", "startTime": "2026-11-28T09:00:00.000+0000"}]
+    with pytest.raises(ApprovalRefused, match="p3"):
+        check_approval("batch_approval", KEY, reopened, decision(pid="p2"), {})
+
+
+def test_regulated_data_needs_an_approved_compliance_review():
+    approved = {"compliance_review_outcome": "approved"}
+    assert check_approval("batch_approval", KEY, INSTANCES, decision(), approved, regulated=True)
+    with pytest.raises(ApprovalRefused, match="regulated"):
+        check_approval("batch_approval", KEY, INSTANCES, decision(), {}, regulated=True)
+    rejected = {"compliance_review_outcome": "rejected"}
+    with pytest.raises(ApprovalRefused, match="compliance_review"):
+        check_approval("batch_approval", KEY, INSTANCES, decision(), rejected, regulated=True)
+
+
+def test_approval_holds_only_for_the_data_the_reviewers_saw():
+    reviewed = {"answers_sha256": "abc"}
+    assert check_approval("batch_approval", KEY, INSTANCES, decision(), reviewed, reviewed_sha256="abc")
+    with pytest.raises(ApprovalRefused, match="changed after the review"):
+        check_approval("batch_approval", KEY, INSTANCES, decision(), reviewed, reviewed_sha256="def")

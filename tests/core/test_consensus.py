@@ -1,0 +1,170 @@
+"""Merging annotators' answers into final examples and disputes."""
+
+from __future__ import annotations
+
+import pytest
+
+from prodigy_opentext.core.consensus import (
+    CONFLICT,
+    FLAGGED,
+    IGNORED,
+    LOW_SCORE,
+    ConsensusError,
+    build_consensus,
+)
+
+BRAND = {"start": 0, "end": 4, "label": "BRAND"}
+CITY = {"start": 20, "end": 26, "label": "CITY"}
+
+
+def answer(input_hash: int, annotator: str, spans: list[dict], **fields) -> dict:
+    task = {
+        "text": "Acme makes shoes in Berlin",
+        "_input_hash": input_hash,
+        "_task_hash": input_hash * 100,
+        "_annotator_id": f"ner_fashion-{annotator}",
+        "_timestamp": 1_700_000_000,
+        "answer": "accept",
+        "spans": spans,
+    }
+    return {**task, **fields}
+
+
+def test_unanimous_items_become_one_final_example_each() -> None:
+    result = build_consensus(
+        [answer(1, "ann", [BRAND, CITY]), answer(1, "bob", [CITY, BRAND]), answer(2, "ann", [])]
+    )
+    assert result.disputes == []
+    assert [task["_input_hash"] for task in result.merged] == [1, 2]
+    first = result.merged[0]
+    assert first["_consensus"] == {
+        "method": "unanimous",
+        "annotators": ["ner_fashion-ann", "ner_fashion-bob"],
+    }
+    assert first["spans"] == [BRAND, CITY]
+    assert result.counts() == {"merged": 2, "disputes": 0, "resolved": 0}
+
+
+@pytest.mark.parametrize(
+    ("versions", "reasons"),
+    [
+        ([answer(1, "ann", [BRAND]), answer(1, "bob", [CITY])], [CONFLICT]),
+        ([answer(1, "ann", [BRAND]), answer(1, "bob", [BRAND], answer="reject")], [CONFLICT]),
+        ([answer(1, "ann", [BRAND]), answer(1, "bob", [], answer="ignore")], [IGNORED]),
+        ([answer(1, "ann", [BRAND]), answer(1, "bob", [BRAND], flagged=True)], [FLAGGED]),
+        (
+            [answer(1, "ann", [BRAND], meta={"score": 0.2}), answer(1, "bob", [BRAND], meta={"score": 0.2})],
+            [LOW_SCORE],
+        ),
+        ([answer(1, "ann", [BRAND]), answer(1, "bob", [CITY], flagged=True)], [CONFLICT, FLAGGED]),
+    ],
+)
+def test_items_needing_a_reviewer_become_disputes_with_every_version(versions, reasons) -> None:
+    result = build_consensus(versions, min_score=0.5)
+    assert result.merged == []
+    (dispute,) = result.disputes
+    assert dispute.reasons == reasons
+    as_dict = dispute.as_dict()
+    assert as_dict["input_hash"] == 1
+    assert as_dict["annotators"] == ["ner_fashion-ann", "ner_fashion-bob"]
+    assert [version["spans"] for version in as_dict["versions"]] == [v["spans"] for v in versions]
+
+
+def test_scores_at_or_above_the_threshold_and_no_threshold_are_not_disputed() -> None:
+    versions = [answer(1, "ann", [BRAND], meta={"score": 0.5}), answer(1, "bob", [BRAND])]
+    assert len(build_consensus(versions, min_score=0.5).merged) == 1
+    assert len(build_consensus([answer(1, "ann", [BRAND], meta={"score": 0.01})]).merged) == 1
+
+
+def test_adjudicated_versions_resolve_disputes() -> None:
+    conflict = [answer(1, "ann", [BRAND]), answer(1, "bob", [CITY])]
+    in_stream = build_consensus([*conflict, answer(1, "lead", [BRAND, CITY], _adjudicated=True)])
+    from_dataset = build_consensus(conflict, adjudications=[answer(1, "lead", [BRAND, CITY])])
+    for result in (in_stream, from_dataset):
+        assert result.disputes == []
+        (final,) = result.merged
+        assert final["spans"] == [BRAND, CITY]
+        assert final["_annotator_id"] == "ner_fashion-lead"
+        assert final["_consensus"]["method"] == "adjudicated"
+        assert final["_consensus"]["annotators"] == ["ner_fashion-ann", "ner_fashion-bob"]
+        assert result.resolved == 1
+
+
+def test_an_adjudication_for_an_item_not_in_the_stream_is_still_final() -> None:
+    result = build_consensus([answer(1, "ann", [])], adjudications=[answer(2, "lead", [CITY])])
+    assert sorted(task["_input_hash"] for task in result.merged) == [1, 2]
+    assert result.resolved == 0
+
+
+def test_an_annotators_latest_answer_replaces_their_earlier_one() -> None:
+    result = build_consensus(
+        [
+            answer(1, "ann", [CITY], _timestamp=100),
+            answer(1, "bob", [BRAND], _timestamp=150),
+            answer(1, "ann", [BRAND], _timestamp=200),
+        ]
+    )
+    assert result.disputes == []
+    assert result.merged[0]["_consensus"]["annotators"] == ["ner_fashion-bob", "ner_fashion-ann"]
+
+
+def test_binary_questions_about_one_input_are_merged_separately() -> None:
+    tasks = [
+        {
+            "text": "t",
+            "_input_hash": 7,
+            "_task_hash": 71,
+            "label": "SPAM",
+            "answer": "accept",
+            "_annotator_id": "a",
+        },
+        {
+            "text": "t",
+            "_input_hash": 7,
+            "_task_hash": 71,
+            "label": "SPAM",
+            "answer": "accept",
+            "_annotator_id": "b",
+        },
+        {
+            "text": "t",
+            "_input_hash": 7,
+            "_task_hash": 72,
+            "label": "HAM",
+            "answer": "reject",
+            "_annotator_id": "a",
+        },
+        {
+            "text": "t",
+            "_input_hash": 7,
+            "_task_hash": 72,
+            "label": "HAM",
+            "answer": "accept",
+            "_annotator_id": "b",
+        },
+    ]
+    result = build_consensus(tasks)
+    assert [task["label"] for task in result.merged] == ["SPAM"]
+    assert [(d.input_hash, d.label, d.reasons) for d in result.disputes] == [(7, "HAM", [CONFLICT])]
+
+
+def test_presorted_streams_merge_group_by_group_and_unsorted_ones_are_refused() -> None:
+    ordered = [
+        answer(1, "ann", []),
+        answer(1, "bob", []),
+        answer(2, "ann", [BRAND]),
+        answer(2, "bob", [CITY]),
+    ]
+    streamed = build_consensus(iter(ordered), presorted=True)
+    assert (
+        streamed.counts() == build_consensus(ordered).counts() == {"merged": 1, "disputes": 1, "resolved": 0}
+    )
+    with pytest.raises(ConsensusError, match="input_hash 1 appears again"):
+        build_consensus(
+            iter([answer(1, "ann", []), answer(2, "ann", []), answer(1, "bob", [])]), presorted=True
+        )
+
+
+def test_two_items_ending_in_the_same_task_hash_are_refused() -> None:
+    with pytest.raises(ConsensusError, match="task_hash 500 is the final example of two items"):
+        build_consensus([answer(1, "ann", [], _task_hash=500), answer(2, "ann", [], _task_hash=500)])

@@ -1,0 +1,75 @@
+"""What the flow tests share: the project's DAGs against both sandboxes, annotated datasets, a reviewer.
+
+The DAGs run by ``dag.test()``; simulated annotators answer through the Prodigy sandbox's HTTP API; a
+reviewer thread decides in the OpenText sandbox once the approval task exists. Nothing of the flows is
+stubbed.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+
+import pytest
+
+from tests.flows.support import DAGS, DEMO_TASKS
+
+
+@pytest.fixture
+def flows(airflow_db, opentext_sandbox_session, prodigy_home, tmp_path, monkeypatch):
+    """Both sandboxes as the DAGs' connections, and the project's DAGs serialized for ``dag.test()``."""
+    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+
+    sandbox = opentext_sandbox_session
+    monkeypatch.setenv("PROJECT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_OPENTEXT_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "opentext_workflow",
+                "host": sandbox.url,
+                "login": sandbox.client_id,
+                "password": sandbox.client_secret,
+                "extra": {"tenant_id": sandbox.tenant},
+            }
+        ),
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_PRODIGY_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "prodigy",
+                "extra": {
+                    "db": "sqlite",
+                    "db_settings": {"sqlite": {"name": "prodigy.db", "path": str(prodigy_home)}},
+                },
+            }
+        ),
+    )
+    bag = BundleDagBag(dag_folder=str(DAGS), bundle_path=DAGS)
+    assert not bag.import_errors
+    sync_bag_to_db(bag, "dags-folder", None)
+    return {"dags": bag.dags, "sandbox": sandbox, "data": tmp_path / "data"}
+
+
+@pytest.fixture
+def annotated_dataset(prodigy_server, run_prodigy, tmp_path) -> Callable[..., str]:
+    """``annotated_dataset(**behaviour)``: a new dataset answered by two simulated annotators, ready."""
+    from prodigy_opentext.hooks.prodigy import ProdigyHook
+
+    def make(tasks: int = 12, **behaviour: float) -> str:
+        name = f"brands_{uuid.uuid4().hex[:8]}"
+        source = tmp_path / f"{name}.jsonl"
+        source.write_text("".join(DEMO_TASKS.read_text().splitlines(keepends=True)[:tasks]))
+        url = prodigy_server(name, source, feed_overlap=True)
+        rates = {"disagree": 0, "reject": 0, "ignore": 0, "flag": 0, **behaviour}
+        run_prodigy(
+            "annotate", "--url", url, "--dataset", name, "--sessions", "alice,bob", "--seed", "7",
+            *[arg for key, value in rates.items() for arg in (f"--{key}", str(value))],
+        )  # fmt: skip
+        hook = ProdigyHook()
+        hook.set_meta(name, {"labels": ["BRAND"], "review": {"status": "ready"}})
+        return name
+
+    return make

@@ -1,0 +1,142 @@
+"""Flow 3, the controlled release: ``dataset_release`` by ``dag.test()`` against both sandboxes, after the
+batch approval it needs, and the immutable publish step on its own.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from prodigy_opentext.core.approvals import BATCH_APPROVAL_PROCESS, RELEASE_SIGNOFF_PROCESS
+from prodigy_opentext.core.audit import verify_audit_log
+from prodigy_opentext.core.batches import business_key
+from prodigy_opentext.exceptions import ReleaseConflict
+from prodigy_opentext.flows.release import ReleaseVersionTaken, publish_release
+from tests.fixtures.airflow_db import task_states
+from tests.flows.support import RELEASE_MANAGER, SME, batch_version, historic, release_runs, reviewer
+
+
+@pytest.mark.slow
+def test_approved_batch_is_released_with_its_approvals_and_validation(flows, annotated_dataset):
+    sandbox, dags, data = flows["sandbox"], flows["dags"], flows["data"]
+    dataset = annotated_dataset()
+    version = batch_version(dataset)
+    approval_key = business_key(BATCH_APPROVAL_PROCESS, dataset, version)
+
+    with reviewer(sandbox, approval_key, "approved", SME, "Spans look right"):
+        run = dags["annotation_batch_approval"].test(run_conf={"dataset": dataset})
+    assert run.state == "success", task_states(run)
+    assert len(historic(sandbox, BATCH_APPROVAL_PROCESS, approval_key)) == 1
+    from prodigy_opentext.hooks.prodigy import ProdigyHook
+
+    review = ProdigyHook().get_meta(dataset)["review"]
+    assert (review["status"], review["version"]) == ("approved", version)
+    assert review["signoff"]["approver"] == SME
+    assert [c["message"] for c in review["signoff"]["comments"]] == ["Spans look right"]
+    assert len(release_runs(dataset, version)) == 1
+
+    rerun = dags["annotation_batch_approval"].test(run_conf={"dataset": dataset})
+    assert rerun.state == "success", task_states(rerun)
+    assert len(historic(sandbox, BATCH_APPROVAL_PROCESS, approval_key)) == 1, (
+        "a rerun started a second process"
+    )
+
+    signoff_key = business_key(RELEASE_SIGNOFF_PROCESS, dataset, version)
+    with reviewer(sandbox, signoff_key, "approved", RELEASE_MANAGER, "Release it"):
+        release = dags["dataset_release"].test(run_conf={"dataset": dataset, "version": version})
+    assert release.state == "success", task_states(release)
+    manifest = json.loads((data / "releases" / dataset / version / "manifest.json").read_text())
+    approvals = {a["kind"]: a for a in manifest["approvals"]}
+    assert approvals["batch_approval"]["approver"] == SME
+    assert approvals["release_signoff"]["approver"] == RELEASE_MANAGER
+    assert manifest["validation"]["success"] is True
+    assert manifest["counts"]["examples"] == 12
+    assert manifest["label_distribution"] == {"BRAND": 12}
+
+    again = dags["dataset_release"].test(run_conf={"dataset": dataset, "version": version})
+    assert again.state == "success", task_states(again)
+    assert json.loads((data / "releases" / dataset / version / "manifest.json").read_text()) == manifest
+
+    audit = data / "audit" / "governance.jsonl"
+    assert verify_audit_log(audit).valid
+    actions = [json.loads(line)["action"] for line in audit.read_text().splitlines()]
+    assert actions == ["batch_approved", "release_written"]
+
+
+@pytest.mark.slow
+def test_release_without_or_with_revoked_approval_is_refused(flows, annotated_dataset):
+    sandbox, dags, data = flows["sandbox"], flows["dags"], flows["data"]
+    never_reviewed = annotated_dataset(tasks=4)
+    version = batch_version(never_reviewed)
+    run = dags["dataset_release"].test(
+        run_conf={"dataset": never_reviewed, "version": version, "approved": True, "approver": SME}
+    )
+    assert run.state == "failed"
+    assert task_states(run)["check_batch_approval"] == "failed"
+    assert run.get_task_instance("check_batch_approval").try_number == 1, "a refusal is not retried"
+
+    revoked = annotated_dataset(tasks=4)
+    version = batch_version(revoked)
+    approval_key = business_key(BATCH_APPROVAL_PROCESS, revoked, version)
+    with reviewer(sandbox, approval_key, "approved", SME, "ok"):
+        assert dags["annotation_batch_approval"].test(run_conf={"dataset": revoked}).state == "success"
+    # The data owner reopens the review in OpenText: the newer, undecided instance revokes the approval.
+    sandbox.start_process(BATCH_APPROVAL_PROCESS, approval_key, {"dataset": revoked, "regulated": False})
+    run = dags["dataset_release"].test(run_conf={"dataset": revoked, "version": version})
+    assert run.state == "failed"
+    assert task_states(run)["check_batch_approval"] == "failed"
+    assert not (data / "releases" / revoked).exists()
+
+
+APPROVALS = [{"kind": "batch_approval", "outcome": "approved", "approver": "sme@example.com"}]
+
+
+def staged(folder: Path, labels: list[str]) -> dict:
+    folder.mkdir(parents=True)
+    annotations, disputes = folder / "annotations.jsonl", folder / "disputes.jsonl"
+    annotations.write_text(
+        "".join(
+            json.dumps(
+                {"text": f"Acme {i}", "label": label, "answer": "accept", "_input_hash": i, "_task_hash": i}
+            )
+            + "\n"
+            for i, label in enumerate(labels)
+        )
+    )
+    disputes.write_text("")
+    return {
+        "dataset": "brands",
+        "version": "b12",
+        "annotations": str(annotations),
+        "disputes": str(disputes),
+        "sessions": ["brands-alice"],
+    }
+
+
+def publish(tmp_path: Path, staged_data: dict, run_id: str) -> dict:
+    return publish_release(
+        staged_data,
+        {"success": True},
+        APPROVALS,
+        release_root=tmp_path / "data",
+        audit_path=tmp_path / "data" / "audit.jsonl",
+        run_id=run_id,
+    )
+
+
+def test_an_equal_rerun_is_a_no_op_and_other_content_fails_without_retries(tmp_path: Path) -> None:
+    first = publish(tmp_path, staged(tmp_path / "run1", ["BRAND", "BRAND"]), "manual__1")
+    again = publish(tmp_path, staged(tmp_path / "run2", ["BRAND", "BRAND"]), "manual__2")
+    assert (first["already_released"], again["already_released"]) == (False, True)
+    assert again["path"] == first["path"]
+
+    with pytest.raises(ReleaseVersionTaken) as taken:
+        publish(tmp_path, staged(tmp_path / "run3", ["BRAND", "PRODUCT"]), "manual__3")
+    assert isinstance(taken.value, ReleaseConflict) and isinstance(taken.value, AirflowFailException)
+    assert "release brands b12 already exists with different content" in str(taken.value)
+    assert "file 'annotations.jsonl'" in str(taken.value)
+    manifest = json.loads((Path(first["path"]) / "manifest.json").read_text())
+    assert manifest["run_id"] == "manual__1", "the existing release stays as it was"
