@@ -21,7 +21,7 @@ help:
 	@echo "make demo    set up, then run the main job (batch approval -> release) on the embedded sandboxes"
 	@echo "make test    set up, then run the whole test suite"
 	@echo "make setup   create .venv, install pinned dependencies and the provider, prepare .airflow/"
-	@echo "make lint    ruff"
+	@echo "make lint    ruff and the type checker"
 	@echo "make bench   benchmarks (ratios measured side by side)"
 	@echo "make lock    recompile requirements*.txt from requirements*.in"
 
@@ -70,9 +70,11 @@ test: setup browser
 demo: setup
 	$(BIN)/python -m scripts.demo
 
+# ruff over the repository; mypy over the provider (settings in pyproject.toml).
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/python -m bench

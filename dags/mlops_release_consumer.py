@@ -6,7 +6,7 @@ it reads each new release's manifest, re-computes every checksum (a tampered or 
 run before any training sees it), and only then loads the examples. Replace `load_for_training` with the
 team's own training or registration step.
 
-Steps: `prodigy_opentext.flows.release_consumer`; tests: `tests/flows/test_release.py`.
+Steps: `prodigy_opentext.flows.release` (its consumer part); tests: `tests/flows/test_release.py`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from airflow.sdk import dag, task
 
 from prodigy_opentext.core.payloads import TrainingSet
 from prodigy_opentext.flows._shared import ANNOTATION_RELEASES
-from prodigy_opentext.flows.release_consumer import training_examples_summary, verified_release
+from prodigy_opentext.flows.release import training_examples_summary, verified_release
 
 
 @dag(

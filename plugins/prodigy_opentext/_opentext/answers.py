@@ -50,8 +50,9 @@ def describe_error_body(text: str) -> tuple[str, str | None, str | None]:
         return (str(body)[:500], None, None)
     fault = body.get("fault")
     if isinstance(fault, dict):
-        detail = fault.get("detail") if isinstance(fault.get("detail"), dict) else {}
-        return (str(fault.get("faultstring") or fault), None, detail.get("errorcode"))
+        detail = fault.get("detail")
+        error_code = detail.get("errorcode") if isinstance(detail, dict) else None
+        return (str(fault.get("faultstring") or fault), None, error_code)
     if "message" in body or "exception" in body:
         return (str(body.get("message") or ""), body.get("exception"), None)
     if "error" in body:  # OAuth2 token endpoint
@@ -63,14 +64,17 @@ def error_from_answer(
     status: int, text: str, *, method: str, url: str, retry_after: float | None = None
 ) -> OpenTextError:
     message, exception, error_code = describe_error_body(text)
-    where = {"status": status, "method": method, "url": url, "exception": exception, "error_code": error_code}
+    kind: type[OpenTextError] = OpenTextError
     if status in RETRYABLE_STATUSES:
-        return OpenTextUnavailableError(message, retry_after=retry_after, **where)
+        return OpenTextUnavailableError(
+            message, retry_after=retry_after, status=status, method=method, url=url, exception=exception,
+            error_code=error_code,
+        )  # fmt: skip
     if status in (401, 403):
-        return OpenTextAuthError(message, **where)
-    if status == 404:
-        return OpenTextNotFoundError(message, **where)
-    return OpenTextError(message, **where)
+        kind = OpenTextAuthError
+    elif status == 404:
+        kind = OpenTextNotFoundError
+    return kind(message, status=status, method=method, url=url, exception=exception, error_code=error_code)
 
 
 def decode_answer(status: int, text: str, retry_after: str | None, *, method: str, url: str) -> Any:

@@ -38,9 +38,9 @@ def model_process_key(xml: str) -> str:
     except ElementTree.ParseError as err:
         raise ValueError(f"BPMN model is not well-formed XML: {err}") from err
     keys = [
-        element.get("id")
+        key
         for element in root.iter(f"{{{BPMN_NAMESPACE}}}process")
-        if element.get("isExecutable", "true").lower() != "false" and element.get("id")
+        if element.get("isExecutable", "true").lower() != "false" and (key := element.get("id"))
     ]
     if len(keys) != 1:
         raise ValueError(f"a BPMN model must define exactly one executable process; found {keys or 'none'}")

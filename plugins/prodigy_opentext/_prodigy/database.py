@@ -120,10 +120,10 @@ def sqlite_member_ids(
         since_id if since_id is not None else -(1 << 63),
         until_id if until_id is not None else (1 << 63) - 1,
     )
-    members: array[int] | None = None
-    for dataset_id in dataset_ids:
+    members = array("q")
+    for position, dataset_id in enumerate(dataset_ids):
         ids = array("q", map(itemgetter(0), cursor.execute(query, (dataset_id, *bounds))))
-        members = ids if members is None else array("q", set(members).intersection(ids))
+        members = ids if position == 0 else array("q", set(members).intersection(ids))
     if not all(earlier < later for earlier, later in pairwise(members)):
         members = array("q", sorted(set(members)))
     return members

@@ -16,6 +16,7 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from itertools import combinations
 from typing import Any
 
+from prodigy_opentext.core.payloads import Agreement
 from prodigy_opentext.core.records import annotator_of
 
 ItemKey = tuple[Any, Any]
@@ -79,7 +80,7 @@ def krippendorff_alpha_nominal(units: Iterable[Sequence[Hashable]]) -> float | N
     Units with fewer than two values are not pairable and do not count (missing data is allowed).
     ``None`` when no disagreement is possible (fewer than two pairable values, or one value throughout).
     """
-    coincidences: Counter[tuple[Hashable, Hashable]] = Counter()
+    coincidences: defaultdict[tuple[Hashable, Hashable], float] = defaultdict(float)
     for values in units:
         m = len(values)
         if m < 2:
@@ -90,7 +91,7 @@ def krippendorff_alpha_nominal(units: Iterable[Sequence[Hashable]]) -> float | N
                 pairs = n_c * (n_c - 1) if c == k else n_c * n_k
                 if pairs:
                     coincidences[(c, k)] += pairs / (m - 1)
-    totals: Counter[Hashable] = Counter()
+    totals: defaultdict[Hashable, float] = defaultdict(float)
     for (c, _), weight in coincidences.items():
         totals[c] += weight
     n = sum(totals.values())
@@ -103,7 +104,7 @@ def krippendorff_alpha_nominal(units: Iterable[Sequence[Hashable]]) -> float | N
     return 1 - disagreement_observed / disagreement_expected
 
 
-def annotation_agreement(tasks: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def annotation_agreement(tasks: Iterable[Mapping[str, Any]]) -> Agreement:
     """Agreement of the annotators of a dataset, over the items at least two of them answered.
 
     Returns ``method`` (``cohen_kappa`` for two annotators, ``krippendorff_alpha_nominal`` for more,
@@ -135,11 +136,11 @@ def annotation_agreement(tasks: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         method = "krippendorff_alpha_nominal"
         value = krippendorff_alpha_nominal([list(d.values()) for d in overlapping])
     unanimous = sum(1 for d in overlapping if len(set(d.values())) == 1)
-    return {
-        "method": method,
-        "value": value,
-        "n_items": len(overlapping),
-        "n_annotators": len(annotators),
-        "observed_agreement": unanimous / len(overlapping) if overlapping else None,
-        "pairwise": pairwise,
-    }
+    return Agreement(
+        method=method,
+        value=value,
+        n_items=len(overlapping),
+        n_annotators=len(annotators),
+        observed_agreement=unanimous / len(overlapping) if overlapping else None,
+        pairwise=pairwise,
+    )

@@ -7,7 +7,7 @@ params or a trigger event.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from prodigy_opentext.core.payloads import ApprovalRecord, Decision, JudgedDecision
@@ -64,7 +64,7 @@ def approval_record(decision: Decision, *, kind: str) -> ApprovalRecord:
     )
 
 
-def latest_instance(instances: list[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+def latest_instance(instances: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     """The process instance that stands for a businessKey: the one started last."""
     return max(instances, key=lambda p: str(p.get("startTime") or ""), default=None)
 
@@ -72,7 +72,7 @@ def latest_instance(instances: list[Mapping[str, Any]]) -> Mapping[str, Any] | N
 def check_approval(
     kind: str,
     expected_key: str,
-    instances: list[Mapping[str, Any]],
+    instances: Sequence[Mapping[str, Any]],
     decision: Decision | None,
     variables: Mapping[str, Any],
     *,

@@ -63,26 +63,23 @@ def entry_hash(entry: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 
-def _check_line(raw: bytes, line_no: int, prev_hash: str) -> tuple[dict[str, Any] | None, str | None]:
-    """Parse one line and check it extends the chain; returns ``(entry, None)`` or ``(None, reason)``."""
+def _check_line(raw: bytes, line_no: int, prev_hash: str) -> dict[str, Any] | str:
+    """Parse one line and check it extends the chain: the entry, or why the line does not."""
     if not raw.endswith(b"\n"):
-        return None, "incomplete line (no newline): a torn write"
+        return "incomplete line (no newline): a torn write"
     try:
         entry = json.loads(raw)
     except ValueError as err:
-        return None, f"not valid JSON ({err})"
+        return f"not valid JSON ({err})"
     if not isinstance(entry, dict) or "hash" not in entry or "prev_hash" not in entry:
-        return None, "not an audit entry (no hash/prev_hash)"
+        return "not an audit entry (no hash/prev_hash)"
     if entry["prev_hash"] != prev_hash:
-        return (
-            None,
-            f"prev_hash {entry['prev_hash']!r} does not match the previous entry's hash {prev_hash!r}",
-        )
+        return f"prev_hash {entry['prev_hash']!r} does not match the previous entry's hash {prev_hash!r}"
     if entry.get("seq") != line_no:
-        return None, f"seq {entry.get('seq')!r} where {line_no} was expected (an entry removed or reordered)"
+        return f"seq {entry.get('seq')!r} where {line_no} was expected (an entry removed or reordered)"
     if entry_hash(entry) != entry["hash"]:
-        return None, "hash does not match the entry's content (the entry was edited)"
-    return entry, None
+        return "hash does not match the entry's content (the entry was edited)"
+    return entry
 
 
 def _read_lines(path: Path, offset: int = 0) -> Iterator[bytes]:
@@ -99,9 +96,9 @@ def verify_audit_log(path: str | os.PathLike) -> AuditVerification:
     prev_hash = GENESIS_HASH
     line_no = 0
     for line_no, raw in enumerate(_read_lines(path), start=1):
-        entry, reason = _check_line(raw, line_no, prev_hash)
-        if reason is not None:
-            return AuditVerification(valid=False, entries=line_no - 1, broken_line=line_no, reason=reason)
+        entry = _check_line(raw, line_no, prev_hash)
+        if isinstance(entry, str):
+            return AuditVerification(valid=False, entries=line_no - 1, broken_line=line_no, reason=entry)
         prev_hash = entry["hash"]
     return AuditVerification(valid=True, entries=line_no)
 
@@ -141,12 +138,12 @@ class AuditLog:
         last_line = None
         for raw in _read_lines(self.path, self._offset):
             line_no = self._entries + 1
-            entry, reason = _check_line(raw, line_no, self._last_hash)
-            if reason is not None and not raw.endswith(b"\n"):  # only the last line can lack its newline
+            entry = _check_line(raw, line_no, self._last_hash)
+            if isinstance(entry, str) and not raw.endswith(b"\n"):  # only the last line can lack its newline
                 last_line = raw
                 break
-            if reason is not None:
-                raise AuditLogError(f"{self.path}: entry {line_no} (line {line_no}): {reason}")
+            if isinstance(entry, str):
+                raise AuditLogError(f"{self.path}: entry {line_no} (line {line_no}): {entry}")
             self._accept(entry, len(raw))
         if last_line is not None:
             self._repair_last_line(last_line)
@@ -160,9 +157,9 @@ class AuditLog:
             self._set_aside_torn_tail(last_line)
             return
         line_no = self._entries + 1
-        entry, reason = _check_line(last_line + b"\n", line_no, self._last_hash)
-        if reason is not None:
-            raise AuditLogError(f"{self.path}: entry {line_no} (line {line_no}): {reason}")
+        entry = _check_line(last_line + b"\n", line_no, self._last_hash)
+        if isinstance(entry, str):
+            raise AuditLogError(f"{self.path}: entry {line_no} (line {line_no}): {entry}")
         self._write(b"\n")
         self._accept(entry, len(last_line) + 1)
 

@@ -13,12 +13,13 @@ is merged holding one group at a time (``presorted=True``).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any
 
 from prodigy_opentext.core.agreement import ItemKey, decision_of, item_key, latest_by_annotator
+from prodigy_opentext.core.payloads import ConsensusCounts
 from prodigy_opentext.core.records import annotator_of
 from prodigy_opentext.exceptions import ConsensusError
 
@@ -55,8 +56,8 @@ class ConsensusResult:
     disputes: list[Dispute] = field(default_factory=list)
     resolved: int = 0
 
-    def counts(self) -> dict[str, int]:
-        return {"merged": len(self.merged), "disputes": len(self.disputes), "resolved": self.resolved}
+    def counts(self) -> ConsensusCounts:
+        return ConsensusCounts(merged=len(self.merged), disputes=len(self.disputes), resolved=self.resolved)
 
 
 def dispute_reasons(versions: Iterable[Mapping[str, Any]], *, min_score: float | None = None) -> list[str]:
@@ -162,7 +163,7 @@ def build_consensus(
     result = ConsensusResult()
     task_hashes: dict[Any, ItemKey] = {}
     for key, versions in _grouped(tasks, presorted):
-        _merge_into(result, task_hashes, key, versions + adjudicated.pop(key, []), min_score)
+        _merge_into(result, task_hashes, key, [*versions, *adjudicated.pop(key, [])], min_score)
     for key, versions in adjudicated.items():
         _merge_into(result, task_hashes, key, versions, min_score)
     return result
@@ -172,7 +173,7 @@ def _merge_into(
     result: ConsensusResult,
     task_hashes: dict[Any, ItemKey],
     key: ItemKey,
-    versions: list[Mapping[str, Any]],
+    versions: Sequence[Mapping[str, Any]],
     min_score: float | None,
 ) -> None:
     outcome = merge_item(key, versions, min_score=min_score)
@@ -180,6 +181,10 @@ def _merge_into(
         result.disputes.append(outcome.dispute)
         return
     final = outcome.final
+    if final is None:
+        raise ConsensusError(
+            f"item input_hash {key[0]} (label {key[1]!r}) has neither a final example nor a dispute"
+        )
     result.resolved += bool(outcome.resolved_reasons)
     task_hash = final.get("_task_hash")
     if task_hash in task_hashes:

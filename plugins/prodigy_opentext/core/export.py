@@ -12,7 +12,7 @@ import json
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from itertools import repeat
 from operator import contains
 from pathlib import Path
@@ -236,7 +236,7 @@ class QuarantineFile:
 
 def export_records(
     dataset: str,
-    batches: Iterable[list[tuple[int, RawRecord]]],
+    batches: Iterable[Sequence[tuple[int, RawRecord]]],
     sink: RecordSink,
     quarantine: QuarantineFile,
     *,
@@ -256,7 +256,7 @@ def export_records(
     count = summary.add_scanned
     try:
         for batch in batches:
-            valid = []
+            valid: list[tuple[int, bytes, dict[str, Any]]] = []
             keep = valid.append
             for example_id, content in batch:
                 raw = content if content.__class__ is bytes else as_bytes(content)

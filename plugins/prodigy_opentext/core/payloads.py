@@ -88,6 +88,15 @@ class ExportManifest(TypedDict):
     manifest_path: NotRequired[str]
 
 
+class RecordCounts(TypedDict):
+    """Examples counted: in all, and per answer, per label (examples carrying it) and per annotator."""
+
+    total: int
+    by_answer: dict[str, int]
+    by_label: dict[str, int]
+    by_annotator: dict[str, int]
+
+
 class BatchCounts(TypedDict):
     """How far a dataset's annotation is, as a batch target is checked against it."""
 
@@ -217,11 +226,7 @@ class HandOff(TypedDict):
     body: str
 
 
-class TrainingSet(TypedDict):
+class TrainingSet(RecordCounts):
     """What a consumer loaded from a verified release."""
 
     path: str
-    total: int
-    by_answer: dict[str, int]
-    by_label: dict[str, int]
-    by_annotator: dict[str, int]

@@ -10,7 +10,7 @@ import csv
 import hashlib
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypedDict
@@ -18,6 +18,7 @@ from typing import Any, TypedDict
 import msgspec
 
 from prodigy_opentext.core.params import from_rendered
+from prodigy_opentext.core.payloads import RecordCounts
 from prodigy_opentext.exceptions import InvalidRecord, InvalidRecords
 
 INPUT_KEYS = ("text", "image", "html", "input")
@@ -66,13 +67,13 @@ def check_answer(answer: str) -> None:
         raise ValueError(f"answer {answer!r} is not one of {', '.join(ANSWERS)}")
 
 
-def check_input(task: dict[str, Any], *, row: int | str, where: str = "row") -> None:
+def check_input(task: Mapping[str, Any], *, row: int | str, where: str = "row") -> None:
     """Require one of Prodigy's input keys (text, image, html, input)."""
     if not any(key in task for key in INPUT_KEYS):
         raise InvalidRecord(row, "text", f"no input key (one of {', '.join(INPUT_KEYS)})", where=where)
 
 
-def check_hashes(task: dict[str, Any], *, row: int | str, where: str = "row") -> None:
+def check_hashes(task: Mapping[str, Any], *, row: int | str, where: str = "row") -> None:
     """Require ``_input_hash`` and ``_task_hash`` as integers (Prodigy stores them in BIGINT columns)."""
     for key in HASH_KEYS:
         if key not in task:
@@ -82,7 +83,7 @@ def check_hashes(task: dict[str, Any], *, row: int | str, where: str = "row") ->
             raise InvalidRecord(row, key, f"{value!r} is not an integer", where=where)
 
 
-def check_record(task: dict[str, Any], *, row: int | str, where: str = "row") -> None:
+def check_record(task: Mapping[str, Any], *, row: int | str, where: str = "row") -> None:
     """Require what every stored answer has: both hashes, an answer and an input key."""
     check_hashes(task, row=row, where=where)
     if "answer" not in task:
@@ -109,23 +110,24 @@ class _SpanLabel(msgspec.Struct, frozen=True):
     label: str | None = None  # other label types take the json path, whose spans are dicts
 
 
-_RecordKeys = TypedDict(
-    "_RecordKeys",
-    {
-        "_input_hash": int,
-        "_task_hash": int,
-        "answer": Any,
-        **dict.fromkeys(INPUT_KEYS, msgspec.Raw),
-        "label": Any,
-        "spans": tuple[_SpanLabel, ...],
-        "options": list[msgspec.Raw],
-        "accept": tuple[Any, ...],
-        "_annotator_id": Any,
-        "_session_id": Any,
-    },
-    total=False,
-)
-_decode_record_keys = msgspec.json.Decoder(_RecordKeys).decode
+class _RecordKeys(TypedDict, total=False):
+    _input_hash: int
+    _task_hash: int
+    answer: Any
+    text: msgspec.Raw  # the input keys (INPUT_KEYS): checked for presence, never decoded
+    image: msgspec.Raw
+    html: msgspec.Raw
+    input: msgspec.Raw
+    label: Any
+    spans: tuple[_SpanLabel, ...]
+    options: list[msgspec.Raw]
+    accept: tuple[Any, ...]
+    _annotator_id: Any
+    _session_id: Any
+
+
+# Typed as the plain dict it returns at run time, which the checks and summaries read like any record.
+_decode_record_keys: Callable[[bytes], dict[str, Any]] = msgspec.json.Decoder(_RecordKeys).decode  # type: ignore[assignment]
 
 
 def scan_record(raw: RawRecord, *, row: int | str, where: str = "row") -> dict[str, Any]:
@@ -230,7 +232,7 @@ def _csv_tasks(handle: Iterable[str], text_column: str) -> Iterator[dict[str, An
             yield {"text": text, "meta": row}
 
 
-def record_labels(task: dict[str, Any]) -> list[str]:
+def record_labels(task: Mapping[str, Any]) -> list[str]:
     """Distinct labels a task carries, in order: span labels, the task ``label``, accepted choice options."""
     if not task.get("spans") and not task.get("options"):  # binary and text classification tasks
         label = task.get("label")
@@ -253,13 +255,13 @@ def _sequence(value: Any) -> list[Any] | tuple[Any, ...]:
     return value if isinstance(value, list | tuple) else ()
 
 
-def annotator_of(task: dict[str, Any]) -> str | None:
+def annotator_of(task: Mapping[str, Any]) -> str | None:
     """Who answered: Prodigy's ``_annotator_id`` (named sessions), else the ``_session_id``."""
     annotator = task.get("_annotator_id") or task.get("_session_id")
     return str(annotator) if annotator else None
 
 
-def dedupe_key(task: dict[str, Any]) -> tuple[Any, ...]:
+def dedupe_key(task: Mapping[str, Any]) -> tuple[Any, ...]:
     """What makes an example the same as one already stored: its task hash, and for answers the annotator."""
     if "answer" in task:
         return (task["_task_hash"], "answer", annotator_of(task))
@@ -280,6 +282,10 @@ def _plain_tuple(values: Any) -> bool:
     return values.__class__ is tuple and all(value.__class__ in _SHAPE_VALUE_TYPES for value in values)
 
 
+_Group = tuple[Any, tuple[str, ...], str | None]
+"""What a summary counts records by: (answer, labels, annotator)."""
+
+
 class RecordSummary:
     """Running counts over records: total, per answer, per label (tasks carrying it) and per annotator.
 
@@ -289,10 +295,10 @@ class RecordSummary:
     """
 
     def __init__(self) -> None:
-        self._by_group: dict[tuple[Any, tuple[str, ...], str | None], int] = {}
+        self._by_group: dict[_Group, int] = {}
         self._by_shape: dict[tuple[Any, ...], int] = {}
 
-    def add(self, task: dict[str, Any], count: int = 1) -> None:
+    def add(self, task: Mapping[str, Any], count: int = 1) -> None:
         group = (task.get("answer"), tuple(record_labels(task)), annotator_of(task))
         self._by_group[group] = self._by_group.get(group, 0) + count
 
@@ -325,15 +331,14 @@ class RecordSummary:
         self._by_shape.clear()
 
     @property
-    def _groups(self) -> dict[tuple[Any, tuple[str, ...], str | None], int]:
+    def _groups(self) -> dict[_Group, int]:
         self._fold_shapes()
         return self._by_group
 
-    def _count(self, part: int) -> dict[str, int]:
+    def _count(self, values_of: Callable[[_Group], Iterable[Any]]) -> dict[str, int]:
         counts: Counter[str] = Counter()
         for group, count in self._groups.items():
-            values = group[part] if part == 1 else (group[part],)
-            counts.update({str(value): count for value in values if value is not None})
+            counts.update({str(value): count for value in values_of(group) if value is not None})
         return _sorted_counts(counts)
 
     @property
@@ -342,23 +347,23 @@ class RecordSummary:
 
     @property
     def by_answer(self) -> dict[str, int]:
-        return self._count(0)
+        return self._count(lambda group: (group[0],))
 
     @property
     def by_label(self) -> dict[str, int]:
-        return self._count(1)
+        return self._count(lambda group: group[1])
 
     @property
     def by_annotator(self) -> dict[str, int]:
-        return self._count(2)
+        return self._count(lambda group: (group[2],))
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "total": self.total,
-            "by_answer": self.by_answer,
-            "by_label": self.by_label,
-            "by_annotator": self.by_annotator,
-        }
+    def as_dict(self) -> RecordCounts:
+        return RecordCounts(
+            total=self.total,
+            by_answer=self.by_answer,
+            by_label=self.by_label,
+            by_annotator=self.by_annotator,
+        )
 
 
 class AnnotationProgress:
@@ -380,7 +385,7 @@ class AnnotationProgress:
         self.source: tuple[Any, ...] = ()
         """Which dataset was read (set by the reader): one dropped and created again starts over."""
 
-    def add(self, task: dict[str, Any]) -> None:
+    def add(self, task: Mapping[str, Any]) -> None:
         self.total += 1
         answer = str(task["answer"])
         self.by_answer[answer] += 1
@@ -431,13 +436,14 @@ class BatchTarget:
     @classmethod
     def from_rendered(cls, min_answers: Any, annotators_per_input: Any, min_inputs: Any = 1) -> BatchTarget:
         """A target from rendered template values: ``"12"`` is 12, ``""`` and ``"None"`` are unset."""
+        inputs = from_rendered(min_inputs, int, name="batch target min_inputs")
         return cls(
             from_rendered(min_answers, int, name="batch target min_answers"),
             from_rendered(annotators_per_input, int, name="batch target annotators_per_input"),
-            from_rendered(min_inputs, int, name="batch target min_inputs") or 1,
+            1 if inputs is None else inputs,
         )
 
-    def reached(self, counts: dict[str, Any]) -> bool:
+    def reached(self, counts: Mapping[str, Any]) -> bool:
         """Whether counts from ``ProdigyHook.batch_counts`` meet the target."""
         if self.min_answers is not None and counts["answers"] < self.min_answers:
             return False

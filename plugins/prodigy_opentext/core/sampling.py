@@ -66,7 +66,8 @@ def qa_sample(
     if fraction is not None and not 0 <= fraction <= 1:
         raise ValueError(f"fraction must be between 0 and 1, not {fraction}")
     batch = [dict(task) for task in tasks]
-    total = min(len(batch), size if size is not None else math.ceil(fraction * len(batch)))
+    wanted = size if size is not None else math.ceil((fraction or 0.0) * len(batch))
+    total = min(len(batch), wanted)
     members: dict[Stratum, list[int]] = defaultdict(list)
     for position, task in enumerate(batch):
         members[stratum_of(task)].append(position)

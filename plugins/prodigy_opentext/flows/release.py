@@ -1,7 +1,8 @@
 """The steps of the controlled release (flow 3), as functions the DAG's tasks call.
 
-DAG ``dataset_release`` (``dags/dataset_release.py``); process model
-``include/bpmn/dataset_release_signoff.bpmn20.xml``; tests ``tests/flows/test_release.py``.
+DAG ``dataset_release`` (``dags/dataset_release.py``) and its example consumer ``mlops_release_consumer``
+(``dags/mlops_release_consumer.py``); process model ``include/bpmn/dataset_release_signoff.bpmn20.xml``;
+tests ``tests/flows/test_release.py``.
 
 A release is only written when the data is complete and valid (Great Expectations), when OpenText holds
 the batch approval and the release sign-off for exactly this dataset version (read back from OpenText,
@@ -34,9 +35,10 @@ from prodigy_opentext.core.payloads import (
     PublishedRelease,
     ReleaseTarget,
     StagedRelease,
+    TrainingSet,
 )
-from prodigy_opentext.core.records import annotator_of
-from prodigy_opentext.core.release import write_release
+from prodigy_opentext.core.records import RecordSummary, annotator_of, parse_record
+from prodigy_opentext.core.release import verify_release, write_release
 from prodigy_opentext.exceptions import ApprovalRefused, ReleaseConflict
 from prodigy_opentext.flows._shared import export_and_merge, record_in_audit_log, write_jsonl
 from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
@@ -241,3 +243,22 @@ def hand_off_release(release: PublishedRelease, http_conn_id: str = MLOPS_HANDOF
     )
     log.info("handed %s@%s to MLOps: HTTP %s", release["dataset"], release["version"], response.status_code)
     return HandOff(status=response.status_code, body=response.text[:2000])
+
+
+# What a consumer of releases runs before and while using one (dags/mlops_release_consumer.py).
+
+
+def verified_release(announced: Mapping[str, Any]) -> dict[str, Any]:
+    """A release an asset event announced, after every checksum was re-computed against its manifest."""
+    manifest = verify_release(Path(announced["manifest"]).parent)
+    return {"manifest": announced["manifest"], "path": announced["path"], **manifest}
+
+
+def training_examples_summary(release_path: str) -> TrainingSet:
+    """Load a verified release's examples the way a training job would, and summarise what it got."""
+    summary = RecordSummary()
+    with open(Path(release_path) / "annotations.jsonl", "rb") as lines:
+        for n, line in enumerate(lines, start=1):
+            summary.add(parse_record(line, row=n))
+    log.info("loaded %d examples from %s: labels %s", summary.total, release_path, summary.by_label)
+    return TrainingSet(path=release_path, **summary.as_dict())

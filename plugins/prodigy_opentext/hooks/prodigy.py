@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -121,7 +121,7 @@ class ProdigyHook(BaseHook):
         except sa.exc.DBAPIError as err:
             raise ProdigyDatabaseError(
                 f"cannot connect to Prodigy's {target.description} (connection {self.prodigy_conn_id!r}): "
-                f"{_first_line(err.orig)}"
+                f"{_first_line(err.orig or err)}"
             ) from err
         with conn:
             if write and not self._tables_exist:
@@ -285,7 +285,7 @@ class ProdigyHook(BaseHook):
         since_id: int | None = None,
         until_id: int | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
-    ) -> Iterator[list[tuple[int, bytes | memoryview]]]:
+    ) -> Iterator[Sequence[tuple[int, bytes | memoryview]]]:
         """Batches of ``(example_id, stored content)`` in example id order, in bounded memory.
 
         ``session`` keeps the examples also linked to that session dataset; ``since_id`` those after that
@@ -305,7 +305,7 @@ class ProdigyHook(BaseHook):
             if self.is_sqlite:
                 yield from self._sqlite_chunks(conn, dataset_ids, since_id, until_id, batch_size)
                 return
-            filters = []
+            filters: list[sa.ColumnElement[bool]] = []
             for dataset_id in dataset_ids:
                 linked = link.alias()
                 filters.append(
@@ -334,7 +334,10 @@ class ProdigyHook(BaseHook):
         example table when the ids are contiguous, as Prodigy writes them, else a lookup by id. This costs
         less than checking each example's links, and no read lock is held between chunks while Prodigy writes.
         """
-        cursor = conn.connection.driver_connection.cursor()
+        driver = conn.connection.driver_connection
+        if driver is None:
+            raise ProdigyDatabaseError("the SQLite connection was closed while reading")
+        cursor = driver.cursor()
         try:
             ids = sqlite_member_ids(cursor, dataset_ids, since_id, until_id)
             for start in range(0, len(ids), batch_size):
@@ -443,12 +446,10 @@ class ProdigyHook(BaseHook):
                 progress.reset()
             progress.source = point[:2]
             self._progress(dataset, progress)
-            counts.update(
-                inputs=len(progress.annotators_by_input),
-                inputs_done=progress.inputs_with(annotators_per_input),
-                annotators=len(progress.annotators),
-                invalid=len(progress.invalid),
-            )
+            counts["inputs"] = len(progress.annotators_by_input)
+            counts["inputs_done"] = progress.inputs_with(annotators_per_input)
+            counts["annotators"] = len(progress.annotators)
+            counts["invalid"] = len(progress.invalid)
         return counts
 
     # Writing examples

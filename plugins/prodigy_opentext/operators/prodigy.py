@@ -124,7 +124,8 @@ class ProdigyExportOperator(_ProdigyOperator):
             on_progress=lambda read: self.log.info("Read %d rows of %r so far", read, self.dataset),
             progress_every=self.progress_every,
         )
-        manifest.update(format=self.output_format, manifest_path=str(manifest_path))
+        manifest["format"] = self.output_format
+        manifest["manifest_path"] = str(manifest_path)
         _write_atomically(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         self.log.info(
             "Exported %d rows of %r to %s (sha256 %s); by answer %s; manifest %s",

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 
+from prodigy_opentext.core.payloads import BatchCounts
 from prodigy_opentext.core.records import BatchTarget
 from prodigy_opentext.exceptions import DatasetNotFoundError, ProdigyDatabaseError
 from prodigy_opentext.hooks.prodigy import ProdigyHook
@@ -57,7 +58,7 @@ class ProdigyBatchSensor(BaseSensorOperator):
         self.annotators_per_input = annotators_per_input
         self.min_inputs = min_inputs
         if not any(isinstance(value, str) for value in (min_answers, annotators_per_input, min_inputs)):
-            BatchTarget(min_answers, annotators_per_input, min_inputs)  # a wrong target fails the DAG file
+            BatchTarget.from_rendered(min_answers, annotators_per_input, min_inputs)  # fails the DAG file
         self.prodigy_conn_id = prodigy_conn_id
         self.deferrable = deferrable
         self.error_budget = error_budget
@@ -71,7 +72,7 @@ class ProdigyBatchSensor(BaseSensorOperator):
         """The batch target from the (rendered) fields."""
         return BatchTarget.from_rendered(self.min_answers, self.annotators_per_input, self.min_inputs)
 
-    def _counts(self) -> dict[str, Any]:
+    def _counts(self) -> BatchCounts:
         counts = self.hook.batch_counts(self.dataset, self.target.annotators_per_input)
         self.log.info("Dataset %r: %s (target %s)", self.dataset, counts, self.target.as_dict())
         return counts
@@ -104,9 +105,10 @@ class ProdigyBatchSensor(BaseSensorOperator):
             timeout=timedelta(seconds=self.timeout),
         )
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> BatchCounts:
         """Resume after the trigger fired: return the counts, or fail with the trigger's error."""
-        status = event.get("status") if isinstance(event, dict) else None
+        event = event if isinstance(event, dict) else {}
+        status = event.get("status")
         if status == "error":
             raise ProdigyDatabaseError(
                 f"waiting for Prodigy dataset {self.dataset!r} failed: {event['message']}"
@@ -119,4 +121,4 @@ class ProdigyBatchSensor(BaseSensorOperator):
         if not self.target.reached(counts):
             raise ValueError(f"ProdigyBatchTrigger fired for {self.dataset!r} below its target: {counts}")
         self.log.info("Dataset %r is done: %s", self.dataset, counts)
-        return counts
+        return cast("BatchCounts", counts)  # the trigger's event carries ProdigyHook.batch_counts
