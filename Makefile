@@ -9,7 +9,9 @@ UV := $(BIN)/uv
 UV_VERSION := 0.13.9
 export AIRFLOW_HOME := $(CURDIR)/.airflow
 export PATH := $(CURDIR)/$(BIN):$(PATH)
-export PYTHONPATH := $(CURDIR)
+# dags/ too: the DAG files import dags/_governance_deployment.py, and `airflow dags list --local` (unlike the
+# DAG processor, the task runner and `airflow dags test`) parses without putting the DAGs folder on sys.path.
+export PYTHONPATH := $(CURDIR):$(CURDIR)/dags
 
 INSTALLED := $(VENV)/.installed
 CONFIGURED := $(AIRFLOW_HOME)/.configured

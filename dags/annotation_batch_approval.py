@@ -34,7 +34,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from _deployment import DEFAULT_ARGS, OPENTEXT_POLL_SECONDS, audit_log, data_dir
+from _governance_deployment import DEFAULT_ARGS, OPENTEXT_POLL_SECONDS, audit_log, data_dir
 from airflow.sdk import Param, dag, task
 
 from prodigy_opentext.core.approvals import BATCH_APPROVAL_PROCESS
@@ -89,7 +89,7 @@ def annotation_batch_approval():
 
     wait_for_batch = ProdigyBatchSensor(
         task_id="wait_for_batch",
-        dataset="{{ params.dataset }}",
+        dataset="{{ params.dataset | tojson }}",  # a name like "2024" stays a string under native rendering
         min_answers="{{ params.min_answers or None }}",
         annotators_per_input="{{ params.annotators_per_input or None }}",
         poke_interval=10,

@@ -32,7 +32,7 @@ tests: `tests/flows/test_release.py`.
 from __future__ import annotations
 
 import pendulum
-from _deployment import DEFAULT_ARGS, OPENTEXT_POLL_SECONDS, audit_log, data_dir
+from _governance_deployment import DEFAULT_ARGS, OPENTEXT_POLL_SECONDS, audit_log, data_dir
 from airflow.sdk import Param, dag, task
 
 from prodigy_opentext.core.approvals import RELEASE_SIGNOFF_PROCESS

@@ -12,7 +12,7 @@ Steps: `prodigy_opentext.flows.release` (its consumer part); tests: `tests/flows
 from __future__ import annotations
 
 import pendulum
-from _deployment import DEFAULT_ARGS
+from _governance_deployment import DEFAULT_ARGS
 from airflow.sdk import dag, task
 
 from prodigy_opentext.core.payloads import TrainingSet

@@ -545,7 +545,9 @@ class AirflowSite:
         env.update(
             {
                 "AIRFLOW_HOME": str(self.home),
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), base.get("PYTHONPATH")])),
+                "PYTHONPATH": os.pathsep.join(
+                    filter(None, [str(REPO), str(REPO / "dags"), base.get("PYTHONPATH")])
+                ),
                 "PROJECT_DATA_DIR": str(self.data_dir),
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.sql_alchemy_conn,
                 "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.data_dir / "airflow-logs"),

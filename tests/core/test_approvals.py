@@ -14,6 +14,7 @@ KEY = "annotation_batch_approval:news:b42"
 def decision(pid="p2", end="end_approved", **extra) -> Decision:
     fields = {
         "process_instance_id": pid,
+        "watched": "process",
         "business_key": KEY,
         "outcome": "approved",
         "ended": True,
@@ -45,11 +46,16 @@ INSTANCES = [
         ({"end": "end_rejected", "outcome": "approved"}, False),
         ({"end": "end_approved", "outcome": None}, True),
         ({"delete_reason": "withdrawn by owner"}, False),
-        # a task decided while the process still runs: its outcome decides
-        ({"ended": False, "end": None, "outcome": "approved"}, True),
-        ({"ended": False, "end": None, "outcome": "pass"}, True),
-        ({"ended": False, "end": None, "outcome": "rework"}, False),
-        ({"ended": False, "end": None, "outcome": None}, False),
+        # ended, but OpenText names no end event: nothing says the model approved
+        ({"end": None, "outcome": "approved"}, False),
+        ({"ended": False, "end": None, "outcome": "approved"}, False),
+        # a wait for one task: its outcome decides, however the process goes on
+        ({"watched": "task", "ended": False, "end": None, "outcome": "approved"}, True),
+        ({"watched": "task", "end": "end_rejected", "outcome": "approved"}, True),
+        ({"watched": "task", "ended": False, "end": None, "outcome": "pass"}, True),
+        ({"watched": "variable", "ended": False, "end": None, "outcome": "rework"}, False),
+        ({"watched": "task", "ended": False, "end": None, "outcome": None}, False),
+        ({"watched": "task", "delete_reason": "withdrawn by owner"}, False),
     ],
 )
 def test_one_rule_decides_what_approves(facts, approved):
@@ -60,18 +66,22 @@ def test_one_rule_decides_what_approves(facts, approved):
 def test_the_rule_takes_a_models_own_outcomes_and_end_events():
     assert is_approved(decision(end="done"), end_activities=("done",))
     assert not is_approved(decision(end="done"))
-    running = decision(ended=False, end=None, outcome="ok")
+    running = decision(watched="task", ended=False, end=None, outcome="ok")
     assert is_approved(running, outcomes=("ok",)) and not is_approved(running)
 
 
-@pytest.mark.parametrize("end", ["end_approved", "end_passed", "end_rejected", "end_rework", "end_denied"])
-def test_the_release_check_accepts_exactly_what_the_rule_approves(end):
-    ended = decision(end=end)
-    if is_approved(ended):
-        assert check_approval("batch_approval", KEY, INSTANCES, ended, {})["process_instance_id"] == "p2"
-    else:
-        with pytest.raises(ApprovalRefused, match=end):
-            check_approval("batch_approval", KEY, INSTANCES, ended, {})
+@pytest.mark.parametrize("end", ["end_passed", "end_rejected", "end_rework", "end_denied"])
+def test_the_release_check_accepts_only_an_approval_models_approved_end(end):
+    assert check_approval("batch_approval", KEY, INSTANCES, decision(), {})["process_instance_id"] == "p2"
+    with pytest.raises(ApprovalRefused, match=end):
+        check_approval("batch_approval", KEY, INSTANCES, decision(end=end), {})
+
+
+def test_the_release_check_needs_the_process_end_not_one_task():
+    task_only = decision(watched="task")
+    assert is_approved(task_only)
+    with pytest.raises(ApprovalRefused, match="whole process"):
+        check_approval("batch_approval", KEY, INSTANCES, task_only, {})
 
 
 def test_latest_approved_instance_is_accepted_with_approver_and_comments():

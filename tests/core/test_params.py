@@ -13,6 +13,7 @@ from prodigy_opentext.core.params import from_rendered
     ("value", "kind", "expected"),
     [
         (12, int, 12),
+        (2.0, int, 2),
         ("12", int, 12),
         (" 7 ", int, 7),
         ("", int, None),

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,3 +44,28 @@ def test_every_dag_is_documented_owned_tagged_and_retried(dagbag):
             if (task.retries or 0) < 1:
                 problems.append(f"{dag_id}.{task.task_id}: retries={task.retries}")
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("name", ["news_2026", "2024", "1e5", "True", "None"])
+def test_a_dataset_name_renders_as_the_string_it_is(dagbag, name):
+    """Native rendering turns a rendered ``2024`` into an int; the DAG's templates keep names as strings."""
+    dag = dagbag.dags["annotation_batch_approval"]
+    wait = dag.get_task("wait_for_batch")
+    rendered = wait.render_template(wait.dataset, {"params": {"dataset": name}}, dag.get_template_env())
+    assert rendered == name
+
+
+def test_the_cli_parses_the_dag_files_too(tmp_path):
+    """``airflow dags list-import-errors --local`` parses without a DAG bundle: with dags/ on PYTHONPATH, as
+    ``make`` and the image set it, the settings module the DAG files import is found."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(DAGS.parent), str(DAGS)])}
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow", "dags", "list-import-errors", "--local", "-o", "json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [], result.stdout[-2000:]

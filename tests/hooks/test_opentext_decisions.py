@@ -73,7 +73,8 @@ def test_an_ended_process_carries_outcome_end_approver_and_comments(sandbox: Any
     decide(sandbox, process_id, "rejected", "Relabel the sneaker brands")
     decision = read(process_id)
     assert decision["process_instance_id"] == process_id
-    assert (decision["ended"], decision["end_activity_id"], decision["outcome"]) == (
+    assert (decision["watched"], decision["ended"], decision["end_activity_id"], decision["outcome"]) == (
+        "process",
         True,
         "end_rejected",
         "rejected",
@@ -90,9 +91,14 @@ def test_a_watched_task_decides_while_the_process_goes_on(sandbox: Any, read: Re
     decide(sandbox, process_id, "approved")
     assert read(process_id) is None, "the compliance review is still open"
     decision = read(process_id, task_definition_key="sme_review")
-    assert (decision["ended"], decision["outcome"], decision["approver"]) == (False, "approved", SME)
+    assert (decision["watched"], decision["ended"], decision["outcome"]) == ("task", False, "approved")
+    assert decision["approver"] == SME
     by_variable = read(process_id, decision_variable="sme_review_outcome")
-    assert (by_variable["ended"], by_variable["outcome"]) == (False, "approved")
+    assert (by_variable["watched"], by_variable["ended"], by_variable["outcome"]) == (
+        "variable",
+        False,
+        "approved",
+    )
 
 
 def test_a_cancelled_process_is_decided_with_its_reason(sandbox: Any, read: Reader) -> None:

@@ -262,6 +262,11 @@ def test_rendered_parameters_become_rules(scheme, minimum, rate, expected) -> No
             "max_ignore_rate must be a number, not 'a tenth'",
         ),
         ({"label_scheme": [""]}, "label_scheme must be a non-empty list"),
+        ({"label_scheme": ["ORG"], "max_ignore_rate": ""}, "max_ignore_rate rendered to nothing ('')"),
+        (
+            {"label_scheme": ["ORG"], "min_examples_per_label": "None"},
+            "min_examples_per_label rendered to nothing",
+        ),
     ],
 )
 def test_unusable_parameters_are_named(options, message) -> None:

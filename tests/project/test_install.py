@@ -82,19 +82,13 @@ def test_the_provider_installs_alone_and_imports_everything_it_uses(tmp_path: Pa
     created = subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], **run)
     assert created.returncode == 0, created.stderr
     python = venv / "bin" / "python"
+    source = tmp_path / "source"  # built from a copy: the build leaves nothing in the working tree
+    shutil.copytree(PACKAGE, source / "plugins" / PACKAGE.name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    constraints = str(REPO / "requirements.txt")
     installed = subprocess.run(
-        [
-            uv,
-            "pip",
-            "install",
-            "--quiet",
-            "--python",
-            str(python),
-            "-c",
-            str(REPO / "requirements.txt"),
-            str(REPO),
-        ],
-        **run,
+        [uv, "pip", "install", "--quiet", "--python", str(python), "-c", constraints, str(source)], **run
     )
     assert installed.returncode == 0, installed.stderr[-3000:]
 

@@ -83,6 +83,7 @@ def decision_probe(
         outcome = variables.get("outcome")
     return Decision(
         process_instance_id=process_instance_id,
+        watched="variable" if decision_variable else "task" if task_definition_key else "process",
         business_key=process.get("businessKey"),
         outcome=outcome,
         ended=ended,

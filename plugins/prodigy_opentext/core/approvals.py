@@ -23,6 +23,8 @@ APPROVED_OUTCOMES = ("approved", "pass")
 """Outcomes of the project's decision tasks that approve (reviews approve, QA checks pass)."""
 APPROVED_END_ACTIVITIES = ("end_approved", "end_passed")
 """End events of the project's models that say the whole process approved."""
+APPROVAL_END = "end_approved"
+"""Where the approval models (batch approval, release sign-off) end when every step approved."""
 
 
 def is_approved(
@@ -31,17 +33,18 @@ def is_approved(
     outcomes: Iterable[str] = APPROVED_OUTCOMES,
     end_activities: Iterable[str] = APPROVED_END_ACTIVITIES,
 ) -> bool:
-    """Whether a decision read from OpenText approves.
+    """Whether a decision read from OpenText approves, judged by what was waited for.
 
-    A cancelled process never approves. A process that ended is judged by the end event it reached: the
-    model's own verdict on every step (an SME's approval followed by a compliance rejection ends
-    rejected, whatever outcome variables say). A decision taken while the process still runs (a watched
-    task completed) is judged by that task's outcome.
+    A cancelled process never approves. A wait for the whole process is judged by the end event the
+    process reached, the model's own verdict on every step (an SME's approval followed by a compliance
+    rejection ends rejected, whatever outcome variables say); an ended process without an end event does
+    not approve. A wait for one task (or a decision variable) is judged by that task's outcome, whenever
+    it is read, whatever later steps decide.
     """
     if decision["delete_reason"]:
         return False
-    if decision["ended"] and decision["end_activity_id"] is not None:
-        return decision["end_activity_id"] in tuple(end_activities)
+    if decision["watched"] == "process":
+        return decision["ended"] and decision["end_activity_id"] in tuple(end_activities)
     return decision["outcome"] is not None and str(decision["outcome"]) in tuple(outcomes)
 
 
@@ -94,12 +97,14 @@ def check_approval(
     pid = latest.get("id")
     if decision is None or decision["process_instance_id"] != pid or not decision["ended"]:
         raise ApprovalRefused(f"{kind}: process {pid} ({expected_key}) has no decision yet")
+    if decision["watched"] != "process":
+        raise ApprovalRefused(f"{kind}: process {pid}: only the end of the whole process can approve")
     if decision["delete_reason"]:
         raise ApprovalRefused(f"{kind}: process {pid} was cancelled ({decision['delete_reason']})")
-    if not is_approved(decision):
+    if not is_approved(decision, end_activities=(APPROVAL_END,)):
         raise ApprovalRefused(
-            f"{kind}: process {pid} did not approve: it ended at {decision['end_activity_id']!r}, not one "
-            f"of {', '.join(APPROVED_END_ACTIVITIES)} (outcome {decision['outcome']!r})"
+            f"{kind}: process {pid} did not approve: it ended at {decision['end_activity_id']!r}, not "
+            f"{APPROVAL_END!r} (outcome {decision['outcome']!r})"
         )
     if regulated and variables.get(f"{COMPLIANCE_TASK}_outcome") != "approved":
         raise ApprovalRefused(

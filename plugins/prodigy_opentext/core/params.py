@@ -37,6 +37,8 @@ def from_rendered(value: Any, kind: type, *, name: str) -> Any:
         return float(value)
     if kind is int and isinstance(value, int) and not isinstance(value, bool):
         return value
+    if kind is int and isinstance(value, float) and value.is_integer():
+        return int(value)
     raise ValueError(f"{name} must be {_describe(kind)}, not {value!r}")
 
 

@@ -22,9 +22,14 @@ class Comment(TypedDict):
 
 
 class Decision(TypedDict):
-    """What OpenText records of a decision on a process instance (read by the decision probe)."""
+    """What OpenText records of a decision on a process instance (read by the decision probe).
+
+    ``watched`` is what the decision was waited for: ``"process"`` (its end), ``"task"`` (one task's
+    completion) or ``"variable"`` (a process variable being set).
+    """
 
     process_instance_id: str
+    watched: str
     business_key: str | None
     outcome: Any
     ended: bool

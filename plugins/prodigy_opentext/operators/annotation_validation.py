@@ -9,7 +9,7 @@ import copy
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from airflow.sdk import Context
 
+T = TypeVar("T", int, float)
 DATA_SOURCE = "prodigy_annotations"
 XCOM_KEY = "validation_summary"
 
@@ -138,15 +139,21 @@ class AnnotationValidationOperator(BaseOperator):
         self.suite_dir = suite_dir
 
     def rules(self) -> AnnotationRules:
-        """The rendered parameters as rules (strings, without native rendering, are parsed)."""
+        """The rendered parameters as rules (strings, without native rendering, are parsed); a threshold
+        that renders to nothing is an error, never a silent default."""
         scheme = from_rendered(self.label_scheme, list, name=f"{self.task_id}: label_scheme")
-        minimum = from_rendered(
-            self.min_examples_per_label, int, name=f"{self.task_id}: min_examples_per_label"
-        )
-        rate = from_rendered(self.max_ignore_rate, float, name=f"{self.task_id}: max_ignore_rate")
         return AnnotationRules(
-            tuple(scheme or ()), 1 if minimum is None else minimum, 0.1 if rate is None else rate
+            tuple(scheme or ()),
+            self._threshold("min_examples_per_label", int),
+            self._threshold("max_ignore_rate", float),
         )
+
+    def _threshold(self, name: str, kind: type[T]) -> T:
+        rendered = getattr(self, name)
+        value = from_rendered(rendered, kind, name=f"{self.task_id}: {name}")
+        if value is None:
+            raise ValueError(f"{self.task_id}: {name} rendered to nothing ({rendered!r}): give it a number")
+        return value
 
     def execute(self, context: Context) -> dict[str, Any]:
         rules = self.rules()

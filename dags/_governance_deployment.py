@@ -1,9 +1,10 @@
 """What this deployment sets for every DAG of the project: owner, retries, where data lives, poll interval.
 
 Deployment settings, not part of the provider: a team deploying the flows changes them here (or through
-the environment). Cheap to import (no I/O, no heavy library): DAG files import it at parse time. Airflow
-puts the DAGs folder on ``sys.path``, so DAG files import it as ``_deployment``; ``.airflowignore`` keeps
-the DAG processor from parsing it as a DAG file.
+the environment). Cheap to import (no I/O, no heavy library): DAG files import it at parse time. The DAG
+processor, the task runner and ``airflow dags test`` put the DAGs folder on ``sys.path``; ``make`` and the
+image add it to ``PYTHONPATH`` for the CLI commands that do not. ``.airflowignore`` keeps the DAG processor
+from parsing this file as a DAG file.
 """
 
 from __future__ import annotations
