@@ -3,7 +3,8 @@
 The story: annotators finish a Prodigy batch; Airflow asks business reviewers in OpenText to approve it
 and waits (deferred) for their decision; a reviewer approves; the release flow validates the data,
 asks for a release sign-off, checks both approvals in OpenText and writes an immutable release; the
-MLOps consumer DAG verifies and loads it. Both outside systems are the local sandboxes.
+MLOps consumer DAG verifies and loads it. Both outside systems are the local sandboxes. Each flow's part
+is a story in ``scripts/stories/`` (one module per flow), played in order.
 
 Everything it creates lives in the data folder, emptied at start. It prints each step with its link
 and a closing summary (also ``summary.json`` there, and one ``DEMO_SUMMARY {json}`` line), then keeps
@@ -29,26 +30,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scripts.stack import (
-    DAG_IDS,
+from scripts import stories
+from scripts.configure_airflow_home import REPO
+from scripts.launchers import (
     DEMO_DATASET_META,
     DEMO_TASKS,
-    REPO,
     AirflowSite,
     Annotators,
-    FlowFailed,
     ProdigyProject,
-    ReleaseFlow,
-    Reviewer,
-    Stack,
-    StackError,
-    require_free_ports,
-    reset_directory,
-    say,
     start_airflow_standalone,
     start_opentext_sandbox,
-    wait_for,
 )
+from scripts.processes import Stack, StackError, require_free_ports, reset_directory, say, wait_for
+from scripts.reviewer import Reviewer
 
 DATASET = "demo_batch"
 OPENTEXT_POLL_SECONDS = "3"
@@ -123,7 +117,7 @@ def run_story(settings: DemoSettings, stack: Stack) -> int:
     try:
         demo.tell()
         status = 0
-    except (StackError, FlowFailed) as error:
+    except (StackError, stories.FlowFailed) as error:
         say(f"\nThe demo stopped: {error}")
         status = 1
     summary = {
@@ -131,7 +125,7 @@ def run_story(settings: DemoSettings, stack: Stack) -> int:
         "data_dir": str(settings.data_dir),
         "stack_id": stack.id,
         "steps": demo.narrator.steps,
-        **(demo.flow.summary() if demo.flow else {}),
+        **demo.journal.summary(),
     }
     (settings.data_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if status == 0:
@@ -145,7 +139,7 @@ class Demo:
     settings: DemoSettings
     stack: Stack
     narrator: Narrator = field(default_factory=Narrator)
-    flow: ReleaseFlow | None = None
+    journal: stories.Journal = field(default_factory=stories.Journal)
 
     def tell(self) -> None:
         settings, stack, step = self.settings, self.stack, self.narrator
@@ -184,12 +178,12 @@ class Demo:
         step("Starting Airflow: airflow standalone (api-server, scheduler, dag-processor, triggerer)")
         api = start_airflow_standalone(stack, site, site.environment(env, connections))
         say(f"    Airflow UI: {api.url}  (user admin, password {api.password})")
-        self.flow = ReleaseFlow(
+        world = stories.World(
             api, reviewer, prodigy, DATASET, stack=stack, step=step, review_pause=settings.review_pause
         )
-        self.flow.enable_dags()
-        say(f"    unpaused {', '.join(DAG_IDS)}")
-        self.flow.run()
+        stories.enable_dags(world)
+        say(f"    unpaused {', '.join(stories.DAG_IDS)}")
+        stories.play(world, self.journal)
 
 
 def print_closing_summary(summary: dict[str, Any]) -> None:

@@ -25,29 +25,22 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from scripts.stack import (
-    BATCH_DAG,
-    BATCH_PROCESS,
-    DAG_IDS,
+from scripts.airflow_api import AirflowApi
+from scripts.launchers import (
     DEMO_DATASET_META,
     DEMO_TASKS,
-    RELEASE_DAG,
-    RELEASE_MANAGER,
-    SIGNOFF_PROCESS,
-    SME_REVIEWER,
-    AirflowApi,
     AirflowSite,
     Annotators,
     OpenTextClient,
     ProdigyProject,
-    Reviewer,
-    Stack,
-    StackError,
-    free_port,
     start_airflow_standalone,
     start_opentext_sandbox,
-    wait_for,
 )
+from scripts.processes import Stack, StackError, free_port, wait_for
+from scripts.reviewer import Reviewer
+from scripts.stories import DAG_IDS
+from scripts.stories.batch_approval import BATCH_DAG, BATCH_PROCESS, SME_REVIEWER
+from scripts.stories.release import RELEASE_DAG, RELEASE_MANAGER, SIGNOFF_PROCESS
 from tests.browser.conftest import ARTIFACTS, require_chromium
 
 DATASET = "ui_batch"

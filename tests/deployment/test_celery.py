@@ -12,19 +12,21 @@ from pathlib import Path
 
 import pytest
 
-from scripts.stack import DAG_IDS, RELEASE_MANAGER, SME_REVIEWER
+from scripts.stories import DAG_IDS
+from scripts.stories.batch_approval import SME_REVIEWER
+from scripts.stories.release import RELEASE_MANAGER
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
 
 def test_batch_approval_to_consumed_release_on_celery_workers(airflow_cluster):
-    flow = airflow_cluster.release_flow()
-    flow.run()
+    flow = airflow_cluster.play_stories()
+    release, consumed = flow.results["release"], flow.results["consumed"]
 
     assert {dag_id: run["state"] for dag_id, run in flow.runs.items()} == dict.fromkeys(DAG_IDS, "success")
 
-    manifest = json.loads(Path(flow.release["manifest"]).read_text())
-    assert Path(flow.release["path"]).is_relative_to(airflow_cluster.data_dir)
+    manifest = json.loads(Path(release["manifest"]).read_text())
+    assert Path(release["path"]).is_relative_to(airflow_cluster.data_dir)
     approvals = {approval["kind"]: approval for approval in manifest["approvals"]}
     assert set(approvals) == {"batch_approval", "release_signoff"}
     assert approvals["batch_approval"]["approver"] == SME_REVIEWER
@@ -38,8 +40,8 @@ def test_batch_approval_to_consumed_release_on_celery_workers(airflow_cluster):
         waits = approval["airflow_waits"]
         assert any(wait.endswith(" deferred") for wait in waits), f"not deferred while waiting: {waits}"
 
-    assert [release["path"] for release in flow.consumed] == [flow.release["path"]]
-    assert flow.consumed[0]["total"] == flow.release["examples"] > 0
+    assert [loaded["path"] for loaded in consumed] == [release["path"]]
+    assert consumed[0]["total"] == release["examples"] > 0
 
     worker_log = (airflow_cluster.stack.log_dir / "airflow-celery-worker.log").read_text()
     for dag_id, run in flow.runs.items():

@@ -15,7 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from scripts.stack import DAG_IDS, RELEASE_MANAGER, SME_REVIEWER, STACK_MARKER, free_port, processes_with_env
+from scripts.processes import STACK_MARKER, free_port, processes_with_env
+from scripts.stories import DAG_IDS
+from scripts.stories.batch_approval import SME_REVIEWER
+from scripts.stories.release import RELEASE_MANAGER
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_TIMEOUT_SECONDS = 1500

@@ -1,0 +1,334 @@
+"""Starting what a run of the project needs, and waiting until it answers.
+
+The OpenText sandbox, a Prodigy installation (its home, datasets, served tasks, simulated annotators), and
+Airflow: ``airflow standalone`` (LocalExecutor, as ``make demo`` runs it) or each component of
+docker-compose.yaml as its own process (the CeleryExecutor test). The Prodigy steps that use the project's
+hook import it when called, so importing this module does not import Airflow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from scripts.airflow_api import AirflowApi
+from scripts.configure_airflow_home import REPO, project_settings
+from scripts.processes import VENV_BIN, Stack, answers_http, free_port, wait_for
+
+DEMO_TASKS = REPO / "include" / "demo" / "tasks.jsonl"
+"""The demo task stream (synthetic fashion-brand NER tasks) the stories annotate."""
+DEMO_DATASET_META = {"labels": ["BRAND"], "regulated": False}
+SENIOR_REVIEWER = "senior_reviewer"
+"""Prodigy session name of the simulated senior reviewer who settles disputes."""
+
+
+@dataclass(frozen=True)
+class OpenTextClient:
+    """Client credentials of an OpenText tenant (the sandbox's default client is ``sandbox:sandbox``)."""
+
+    url: str
+    tenant: str = "sandbox"
+    client_id: str = "sandbox"
+    client_secret: str = field(default="sandbox", repr=False)
+
+    @property
+    def inbox_url(self) -> str:
+        return f"{self.url}/inbox"
+
+    def connection(self, user: str | None = None) -> str:
+        """An ``opentext_workflow`` connection as ``AIRFLOW_CONN_*`` JSON: the client's own (Airflow's
+        ``opentext_default``), or ``user``'s, whose password-grant token makes them the actor."""
+        extra: dict[str, Any] = {"tenant_id": self.tenant}
+        if user is not None:  # the sandbox takes any password; a tenant checks it
+            extra |= {"grant_type": "password", "username": user, "password": f"{user}-password"}
+        return json.dumps(
+            {
+                "conn_type": "opentext_workflow",
+                "host": self.url,
+                "login": self.client_id,
+                "password": self.client_secret,
+                "extra": extra,
+            }
+        )
+
+
+def start_opentext_sandbox(stack: Stack, port: int, db_path: Path, env: Mapping[str, str]) -> OpenTextClient:
+    """``python -m sandbox.opentext`` on 127.0.0.1:port, state in ``db_path``; returns once it answers."""
+    client = OpenTextClient(f"http://127.0.0.1:{port}")
+    command = [sys.executable, "-m", "sandbox.opentext", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--db", str(db_path), "--client", f"{client.client_id}:{client.client_secret}"]
+    stack.start("opentext-sandbox", command, env)
+    wait_for(
+        lambda: answers_http(f"{client.url}/sandbox/health"),
+        timeout=60,
+        what=f"the OpenText sandbox at {client.url}",
+        interval=0.3,
+        stack=stack,
+    )
+    return client
+
+
+@dataclass(frozen=True)
+class Annotators:
+    """Simulated annotator sessions and how often they depart from the reference labels."""
+
+    names: tuple[str, ...] = ("alice", "bob", "carol")
+    seed: int = 7
+    disagree: float = 0.1
+    reject: float = 0.0
+    ignore: float = 0.0
+    flag: float = 0.0
+
+    def arguments(self) -> list[str]:
+        rates = {"disagree": self.disagree, "reject": self.reject, "ignore": self.ignore, "flag": self.flag}
+        arguments = ["--sessions", ",".join(self.names), "--seed", str(self.seed)]
+        for name, rate in rates.items():
+            arguments += [f"--{name}", str(rate)]
+        return arguments
+
+
+@dataclass(frozen=True)
+class ProdigyProject:
+    """A Prodigy installation: its home with ``prodigy.json``, and the database that file names."""
+
+    home: Path
+    config: dict[str, Any]
+
+    @classmethod
+    def sqlite(cls, home: Path) -> ProdigyProject:
+        """Prodigy's default: SQLite ``prodigy.db`` in its home."""
+        return cls(
+            home, {"db": "sqlite", "db_settings": {"sqlite": {"name": "prodigy.db", "path": str(home)}}}
+        )
+
+    def write_config(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "prodigy.json").write_text(json.dumps(self.config, indent=2) + "\n")
+
+    def connection(self) -> str:
+        """``AIRFLOW_CONN_PRODIGY_DEFAULT``: the ``prodigy`` connection carries prodigy.json's db settings."""
+        extra = {"db": self.config["db"], "db_settings": self.config["db_settings"]}
+        return json.dumps({"conn_type": "prodigy", "extra": extra})
+
+    def update_dataset(
+        self, dataset: str, meta: Mapping[str, Any], *, create: bool = False
+    ) -> dict[str, Any]:
+        """Create the dataset with ``meta``, or merge ``meta`` into it, through the project's ProdigyHook."""
+        with connection_variables({"AIRFLOW_CONN_PRODIGY_DEFAULT": self.connection()}):
+            from prodigy_opentext.hooks.prodigy import ProdigyHook
+
+            hook = ProdigyHook()
+            if create:
+                hook.add_dataset(dataset, dict(meta))
+            return hook.set_meta(dataset, dict(meta))
+
+    def serve(self, stack: Stack, dataset: str, source: Path, port: int, env: Mapping[str, str]) -> str:
+        """``python -m sandbox.prodigy serve`` with feed overlap (every annotator sees every task)."""
+        url = f"http://127.0.0.1:{port}"
+        command = [sys.executable, "-m", "sandbox.prodigy", "serve", dataset, "--source", str(source)]
+        command += ["--host", "127.0.0.1", "--port", str(port), "--feed-overlap"]
+        stack.start("prodigy-sandbox", command, {**env, "PRODIGY_HOME": str(self.home)})
+        wait_for(
+            lambda: answers_http(f"{url}/project"),
+            timeout=120,
+            what=f"the Prodigy sandbox at {url}",
+            interval=0.3,
+            stack=stack,
+        )
+        return url
+
+    def annotate(
+        self, stack: Stack, url: str, dataset: str, annotators: Annotators, env: Mapping[str, str]
+    ) -> str:
+        """Answer the server's whole stream as each session; returns the annotators' closing line."""
+        command = [sys.executable, "-m", "sandbox.prodigy", "annotate", "--url", url, "--dataset", dataset]
+        command += annotators.arguments()
+        output = stack.run("annotators", command, {**env, "PRODIGY_HOME": str(self.home)})
+        return output.strip().splitlines()[-1]
+
+    def adjudicate_disputes(self, dataset: str, reviewer: str) -> int:
+        """Settle the dataset's open disputes as a senior reviewer: the answer most annotators gave wins.
+
+        Each decision goes back into the dataset as an adjudicated example (``_adjudicated: true``, in the
+        reviewer's session), as escalated disputes come back from OpenText, so the batch has none open when
+        the release validates it. Returns how many disputes were settled.
+        """
+        with connection_variables({"AIRFLOW_CONN_PRODIGY_DEFAULT": self.connection()}):
+            from prodigy_opentext.core.agreement import decision_of
+            from prodigy_opentext.core.consensus import build_consensus
+            from prodigy_opentext.hooks.prodigy import ProdigyHook
+
+            hook = ProdigyHook()
+            session = f"{dataset}-{reviewer}"
+            decided = {"_adjudicated": True, "_annotator_id": session, "_session_id": session}
+            adjudicated = []
+            for dispute in build_consensus(hook.iter_examples(dataset)).disputes:
+                votes = Counter(decision_of(version) for version in dispute.versions)
+                majority = votes.most_common(1)[0][0]
+                winner = next(v for v in dispute.versions if decision_of(v) == majority)
+                unflagged = {key: value for key, value in winner.items() if key != "flagged"}
+                adjudicated.append({**unflagged, **decided, "_timestamp": int(time.time())})
+            if adjudicated:
+                hook.add_examples(dataset, adjudicated, session=session)
+            return len(adjudicated)
+
+    def annotated_batch(
+        self,
+        stack: Stack,
+        dataset: str,
+        meta: Mapping[str, Any],
+        source: Path,
+        port: int,
+        env: Mapping[str, str],
+        annotators: Annotators,
+    ) -> AnnotatedBatch:
+        """A dataset created with ``meta``, served from ``source``, fully annotated, disputes adjudicated."""
+        self.write_config()
+        self.update_dataset(dataset, meta, create=True)
+        url = self.serve(stack, dataset, source, port, env)
+        annotated = self.annotate(stack, url, dataset, annotators, env)
+        return AnnotatedBatch(url, annotated, self.adjudicate_disputes(dataset, SENIOR_REVIEWER))
+
+
+class AnnotatedBatch(NamedTuple):
+    """A served, annotated dataset: the Prodigy server, the annotators' closing line, disputes settled."""
+
+    url: str
+    annotators_summary: str
+    adjudicated: int
+
+
+@contextmanager
+def connection_variables(connections: Mapping[str, str]) -> Iterator[None]:
+    """Expose ``AIRFLOW_CONN_*`` variables to hooks used in this process, restoring what was there."""
+    saved = {name: os.environ.get(name) for name in connections}
+    os.environ.update(connections)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@dataclass(frozen=True)
+class AirflowSite:
+    """Where one Airflow installation keeps its state and answers."""
+
+    home: Path
+    data_dir: Path
+    api_port: int
+    sql_alchemy_conn: str
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def password_file(self) -> Path:
+        return self.home / "simple_auth_manager_passwords.json.generated"
+
+    def environment(self, base: Mapping[str, str], settings: Mapping[str, str] = ()) -> dict[str, str]:
+        """``base`` without its Airflow variables, plus this site's settings and the project's.
+
+        The project's ``airflow.cfg`` options (dags/plugins folders, no examples) are given as variables,
+        so any AIRFLOW_HOME works. The log servers of workers and triggerer get free ports, so a second
+        installation on the machine does not collide with a running one; parallelism and api-server
+        workers are sized for a laptop.
+        """
+        env = {k: v for k, v in base.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
+        for (section, key), value in project_settings(self.home).items():
+            env[f"AIRFLOW__{section.upper()}__{key.upper()}"] = value
+        env.update(
+            {
+                "AIRFLOW_HOME": str(self.home),
+                "PYTHONPATH": os.pathsep.join(
+                    filter(None, [str(REPO), str(REPO / "dags"), base.get("PYTHONPATH")])
+                ),
+                "PROJECT_DATA_DIR": str(self.data_dir),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.sql_alchemy_conn,
+                "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.data_dir / "airflow-logs"),
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(self.api_port),
+                "AIRFLOW__API__BASE_URL": self.url,
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__CORE__PARALLELISM": "8",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+                "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            }
+        )
+        env.update(settings)
+        return env
+
+
+def airflow_command(*args: str) -> list[str]:
+    return [str(VENV_BIN / "airflow"), *args]
+
+
+def start_airflow_standalone(stack: Stack, site: AirflowSite, env: Mapping[str, str]) -> AirflowApi:
+    """``airflow standalone`` (api-server, scheduler, dag-processor, triggerer; LocalExecutor)."""
+    stack.start("airflow-standalone", airflow_command("standalone"), env)
+    return connect_airflow(stack, site)
+
+
+AIRFLOW_COMPONENTS = {
+    "api-server": ("api-server",),
+    "scheduler": ("scheduler",),
+    "dag-processor": ("dag-processor",),
+    "triggerer": ("triggerer",),
+    "celery-worker": ("celery", "worker", "--without-mingle", "--without-gossip"),
+}
+"""The services of the deployable topology (docker-compose.yaml), as ``airflow`` subcommands."""
+
+
+def start_airflow_components(
+    stack: Stack, site: AirflowSite, env: Mapping[str, str], components: Mapping[str, tuple[str, ...]]
+) -> AirflowApi:
+    """``airflow db migrate``, then each component as its own process, as in a real deployment."""
+    stack.run("airflow-db-migrate", airflow_command("db", "migrate"), env)
+    for name, args in components.items():
+        stack.start(f"airflow-{name}", airflow_command(*args), env)
+    return connect_airflow(stack, site)
+
+
+def connect_airflow(stack: Stack, site: AirflowSite, timeout: float = 300) -> AirflowApi:
+    """Wait until the api-server answers and reports every component healthy; log in as admin."""
+    wait_for(
+        lambda: answers_http(f"{site.url}/api/v2/version"),
+        timeout=timeout,
+        what=f"Airflow's api-server at {site.url}",
+        interval=1,
+        stack=stack,
+    )
+    password = wait_for(
+        lambda: _admin_password(site.password_file),
+        timeout=60,
+        what=f"the admin password in {site.password_file}",
+        stack=stack,
+    )
+    api = AirflowApi(site.url, "admin", password)
+    wait_for(
+        api.healthy, timeout=timeout, what="a healthy scheduler, triggerer and dag-processor", stack=stack
+    )
+    return api
+
+
+def _admin_password(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text()).get("admin")
+    except (OSError, ValueError):
+        return None

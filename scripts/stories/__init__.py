@@ -1,0 +1,32 @@
+"""The demo's stories, one module per flow, played in this order; a new flow adds a module and an entry.
+
+:func:`play` unpauses the DAGs every story runs (once their first scheduled run has passed, so no run but
+the stories' picks the batch up), then plays each story in turn into one :class:`Journal`.
+"""
+
+from __future__ import annotations
+
+from scripts.stories._story import FlowFailed, Journal, Story, World
+from scripts.stories.batch_approval import BatchApprovalStory
+from scripts.stories.release import ReleaseStory
+
+STORIES: tuple[Story, ...] = (BatchApprovalStory(), ReleaseStory())
+DAG_IDS = tuple(dag_id for story in STORIES for dag_id in story.dag_ids)
+
+__all__ = ["DAG_IDS", "STORIES", "FlowFailed", "Journal", "World", "enable_dags", "play"]
+
+
+def enable_dags(world: World, dag_ids: tuple[str, ...] = DAG_IDS) -> None:
+    """Unpause the DAGs once parsed, and wait until each one's due scheduled run, if any, has finished."""
+    world.api.wait_for_dags(dag_ids, timeout=world.timeout, stack=world.stack)
+    for dag_id in dag_ids:
+        world.api.set_paused(dag_id, False)
+    for dag_id in dag_ids:
+        world.api.wait_until_idle(dag_id, timeout=world.timeout, stack=world.stack)
+
+
+def play(world: World, journal: Journal, stories: tuple[Story, ...] = STORIES) -> Journal:
+    """Play ``stories`` in order into ``journal`` (kept by the caller, so a failure leaves what was done)."""
+    for story in stories:
+        story.play(world, journal)
+    return journal

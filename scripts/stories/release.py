@@ -1,0 +1,41 @@
+"""The release story (flow 3 and its consumer): the approved batch released and consumed by MLOps.
+
+It follows the ``dataset_release`` run that batch approval started for the dataset; the release manager
+signs off once Airflow waits deferred; the release is written and the ``mlops_release_consumer`` run its
+asset event starts verifies and loads it. Journal results: ``release`` and ``consumed``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from scripts.airflow_api import after
+from scripts.stories._story import Journal, World, approve, finish, open_task
+
+RELEASE_MANAGER = "release.manager@example.com"
+SIGNOFF_PROCESS = "dataset_release_signoff"
+RELEASE_DAG, CONSUMER_DAG = "dataset_release", "mlops_release_consumer"
+
+
+class ReleaseStory:
+    dag_ids: ClassVar[tuple[str, ...]] = (RELEASE_DAG, CONSUMER_DAG)
+
+    def play(self, world: World, journal: Journal) -> None:
+        api, stack = world.api, world.stack
+        release = api.wait_for_new_run(RELEASE_DAG, world.for_dataset, timeout=world.timeout, stack=stack)
+        world.step(f"Batch approval started release run {release['dag_run_id']}", world.run_url(release))
+        signoff, waits = open_task(world, release, SIGNOFF_PROCESS, journal)
+        waiting = f"OpenText task '{signoff['name']}' waits for the release manager"
+        world.step(f"{waiting}; in Airflow: {', '.join(waits)}", world.reviewer.task_url(signoff))
+        approve(world, signoff, waits, RELEASE_MANAGER, "Validation passed: released for training.", journal)
+        released = finish(world, release, journal)
+        written = api.xcom(RELEASE_DAG, release["dag_run_id"], "publish")
+        journal.results["release"] = written
+        world.step(f"Release of {written['examples']} examples written", written["path"])
+
+        consumer = api.wait_for_new_run(
+            CONSUMER_DAG, lambda run: after(run["run_after"], released["start_date"]), world.timeout, stack
+        )
+        world.step("The release's asset event started the MLOps consumer", world.run_url(consumer))
+        finish(world, consumer, journal)
+        journal.results["consumed"] = api.xcom(CONSUMER_DAG, consumer["dag_run_id"], "load_for_training")
