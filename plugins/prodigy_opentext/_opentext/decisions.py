@@ -103,19 +103,9 @@ class DecisionRead:
     """The decision probe stepped for a hook: the one driver of the sync and the async hook.
 
     The hook sends :attr:`pending` and reports back with :meth:`answered` or :meth:`failed` until
-    :attr:`pending` is None; then :attr:`decision` holds the result. A failed read goes back into the
-    probe, which either carries on (comments gone with a finished instance) or re-raises it from
-    :meth:`failed`::
-
-        read = DecisionRead(process_instance_id)
-        while read.pending is not None:
-            try:
-                reply = hook.request("GET", read.pending.path, params=read.pending.params)
-            except OpenTextError as err:
-                read.failed(err)
-            else:
-                read.answered(reply)
-        return read.decision
+    :attr:`pending` is None; then :attr:`decision` holds the result (see either hook's ``read_decision``).
+    A failed read goes back into the probe, which either carries on (comments gone with a finished
+    instance) or re-raises it from :meth:`failed`.
     """
 
     def __init__(
