@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -129,6 +131,28 @@ def test_start_process_is_idempotent_on_business_key_running_or_finished(hook: O
     assert hook.get_historic_process(started["id"])["endTime"]
 
 
+def test_concurrent_starts_of_one_business_key_leave_one_process(
+    opentext_sandbox_session: Any, connect
+) -> None:
+    """Four workers start the same batch's approval at the same moment: one process stays running, every
+    starter gets it, and the duplicates are cancelled saying which one stands."""
+    business_key = unique("race")
+    barrier = threading.Barrier(4)
+
+    def start(worker: int) -> str:
+        hook = connect(opentext_sandbox_session, conn_id=f"opentext_race_{worker}")
+        barrier.wait()
+        return hook.start_process(BATCH_APPROVAL, business_key, {"dataset": "ner", "regulated": False})["id"]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(start, range(4)))
+    hook = connect(opentext_sandbox_session)
+    running = hook.find_processes(processDefinitionKey=BATCH_APPROVAL, businessKey=business_key)
+    assert [process["id"] for process in running] == [got[0]] and set(got) == {got[0]}
+    cancelled = [p for p in hook.historic_processes(businessKey=business_key) if p["id"] != got[0]]
+    assert all(got[0] in (p.get("deleteReason") or "") for p in cancelled), cancelled
+
+
 def test_typed_variables_round_trip(hook: OpenTextWorkflowHook) -> None:
     process = hook.start_process(BATCH_APPROVAL, unique("vars"), {"dataset": "ner", "regulated": False})
     due = datetime(2025, 3, 4, 5, 6, 7, 123000, tzinfo=UTC)
@@ -186,7 +210,9 @@ def test_service_errors_carry_opentexts_message(hook: OpenTextWorkflowHook) -> N
     assert "no_such_process" in str(refused.value)
 
 
-def test_paging_walks_every_page(hook: OpenTextWorkflowHook) -> None:
+def test_paging_walks_every_page(opentext_sandbox_session: Any, connect) -> None:
+    # twelve different business keys: no start races another, so none waits for one to settle
+    hook = connect(opentext_sandbox_session, conn_id="opentext_paging", start_settle_seconds=0)
     key = unique("paging")
     hook.deploy_model(model_xml(key))
     started = {hook.start_process(key, f"{key}-{n}")["id"] for n in range(12)}

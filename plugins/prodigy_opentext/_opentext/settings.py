@@ -28,6 +28,8 @@ class OpenTextSettings:
     timeout: float = 30.0
     verify: bool | str = True
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    start_settle_seconds: float = 1.0
+    """How long a process start waits for racing starts of the same businessKey before converging."""
 
     @classmethod
     def from_connection(cls, conn: Connection) -> OpenTextSettings:
@@ -55,6 +57,7 @@ class OpenTextSettings:
             password=extra.get("password"),
             timeout=float(extra.get("timeout", 30.0)),
             verify=tls_verify(extra.get("verify", True)),
+            start_settle_seconds=float(extra.get("start_settle_seconds", 1.0)),
             retry=RetryPolicy(
                 max_attempts=int(extra.get("max_retries", defaults.max_attempts - 1)) + 1,
                 budget=float(extra.get("retry_budget", defaults.budget)),

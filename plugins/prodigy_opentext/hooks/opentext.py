@@ -223,7 +223,14 @@ class OpenTextWorkflowHook(BaseHook):
         variables: Mapping[str, Any] | None = None,
         name: str | None = None,
     ) -> dict[str, Any]:
-        """Start a process instance once per business key: a running or finished one is returned instead."""
+        """Start a process instance once per business key: a running or finished one is returned instead.
+
+        OpenText does not make a businessKey unique, so starters that race (several workers, retried
+        runs) converge: after starting, each waits the connection's ``start_settle_seconds`` (1 s) for
+        starts in flight to land, then takes the earliest running instance with the key (by start time,
+        then id) as the one, cancels its own instance if that is not it, and returns the one. Every
+        starter picks the same instance, so one stays running whatever the number of workers.
+        """
         body: dict[str, Any] = {
             "processDefinitionKey": process_definition_key,
             "businessKey": business_key,
@@ -244,14 +251,27 @@ class OpenTextWorkflowHook(BaseHook):
                 found["id"],
             )
             return found
-        return self._post_once("/process-instances", body, existing)
+        started = self._post_once("/process-instances", body, existing)
+        time.sleep(self.settings.start_settle_seconds)
+        the_one = existing() or started
+        if the_one["id"] != started["id"]:
+            self.log.warning(
+                "Process %s with business key %s was started twice at once: keeping %s, cancelling %s",
+                process_definition_key,
+                business_key,
+                the_one["id"],
+                started["id"],
+            )
+            self.cancel_process(started["id"], f"duplicate start of {business_key}: {the_one['id']} stands")
+        return the_one
 
     def find_by_business_key(self, process_definition_key: str, business_key: str) -> dict[str, Any] | None:
-        """The running instance with this business key, else the most recently started finished one."""
+        """The running instance with this business key (the earliest started, should several run), else
+        the most recently started finished one."""
         where = {"processDefinitionKey": process_definition_key, "businessKey": business_key}
         running = self.find_processes(**where)
         if running:
-            return running[0]
+            return min(running, key=lambda process: (str(process.get("startTime") or ""), process["id"]))
         finished = self.historic_processes(**where, sort="startTime", order="desc")
         return finished[0] if finished else None
 
