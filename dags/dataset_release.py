@@ -94,7 +94,7 @@ def dataset_release():
 
     @task
     def stage_data(target: ReleaseTarget, run_id: str | None = None) -> StagedRelease:
-        return stage_release_data(target, data_dir() / "staging" / str(run_id).replace(":", "_"))
+        return stage_release_data(target, data_dir() / "staging", str(run_id))
 
     staged = stage_data(check_batch_approval(resolve_target()))
 

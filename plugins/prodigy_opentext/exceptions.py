@@ -146,6 +146,10 @@ class QuarantineLimitExceeded(ValueError):
         self.max_fraction = max_fraction
 
 
+class UnsafeName(ValueError):
+    """A dataset name, version or run id that would not stay inside its folder as a path."""
+
+
 class ConsensusError(ValueError):
     """The answers cannot be merged as given (an unsorted stream said to be sorted, a task hash reused)."""
 

@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 
 from prodigy_opentext.core.release import MANIFEST_NAME, release_path, verify_release, write_release
-from prodigy_opentext.exceptions import InvalidRecord, ReleaseConflict, ReleaseCorrupt, ReleaseError
+from prodigy_opentext.exceptions import (
+    InvalidRecord,
+    ReleaseConflict,
+    ReleaseCorrupt,
+    UnsafeName,
+)
 
 APPROVALS = [{"outcome": "approved", "approver": "sme@example.com", "decided_at": "2025-03-01T10:00:00+0000"}]
 
@@ -154,9 +159,9 @@ def test_move_takes_the_files_only_when_the_release_is_new(tmp_path: Path, data_
 def test_bad_names_and_bad_records_are_refused_before_anything_is_written(
     tmp_path: Path, data_dir: Path
 ) -> None:
-    with pytest.raises(ReleaseError, match=re.escape("version name '../v3'")):
+    with pytest.raises(UnsafeName, match=re.escape("version name '../v3'")):
         release_path(tmp_path, "ner_news", "../v3")
-    with pytest.raises(ReleaseError, match="dataset name 'ner news'"):
+    with pytest.raises(UnsafeName, match="dataset name 'ner news'"):
         write_release(tmp_path, "ner news", "v1", [data_dir / "examples.jsonl"])
     bad = data_dir / "bad.jsonl"
     bad.write_text(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from prodigy_opentext.core.export import CHUNK, file_digest
+from prodigy_opentext.core.paths import PLAIN_NAME, plain_name
 from prodigy_opentext.core.records import RecordSummary, parse_record
 from prodigy_opentext.exceptions import ReleaseConflict, ReleaseCorrupt, ReleaseError
 
@@ -32,7 +32,6 @@ MANIFEST_FORMAT = "prodigy-opentext-release/1"
 # Recorded with a release but not part of its content: a rerun that differs only here is the same release
 # (its approvals are the ones recorded when it was written, even if a comment was added in OpenText since).
 RUN_FIELDS = ("run_id", "created", "approvals")
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 @dataclass
@@ -44,10 +43,7 @@ class ReleaseResult:
 
 def release_path(root: str | os.PathLike, dataset: str, version: str) -> Path:
     """Where a release lives; dataset and version must be plain names (no separators, no leading dot)."""
-    for what, name in (("dataset", dataset), ("version", version)):
-        if not isinstance(name, str) or not NAME_PATTERN.match(name):
-            raise ReleaseError(f"{what} name {name!r} is not a plain name (letters, digits, '.', '_', '-')")
-    return Path(root) / "releases" / dataset / version
+    return Path(root) / "releases" / plain_name(dataset, "dataset") / plain_name(version, "version")
 
 
 def _data_digest(path: Path, name: str, summary: RecordSummary) -> dict[str, Any]:
@@ -71,7 +67,7 @@ def _named(files: Mapping[str, str | os.PathLike] | Iterable[str | os.PathLike])
         else {Path(path).name: Path(path) for path in files}
     )
     for name, path in named.items():
-        if name == MANIFEST_NAME or not NAME_PATTERN.match(name):
+        if name == MANIFEST_NAME or not PLAIN_NAME.match(name):
             raise ReleaseError(f"file name {name!r} cannot be used in a release")
         if not path.is_file():
             raise ReleaseError(f"release file {name!r}: {path} is not a file")

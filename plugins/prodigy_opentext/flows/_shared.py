@@ -10,11 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import Asset
+from airflow.sdk.exceptions import AirflowFailException
 
 from prodigy_opentext.core.audit import AppendResult, AuditLog
 from prodigy_opentext.core.consensus import ConsensusResult, build_consensus
+from prodigy_opentext.core.paths import plain_name
 from prodigy_opentext.core.payloads import ExportManifest
 from prodigy_opentext.core.records import decode_record
+from prodigy_opentext.exceptions import UnsafeName
 from prodigy_opentext.hooks.prodigy import ProdigyHook
 
 log = logging.getLogger(__name__)
@@ -23,6 +26,18 @@ ANNOTATION_RELEASES = Asset(name="annotation_releases", uri="file:///annotation-
 """Updated by every release written; its event's ``extra`` is the release (dataset, version, manifest)."""
 AUDIT_ACTOR = "airflow"
 """Who the audit log names for what the flows record."""
+
+
+class NameRefused(UnsafeName, AirflowFailException):
+    """A name that cannot be a folder fails the task without retries: renaming is the only fix."""
+
+
+def checked_name(value: str, what: str) -> str:
+    """:func:`~prodigy_opentext.core.paths.plain_name` for a task: a bad name fails it without retries."""
+    try:
+        return plain_name(value, what)
+    except UnsafeName as unsafe:
+        raise NameRefused(str(unsafe)) from None
 
 
 @dataclass

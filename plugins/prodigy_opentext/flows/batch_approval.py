@@ -22,6 +22,7 @@ from prodigy_opentext.core.batches import (
     is_regulated,
     review_state,
 )
+from prodigy_opentext.core.paths import plain_name
 from prodigy_opentext.core.payloads import (
     BatchStatistics,
     BatchToReview,
@@ -31,7 +32,8 @@ from prodigy_opentext.core.payloads import (
     ReviewPackage,
     RunRequest,
 )
-from prodigy_opentext.flows._shared import export_and_merge, record_in_audit_log
+from prodigy_opentext.exceptions import UnsafeName
+from prodigy_opentext.flows._shared import checked_name, export_and_merge, record_in_audit_log
 from prodigy_opentext.hooks.prodigy import ProdigyHook
 
 log = logging.getLogger(__name__)
@@ -40,11 +42,26 @@ log = logging.getLogger(__name__)
 def find_ready_batches(
     only: str | None = None, prodigy_conn_id: str = ProdigyHook.default_conn_name
 ) -> list[BatchToReview]:
-    """The batches to review: datasets marked ready, or ``only`` (named by hand, whatever its meta says)."""
+    """The batches to review: datasets marked ready, or ``only`` (named by hand, whatever its meta says).
+
+    A name that cannot be a folder is refused before any reviewer is asked: ``only`` fails the task; a
+    dataset found ready is marked ``refused`` in its meta, with the reason, and the others go on.
+    """
     hook = ProdigyHook(prodigy_conn_id)
-    names = [only] if only else datasets_ready_for_review(hook.list_datasets())
+    names = [checked_name(only, "dataset")] if only else datasets_ready_for_review(hook.list_datasets())
     batches = []
     for name in names:
+        try:
+            plain_name(name, "dataset")
+        except UnsafeName as unsafe:
+            log.error("dataset %r refused: %s", name, unsafe)
+            review = {
+                **review_state(hook.get_meta(name)),
+                "status": ReviewStatus.REFUSED,
+                "reason": str(unsafe),
+            }
+            hook.set_meta(name, {"review": review})
+            continue
         last_id = hook.last_example_id(name)
         if last_id is None:
             log.info("dataset %s holds no answers yet: nothing to review", name)
@@ -66,7 +83,7 @@ def prepare_review_package(
 ) -> ReviewPackage:
     """Export the batch for reviewers, compute its statistics, and say which process to start for it."""
     dataset, version = batch["dataset"], batch["version"]
-    package_dir = review_root / dataset / version
+    package_dir = review_root / checked_name(dataset, "dataset") / checked_name(version, "version")
     merged = export_and_merge(dataset, batch["last_example_id"], package_dir, prodigy_conn_id)
     manifest = merged.export
     statistics = BatchStatistics(

@@ -28,6 +28,7 @@ from prodigy_opentext.core.approvals import (
     latest_instance,
 )
 from prodigy_opentext.core.batches import business_key, is_regulated, version_last_example_id
+from prodigy_opentext.core.paths import run_folder_name
 from prodigy_opentext.core.payloads import (
     ApprovalRecord,
     HandOff,
@@ -40,7 +41,7 @@ from prodigy_opentext.core.payloads import (
 from prodigy_opentext.core.records import RecordSummary, annotator_of, parse_record
 from prodigy_opentext.core.release import verify_release, write_release
 from prodigy_opentext.exceptions import ApprovalRefused, ReleaseConflict
-from prodigy_opentext.flows._shared import export_and_merge, record_in_audit_log, write_jsonl
+from prodigy_opentext.flows._shared import checked_name, export_and_merge, record_in_audit_log, write_jsonl
 from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
 from prodigy_opentext.hooks.prodigy import ProdigyHook
 
@@ -61,6 +62,7 @@ def resolve_release_target(
     dataset: str, version: str, prodigy_conn_id: str = ProdigyHook.default_conn_name
 ) -> ReleaseTarget:
     """Check that the dataset and version exist in Prodigy; read the dataset's own policy facts."""
+    checked_name(dataset, "dataset")
     last_id = version_last_example_id(version)
     hook = ProdigyHook(prodigy_conn_id)
     meta = hook.get_meta(dataset)
@@ -83,9 +85,19 @@ def resolve_release_target(
 
 
 def stage_release_data(
-    target: ReleaseTarget, staging_dir: Path, prodigy_conn_id: str = ProdigyHook.default_conn_name
+    target: ReleaseTarget,
+    staging_root: Path,
+    run_id: str,
+    prodigy_conn_id: str = ProdigyHook.default_conn_name,
 ) -> StagedRelease:
-    """Export the version, merge every annotator's answers into final examples, list open disputes."""
+    """Export the version into ``<staging_root>/<dataset>/<version>/<run>/``, merge every annotator's
+    answers into final examples, list open disputes."""
+    staging_dir = (
+        staging_root
+        / checked_name(target["dataset"], "dataset")
+        / checked_name(target["version"], "version")
+        / run_folder_name(run_id)
+    )
     merged = export_and_merge(target["dataset"], target["last_example_id"], staging_dir, prodigy_conn_id)
     export, consensus = merged.export, merged.consensus
     if export["quarantined"]:
