@@ -87,6 +87,9 @@ class Narrator:
 
 def main() -> int:
     settings = DemoSettings.from_environment()
+    # The hooks this process uses (the reviewers', the Prodigy steps') log at INFO in the middle of the
+    # story; the steps already say what happened, and a retry's warning still shows.
+    os.environ.setdefault("AIRFLOW__LOGGING__NAMESPACE_LEVELS", "airflow.task.hooks=WARNING")
     ports = {
         "Airflow": settings.airflow_port,
         "the OpenText sandbox": settings.opentext_port,
@@ -139,7 +142,7 @@ class Demo:
     settings: DemoSettings
     stack: Stack
     narrator: Narrator = field(default_factory=Narrator)
-    journal: stories.Journal = field(default_factory=stories.Journal)
+    journal: stories.Journal = field(default_factory=stories.new_journal)
 
     def tell(self) -> None:
         settings, stack, step = self.settings, self.stack, self.narrator

@@ -1,25 +1,30 @@
 """A business reviewer working in OpenText, through the project's own OpenText hook.
 
 Each reviewer acts as themselves: their hook's connection uses the OAuth password grant, so OpenText
-records them as the one who claimed, commented and decided. The hook is imported when first used, so
-importing this module does not import Airflow.
+records them as the one who claimed, commented and decided. What OpenText refuses raises
+:class:`~scripts.processes.StackError`, as every other part of a run reports a failure. The hook is
+imported when first used, so importing this module does not import Airflow.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scripts.configure_airflow_home import REPO
 from scripts.launchers import OpenTextClient
-from scripts.processes import Log, Stack, say, wait_for
+from scripts.processes import Log, Stack, StackError, say, wait_for
 
 if TYPE_CHECKING:
     from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
 
 BPMN_MODELS = REPO / "include" / "bpmn"
+CONNECTION_NUMBERS = itertools.count()
+"""Numbers the reviewers' connection ids, so no two hooks of this process share one."""
 
 
 class Reviewer:
@@ -35,7 +40,7 @@ class Reviewer:
         if user not in self._hooks:
             from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
 
-            conn_id = f"opentext_reviewer_{len(self._hooks)}"
+            conn_id = f"opentext_reviewer_{next(CONNECTION_NUMBERS)}"
             os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = self.client.connection(user)
             self._hooks[user] = OpenTextWorkflowHook(conn_id)
         return self._hooks[user]
@@ -43,14 +48,18 @@ class Reviewer:
     def deploy_models(self, folder: Path = BPMN_MODELS) -> dict[str, dict[str, Any]]:
         """Deploy every ``*.bpmn20.xml`` in ``folder`` that changed; returns the models by process key."""
         deployed = {}
-        for path in sorted(folder.glob("*.bpmn20.xml")):
-            result = self.hook().deploy_model(path)
-            deployed[result["key"]] = result["model"]
+        with opentext_failures():
+            for path in sorted(folder.glob("*.bpmn20.xml")):
+                result = self.hook().deploy_model(path)
+                deployed[result["key"]] = result["model"]
         return deployed
 
     def open_tasks(self, **filters: Any) -> list[dict[str, Any]]:
         """Open tasks, oldest first, with their process variables; ``filters`` as OpenText takes them."""
-        return self.hook().list_tasks(sort="createTime", order="asc", includeProcessVariables=True, **filters)
+        with opentext_failures():
+            return self.hook().list_tasks(
+                sort="createTime", order="asc", includeProcessVariables=True, **filters
+            )
 
     def find_task(self, process_key: str, variables: Mapping[str, Any]) -> dict[str, Any] | None:
         """The oldest open task of a ``process_key`` instance with (at least) these process variables."""
@@ -78,5 +87,17 @@ class Reviewer:
 
     def decide(self, task: Mapping[str, Any], user: str, outcome: str, comment: str) -> None:
         """Claim the task, comment on its process and complete it with ``outcome``, as ``user``."""
-        self.hook(user).decide_task(task, outcome, assignee=user, comment=comment)
+        with opentext_failures():
+            self.hook(user).decide_task(task, outcome, assignee=user, comment=comment)
         self.log(f"    {user} {outcome} '{task['name']}': {comment}")
+
+
+@contextmanager
+def opentext_failures() -> Iterator[None]:
+    """Raise what OpenText refused or did not answer as :class:`StackError`; its message names the call."""
+    from prodigy_opentext.exceptions import OpenTextError
+
+    try:
+        yield
+    except OpenTextError as error:
+        raise StackError(str(error)) from error

@@ -1,7 +1,9 @@
 """The demo's stories, one module per flow, played in this order; a new flow adds a module and an entry.
 
-:func:`play` unpauses the DAGs every story runs (once their first scheduled run has passed, so no run but
-the stories' picks the batch up), then plays each story in turn into one :class:`Journal`.
+:func:`enable_dags` unpauses the DAGs every story runs (once their first scheduled run has passed, so no
+run but the stories' picks the batch up); :func:`play` then plays each story in turn into one
+:class:`Journal`, which :func:`new_journal` makes with every story's results named, so a summary has the
+same keys however far the stories got.
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ from scripts.stories.release import ReleaseStory
 STORIES: tuple[Story, ...] = (BatchApprovalStory(), ReleaseStory())
 DAG_IDS = tuple(dag_id for story in STORIES for dag_id in story.dag_ids)
 
-__all__ = ["DAG_IDS", "STORIES", "FlowFailed", "Journal", "World", "enable_dags", "play"]
+__all__ = ["DAG_IDS", "STORIES", "FlowFailed", "Journal", "World", "enable_dags", "new_journal", "play"]
+
+
+def new_journal(stories: tuple[Story, ...] = STORIES) -> Journal:
+    """An empty journal whose results are every one the stories add, None until they add it."""
+    return Journal(results=dict.fromkeys(name for story in stories for name in story.results))
 
 
 def enable_dags(world: World, dag_ids: tuple[str, ...] = DAG_IDS) -> None:

@@ -69,9 +69,10 @@ class Journal:
 
 
 class Story(Protocol):
-    """One flow's story: the DAGs it runs, and how it plays them."""
+    """One flow's story: the DAGs it runs, the results it adds to the journal, and how it plays them."""
 
     dag_ids: ClassVar[tuple[str, ...]]
+    results: ClassVar[tuple[str, ...]]
 
     def play(self, world: World, journal: Journal) -> None: ...
 

@@ -18,6 +18,7 @@ BATCH_DAG = "annotation_batch_approval"
 
 class BatchApprovalStory:
     dag_ids: ClassVar[tuple[str, ...]] = (BATCH_DAG,)
+    results: ClassVar[tuple[str, ...]] = ()
 
     def play(self, world: World, journal: Journal) -> None:
         world.prodigy.update_dataset(world.dataset, {"review": {"status": "ready"}})

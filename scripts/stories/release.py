@@ -19,6 +19,7 @@ RELEASE_DAG, CONSUMER_DAG = "dataset_release", "mlops_release_consumer"
 
 class ReleaseStory:
     dag_ids: ClassVar[tuple[str, ...]] = (RELEASE_DAG, CONSUMER_DAG)
+    results: ClassVar[tuple[str, ...]] = ("release", "consumed")
 
     def play(self, world: World, journal: Journal) -> None:
         api, stack = world.api, world.stack
