@@ -16,8 +16,10 @@ from prodigy_opentext.core.records import (
     parse_record,
     read_task_source,
     record_labels,
+    refuse_non_standard_json,
     scan_record,
     set_hashes,
+    standard_json,
 )
 from prodigy_opentext.exceptions import InvalidRecord, InvalidRecords
 from tests.fixtures.samples import SAMPLES_DIR as SAMPLES
@@ -268,3 +270,20 @@ def test_annotation_progress_counts_distinct_annotators_per_input():
     assert result["inputs"] == 2 and result["inputs_by_annotator_count"] == {"1": 1, "2": 1}
     assert result["annotators"]["a"] == {"answers": 3, "by_answer": {"accept": 2, "ignore": 1}}
     assert progress.inputs_with(2) == 1 and progress.inputs_with(1) == 2
+
+
+def test_nan_and_infinity_become_null_and_say_where():
+    task = {"text": "x", "meta": {"score": float("nan")}, "spans": [{"score": 0.5}, {"score": float("-inf")}]}
+    clean, changed = standard_json(task)
+    assert changed == ["meta.score", "spans[1].score"]
+    assert clean["meta"]["score"] is None and clean["spans"] == [{"score": 0.5}, {"score": None}]
+    assert json.dumps(clean, allow_nan=False), "standard JSON now"
+    assert task["meta"]["score"] != task["meta"]["score"], "the record itself is left as it was"
+    untouched = {"text": "x", "meta": {"score": 0.3}}
+    assert standard_json(untouched) == (untouched, [])
+
+
+def test_non_standard_json_is_refused_naming_the_row():
+    refuse_non_standard_json(b'{"text": "NaN and Infinity are fine inside a string"}', row=1)
+    with pytest.raises(InvalidRecord, match=r"row annotations.jsonl:3: field 'content': NaN is not standard"):
+        refuse_non_standard_json(b'{"meta": {"score": NaN}}', row="annotations.jsonl:3")

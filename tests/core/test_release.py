@@ -170,3 +170,10 @@ def test_bad_names_and_bad_records_are_refused_before_anything_is_written(
     with pytest.raises(InvalidRecord, match=re.escape("row bad.jsonl:2: field '_input_hash'")):
         write_release(tmp_path, "ner_news", "v5", [bad])
     assert not (tmp_path / "releases" / "ner_news" / "v5").exists()
+    scored = data_dir / "scored.jsonl"
+    scored.write_text(json.dumps({**example(1, "ORG"), "meta": {"score": float("nan")}}) + "\n")
+    with pytest.raises(
+        InvalidRecord, match=re.escape("row scored.jsonl:1: field 'content': NaN is not standard")
+    ):
+        write_release(tmp_path, "ner_news", "v6", [scored])
+    assert not (tmp_path / "releases" / "ner_news" / "v6").exists()

@@ -14,9 +14,18 @@ from prodigy_opentext.core.approvals import BATCH_APPROVAL_PROCESS, RELEASE_SIGN
 from prodigy_opentext.core.audit import verify_audit_log
 from prodigy_opentext.core.batches import business_key
 from prodigy_opentext.exceptions import ReleaseConflict
-from prodigy_opentext.flows.release import ReleaseVersionTaken, publish_release
+from prodigy_opentext.flows.release import (
+    ReleaseVersionTaken,
+    publish_release,
+    resolve_release_target,
+    stage_release_data,
+)
 from tests.fixtures.airflow_db import task_states
 from tests.flows.support import RELEASE_MANAGER, SME, batch_version, historic, release_runs, reviewer
+from tests.hooks import prodigy_support
+from tests.hooks.prodigy_support import sample_rows
+
+prodigy_sqlite_conn = prodigy_support.prodigy_sqlite_conn
 
 
 @pytest.mark.slow
@@ -140,3 +149,24 @@ def test_an_equal_rerun_is_a_no_op_and_other_content_fails_without_retries(tmp_p
     assert "file 'annotations.jsonl'" in str(taken.value)
     manifest = json.loads((Path(first["path"]) / "manifest.json").read_text())
     assert manifest["run_id"] == "manual__1", "the existing release stays as it was"
+
+
+def test_staging_writes_standard_json_where_prodigy_stored_nan(prodigy_sqlite_conn, tmp_path: Path) -> None:
+    """Before: a NaN score stored in Prodigy reached the release as ``NaN``, which only Python reads."""
+    from prodigy_opentext.hooks.prodigy import ProdigyHook
+
+    rows = [dict(row, answer="accept") for row in sample_rows("textcat_docs_issues", 3)]
+    rows[1]["meta"] = {**rows[1].get("meta", {}), "score": float("nan")}
+    hook = ProdigyHook()
+    hook.add_examples("scored", rows)
+    hook.set_meta("scored", {"labels": ["DOCUMENTATION"]})
+    target = resolve_release_target("scored", f"b{hook.last_example_id('scored')}")
+
+    staged = stage_release_data(target, tmp_path / "staging", "manual__2026-12-01T10:00:00+00:00")
+    assert staged["non_finite_as_null"] == 1
+    lines = Path(staged["annotations"]).read_text().splitlines()
+    merged = [json.loads(line, parse_constant=pytest.fail) for line in lines]
+    assert [task["meta"].get("score", "absent") for task in merged].count(None) == 1
+    assert Path(staged["annotations"]).parent == tmp_path / "staging" / "scored" / target["version"] / (
+        "manual__2026-12-01T10_00_00_00_00"
+    )

@@ -211,6 +211,8 @@ class StagedRelease(ReleaseTarget):
     sessions: list[str]
     consensus: ConsensusCounts
     export: dict[str, Any]
+    non_finite_as_null: int
+    """Rows in which NaN or Infinity was written as null (standard JSON has neither)."""
 
 
 class PublishedRelease(TypedDict):

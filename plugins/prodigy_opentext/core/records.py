@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
@@ -453,6 +454,43 @@ class BatchTarget:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def standard_json(value: Any, path: str = "") -> tuple[Any, list[str]]:
+    """``value`` as standard JSON can carry it, and the paths where that changed it.
+
+    Python's json module writes and reads NaN and Infinity; no other JSON parser does. A model's score
+    of NaN stored in Prodigy would make a release unreadable elsewhere, so the rule is: every NaN,
+    Infinity or -Infinity becomes null, and the caller names where (``meta.score``, ``spans[2].score``).
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, [path or "(the value)"]
+    if isinstance(value, dict):
+        changed: list[str] = []
+        cleaned: dict[str, Any] = {}
+        for key, item in value.items():
+            cleaned[key], where = standard_json(item, f"{path}.{key}" if path else str(key))
+            changed += where
+        return (cleaned if changed else value), changed
+    if isinstance(value, list):
+        changed, items = [], []
+        for index, item in enumerate(value):
+            clean, where = standard_json(item, f"{path}[{index}]")
+            items.append(clean)
+            changed += where
+        return (items if changed else value), changed
+    return value, []
+
+
+def refuse_non_standard_json(raw: bytes | str, *, row: int | str, where: str = "row") -> None:
+    """Raise :class:`InvalidRecord` when a JSON line holds NaN or Infinity (see :func:`standard_json`)."""
+
+    def refuse(constant: str) -> Any:
+        raise InvalidRecord(
+            row, "content", f"{constant} is not standard JSON (write null instead)", where=where
+        )
+
+    json.loads(raw, parse_constant=refuse)
 
 
 def dumps_compact(task: Any) -> str:

@@ -16,7 +16,7 @@ from prodigy_opentext.core.audit import AppendResult, AuditLog
 from prodigy_opentext.core.consensus import ConsensusResult, build_consensus
 from prodigy_opentext.core.paths import plain_name
 from prodigy_opentext.core.payloads import ExportManifest
-from prodigy_opentext.core.records import decode_record
+from prodigy_opentext.core.records import decode_record, standard_json
 from prodigy_opentext.exceptions import UnsafeName
 from prodigy_opentext.hooks.prodigy import ProdigyHook
 
@@ -62,10 +62,21 @@ def export_and_merge(
     return MergedBatch(answers, export, tasks, build_consensus(tasks))
 
 
-def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
+def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Write rows as standard JSON lines: NaN and Infinity become null (the rule of
+    :func:`~prodigy_opentext.core.records.standard_json`), each such row named in the log. Returns how
+    many rows had one."""
+    changed_rows = 0
     with open(path, "w") as out:
-        for row in rows:
-            out.write(json.dumps(row, sort_keys=True) + "\n")
+        for line_no, row in enumerate(rows, start=1):
+            clean, changed = standard_json(row)
+            if changed:
+                changed_rows += 1
+                log.warning(
+                    "%s line %d: %s was NaN or Infinity, written as null", path.name, line_no, changed
+                )
+            out.write(json.dumps(clean, sort_keys=True, allow_nan=False) + "\n")
+    return changed_rows
 
 
 def record_in_audit_log(

@@ -106,8 +106,8 @@ def stage_release_data(
             f"Prodigy examples (see {export['quarantine_path']}); a release never leaves rows out"
         )
     annotations, disputes = staging_dir / "annotations.jsonl", staging_dir / "disputes.jsonl"
-    write_jsonl(annotations, consensus.merged)
-    write_jsonl(disputes, (d.as_dict() for d in consensus.disputes))
+    nulled = write_jsonl(annotations, consensus.merged)
+    nulled += write_jsonl(disputes, (d.as_dict() for d in consensus.disputes))
     log.info(
         "staged %s@%s: %d answers -> %d examples, %d open disputes",
         target["dataset"],
@@ -124,6 +124,7 @@ def stage_release_data(
         sessions=sorted({a for a in map(annotator_of, merged.tasks) if a}),
         consensus=consensus.counts(),
         export={k: export[k] for k in ("rows", "quarantined", "quarantine_path", "sha256")},
+        non_finite_as_null=nulled,
     )
 
 
