@@ -115,3 +115,37 @@ def test_sandbox_commands_exist_and_accept_their_flags(compose, service):
     assert result.returncode == 0, result.stderr[-2000:]
     flags = {arg for arg in command if arg.startswith("--")}
     assert {flag for flag in flags if flag not in result.stdout} == set()
+
+
+def test_secrets_have_no_default_anyone_could_read(compose):
+    """Before: the JWT secret defaulted to a phrase in this public file and the Fernet key to nothing."""
+    env = compose["x-airflow-common"]["environment"]
+    for name, var in (
+        ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW_FERNET_KEY"),
+        ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW_JWT_SECRET"),
+    ):
+        assert re.fullmatch(r"\$\{" + var + r":\?[^}]*scripts\.compose_env[^}]*\}", env[name]), env[name]
+
+
+def test_the_secrets_script_writes_usable_secrets_once(tmp_path):
+    from cryptography.fernet import Fernet
+
+    from scripts.compose_env import ensure_secrets
+
+    env_file = tmp_path / ".env"
+    env_file.write_text("AIRFLOW_UID=1000\n")
+    assert ensure_secrets(env_file) == ["AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET"]
+    values = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+    Fernet(values["AIRFLOW_FERNET_KEY"].encode())  # a valid key, or this raises
+    assert len(values["AIRFLOW_JWT_SECRET"]) >= 48 and values["AIRFLOW_UID"] == "1000"
+    assert env_file.stat().st_mode & 0o077 == 0, "readable by its owner only"
+    assert (
+        ensure_secrets(env_file) == []
+        and dict(line.split("=", 1) for line in env_file.read_text().splitlines()) == values
+    ), "a second run keeps the secrets"
+
+
+def test_the_sandboxes_start_after_airflow_init_owns_the_data_volume(compose):
+    for name in SANDBOX_PORTS:
+        depends = compose["services"][name]["depends_on"]
+        assert depends.get("airflow-init") == {"condition": "service_completed_successfully"}, name
