@@ -19,9 +19,12 @@ Only complete, valid and approved annotation data reaches MLOps.
    its compliance review. Params that claim an approval change nothing.
 6. **publish**: writes `releases/<dataset>/<version>/` (data, disputes, `manifest.json` with checksums,
    counts, labels, the GX summary, approvals, sessions and this run's id) under the release root
-   (`data/releases` by default), immutably: an equal rerun is a no-op, different content an error. It
-   updates the `annotation_releases` asset, which schedules MLOps consumers.
-7. **hand_off**: POSTs the release summary to the `mlops_handoff` HTTP connection when one is defined.
+   (`data/releases` by default), immutably: an equal rerun is a no-op, different content an error.
+7. **announce**: updates the `annotation_releases` asset, which schedules MLOps consumers, once per
+   release: a rerun of an announced release skips (no second event). The event carries the release's
+   idempotency key (`<dataset>:<version>:<manifest sha256>`).
+8. **hand_off**: records the announcement, then POSTs the release summary to the `mlops_handoff` HTTP
+   connection when one is defined, with the key as `Idempotency-Key`; once, unless the earlier one failed.
 
 Started by `annotation_batch_approval` for each approved batch, or by hand from the trigger form.
 
@@ -46,6 +49,7 @@ from prodigy_opentext.core.payloads import (
 )
 from prodigy_opentext.flows._shared import ANNOTATION_RELEASES
 from prodigy_opentext.flows.release import (
+    announcement,
     hand_off_release,
     publish_release,
     release_signoff_request,
@@ -133,30 +137,25 @@ def dataset_release():
     approvals = check_approvals(staged)
     signed_off >> approvals
 
-    @task(outlets=[ANNOTATION_RELEASES])
+    @task
     def publish(
-        staged: StagedRelease,
-        validation: dict,
-        approvals: list[ApprovalRecord],
-        outlet_events=None,
-        run_id: str | None = None,
+        staged: StagedRelease, validation: dict, approvals: list[ApprovalRecord], run_id: str | None = None
     ) -> PublishedRelease:
-        release = publish_release(
-            staged,
-            validation,
-            approvals,
-            release_root=data_dir(),
-            audit_path=audit_log(),
-            run_id=str(run_id),
+        return publish_release(
+            staged, validation, approvals, release_root=data_dir(), audit_path=audit_log(), run_id=str(run_id)
         )
-        outlet_events[ANNOTATION_RELEASES].extra = release
+
+    @task(outlets=[ANNOTATION_RELEASES])
+    def announce(release: PublishedRelease, outlet_events=None) -> PublishedRelease:
+        outlet_events[ANNOTATION_RELEASES].extra = announcement(release, audit_log())
         return release
 
-    @task
+    @task(trigger_rule="none_failed")
     def hand_off(release: PublishedRelease) -> HandOff | None:
-        return hand_off_release(release)
+        return hand_off_release(release, audit_log())
 
-    hand_off(publish(staged, validate.output, approvals))
+    published = publish(staged, validate.output, approvals)
+    announce(published) >> hand_off(published)
 
 
 dataset_release()

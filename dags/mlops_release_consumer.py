@@ -3,21 +3,29 @@
 
 What an MLOps team writes to use released annotation data: scheduled on the `annotation_releases` asset,
 it reads each new release's manifest, re-computes every checksum (a tampered or truncated file fails the
-run before any training sees it), and only then loads the examples. Replace `load_for_training` with the
-team's own training or registration step.
+run before any training sees it), and only then loads the examples; a release it has consumed before (its
+idempotency key in the consumer's ledger, `data/consumers/`) is not loaded again. Replace
+`load_for_training` with the team's own training or registration step.
 
 Steps: `prodigy_opentext.flows.release` (its consumer part); tests: `tests/flows/test_release.py`.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pendulum
-from _governance_deployment import DEFAULT_ARGS
+from _governance_deployment import DEFAULT_ARGS, data_dir
 from airflow.sdk import dag, task
 
 from prodigy_opentext.core.payloads import TrainingSet
 from prodigy_opentext.flows._shared import ANNOTATION_RELEASES
-from prodigy_opentext.flows.release import training_examples_summary, verified_release
+from prodigy_opentext.flows.release import consume_release, unconsumed_releases
+
+
+def ledger() -> Path:
+    """The releases this consumer has consumed, so a release announced twice is loaded once."""
+    return data_dir() / "consumers" / "mlops_release_consumer.jsonl"
 
 
 @dag(
@@ -33,11 +41,12 @@ from prodigy_opentext.flows.release import training_examples_summary, verified_r
 def mlops_release_consumer():
     @task
     def verified_releases(triggering_asset_events=None) -> list[dict]:
-        return [verified_release(event.extra) for event in triggering_asset_events[ANNOTATION_RELEASES]]
+        events = triggering_asset_events[ANNOTATION_RELEASES]
+        return unconsumed_releases([event.extra for event in events], ledger())
 
     @task
     def load_for_training(releases: list[dict]) -> list[TrainingSet]:
-        return [training_examples_summary(release["path"]) for release in releases]
+        return [consume_release(release, ledger(), "mlops_release_consumer") for release in releases]
 
     load_for_training(verified_releases())
 

@@ -8,8 +8,11 @@ stubbed.
 from __future__ import annotations
 
 import json
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
@@ -73,3 +76,44 @@ def annotated_dataset(prodigy_server, run_prodigy, tmp_path) -> Callable[..., st
         return name
 
     return make
+
+
+class MlopsEndpoint:
+    """A local HTTP endpoint standing in for an MLOps platform: records each hand-off it is sent."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.statuses: list[int] = []  # answers to give, in order; 200 once they are used up
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status = endpoint.statuses.pop(0) if endpoint.statuses else 200
+                endpoint.received.append(
+                    {"status": status, "headers": dict(self.headers), "json": json.loads(body)}
+                )
+                self.send_response(status)
+                self.end_headers()
+                self.wfile.write(b'{"accepted": true}')
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def mlops_endpoint(monkeypatch) -> Iterator[MlopsEndpoint]:
+    """The ``mlops_handoff`` connection pointing at a local endpoint that records what it receives."""
+    endpoint = MlopsEndpoint()
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MLOPS_HANDOFF",
+        json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": endpoint.port, "schema": "http"}),
+    )
+    try:
+        yield endpoint
+    finally:
+        endpoint.server.shutdown()

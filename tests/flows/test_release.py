@@ -4,11 +4,12 @@ batch approval it needs, and the immutable publish step on its own.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from prodigy_opentext.core.approvals import BATCH_APPROVAL_PROCESS, RELEASE_SIGNOFF_PROCESS
 from prodigy_opentext.core.audit import verify_audit_log
@@ -16,9 +17,13 @@ from prodigy_opentext.core.batches import business_key
 from prodigy_opentext.exceptions import ReleaseConflict
 from prodigy_opentext.flows.release import (
     ReleaseVersionTaken,
+    announcement,
+    consume_release,
+    hand_off_release,
     publish_release,
     resolve_release_target,
     stage_release_data,
+    unconsumed_releases,
 )
 from tests.fixtures.airflow_db import task_states
 from tests.flows.support import RELEASE_MANAGER, SME, batch_version, historic, release_runs, reviewer
@@ -28,8 +33,22 @@ from tests.hooks.prodigy_support import sample_rows
 prodigy_sqlite_conn = prodigy_support.prodigy_sqlite_conn
 
 
+def release_events(dataset: str) -> list[dict]:
+    """The extras of the annotation_releases asset events Airflow recorded for ``dataset``."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        query = select(AssetEvent.extra).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+        extras = session.scalars(query.where(AssetModel.name == "annotation_releases")).all()
+    return [extra for extra in extras if (extra or {}).get("dataset") == dataset]
+
+
 @pytest.mark.slow
-def test_approved_batch_is_released_with_its_approvals_and_validation(flows, annotated_dataset):
+def test_approved_batch_is_released_with_its_approvals_and_validation(
+    flows, annotated_dataset, mlops_endpoint
+):
     sandbox, dags, data = flows["sandbox"], flows["dags"], flows["data"]
     dataset = annotated_dataset()
     version = batch_version(dataset)
@@ -67,12 +86,20 @@ def test_approved_batch_is_released_with_its_approvals_and_validation(flows, ann
 
     again = dags["dataset_release"].test(run_conf={"dataset": dataset, "version": version})
     assert again.state == "success", task_states(again)
+    assert task_states(again)["announce"] == "skipped", "an announced release is not announced again"
     assert json.loads((data / "releases" / dataset / version / "manifest.json").read_text()) == manifest
+
+    manifest_bytes = (data / "releases" / dataset / version / "manifest.json").read_bytes()
+    key = f"{dataset}:{version}:{hashlib.sha256(manifest_bytes).hexdigest()}"
+    assert [event["idempotency_key"] for event in release_events(dataset)] == [key], "one asset event"
+    assert [
+        (m["headers"]["Idempotency-Key"], m["json"]["idempotency_key"]) for m in mlops_endpoint.received
+    ] == [(key, key)], "one hand-off, carrying its idempotency key"
 
     audit = data / "audit" / "governance.jsonl"
     assert verify_audit_log(audit).valid
     actions = [json.loads(line)["action"] for line in audit.read_text().splitlines()]
-    assert actions == ["batch_approved", "release_written"]
+    assert actions == ["batch_approved", "release_written", "release_announced", "release_handed_off"]
 
 
 @pytest.mark.slow
@@ -170,3 +197,27 @@ def test_staging_writes_standard_json_where_prodigy_stored_nan(prodigy_sqlite_co
     assert Path(staged["annotations"]).parent == tmp_path / "staging" / "scored" / target["version"] / (
         "manual__2026-12-01T10_00_00_00_00"
     )
+
+
+def test_a_hand_off_happens_once_unless_it_failed(tmp_path: Path, mlops_endpoint, airflow_db) -> None:
+    release = publish(tmp_path, staged(tmp_path / "run1", ["BRAND"]), "manual__1")
+    audit = tmp_path / "data" / "audit.jsonl"
+    mlops_endpoint.statuses = [503]
+    with pytest.raises(AirflowException):
+        hand_off_release(release, audit)
+    assert hand_off_release(release, audit)["status"] == 200, "the failed hand-off is made again"
+    assert hand_off_release(release, audit) is None, "and then never again"
+    assert [m["status"] for m in mlops_endpoint.received] == [503, 200]
+    assert {m["headers"]["Idempotency-Key"] for m in mlops_endpoint.received} == {release["idempotency_key"]}
+    with pytest.raises(AirflowSkipException, match="was announced at"):
+        announcement(release, audit)
+
+
+def test_the_consumer_loads_a_release_once_however_often_it_is_announced(tmp_path: Path) -> None:
+    release = publish(tmp_path, staged(tmp_path / "run1", ["BRAND", "BRAND"]), "manual__1")
+    ledger = tmp_path / "consumer.jsonl"
+    announced = {"manifest": release["manifest"], "path": release["path"], "idempotency_key": "forged"}
+    fresh = unconsumed_releases([announced, announced], ledger)
+    assert [r["idempotency_key"] for r in fresh] == [release["idempotency_key"]], "the key comes from disk"
+    assert consume_release(fresh[0], ledger, "consumer")["total"] == 2
+    assert unconsumed_releases([announced], ledger) == []

@@ -223,6 +223,12 @@ class AuditLog:
             self._accept(entry, len(line))
             return AppendResult(entry, appended=True)
 
+    def find(self, event_key: str) -> dict[str, Any] | None:
+        """The entry recorded under ``event_key``, if any (the chain is checked up to the end)."""
+        with self._locked():
+            self._catch_up()
+            return self._by_event_key.get(event_key)
+
     def entries(self) -> Iterator[dict[str, Any]]:
         """The entries as written (unchecked; use :func:`verify_audit_log` to check the chain)."""
         if self.path.exists():

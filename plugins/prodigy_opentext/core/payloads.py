@@ -222,6 +222,9 @@ class PublishedRelease(TypedDict):
     version: str
     path: str
     manifest: str
+    manifest_sha256: str
+    idempotency_key: str
+    """``<dataset>:<version>:<manifest sha256>``: the same for every announcement of one release."""
     already_released: bool
     examples: int
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from prodigy_opentext._opentext.variables import from_rest_variables
 from prodigy_opentext.core.approvals import (
@@ -27,7 +27,9 @@ from prodigy_opentext.core.approvals import (
     check_approval,
     latest_instance,
 )
+from prodigy_opentext.core.audit import AuditLog
 from prodigy_opentext.core.batches import business_key, is_regulated, version_last_example_id
+from prodigy_opentext.core.export import file_digest
 from prodigy_opentext.core.paths import run_folder_name
 from prodigy_opentext.core.payloads import (
     ApprovalRecord,
@@ -39,7 +41,7 @@ from prodigy_opentext.core.payloads import (
     TrainingSet,
 )
 from prodigy_opentext.core.records import RecordSummary, annotator_of, parse_record
-from prodigy_opentext.core.release import verify_release, write_release
+from prodigy_opentext.core.release import MANIFEST_NAME, verify_release, write_release
 from prodigy_opentext.exceptions import ApprovalRefused, ReleaseConflict
 from prodigy_opentext.flows._shared import checked_name, export_and_merge, record_in_audit_log, write_jsonl
 from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
@@ -227,22 +229,52 @@ def publish_release(
         result.path,
         "already existed (equal content)" if result.already_released else "written",
     )
+    manifest_sha256 = file_digest(result.path / MANIFEST_NAME).sha256
     return PublishedRelease(
         dataset=staged["dataset"],
         version=staged["version"],
         path=str(result.path),
-        manifest=str(result.path / "manifest.json"),
+        manifest=str(result.path / MANIFEST_NAME),
+        manifest_sha256=manifest_sha256,
+        idempotency_key=f"{staged['dataset']}:{staged['version']}:{manifest_sha256}",
         already_released=result.already_released,
         examples=result.manifest["counts"]["examples"],
     )
 
 
-def hand_off_release(release: PublishedRelease, http_conn_id: str = MLOPS_HANDOFF_CONN_ID) -> HandOff | None:
-    """POST the release summary to MLOps when the ``mlops_handoff`` HTTP connection exists; else say so."""
+def announcement(release: PublishedRelease, audit_path: Path) -> PublishedRelease:
+    """The release for the ``annotation_releases`` asset event, or :class:`AirflowSkipException` (no
+    event) when it was announced before: a rerun of an equal release announces nothing again."""
+    announced = AuditLog(audit_path).find(f"release_announced:{release['idempotency_key']}")
+    if announced is not None:
+        raise AirflowSkipException(
+            f"{release['dataset']}@{release['version']} was announced at {announced['ts']}: no second event"
+        )
+    return release
+
+
+def hand_off_release(
+    release: PublishedRelease, audit_path: Path, http_conn_id: str = MLOPS_HANDOFF_CONN_ID
+) -> HandOff | None:
+    """Record the announcement, then POST the release summary to MLOps once.
+
+    The POST goes to the ``mlops_handoff`` HTTP connection when it exists, with the release's
+    idempotency key in the body and the ``Idempotency-Key`` header; only a successful one is recorded,
+    so a rerun hands off again exactly when the earlier hand-off failed.
+    """
     from airflow.providers.http.hooks.http import HttpHook
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
 
+    key, subject = release["idempotency_key"], f"{release['dataset']}@{release['version']}"
+    details = {"idempotency_key": key, "manifest_sha256": release["manifest_sha256"]}
+    record_in_audit_log(
+        audit_path, "release_announced", subject, details, event_key=f"release_announced:{key}"
+    )
+    handed = AuditLog(audit_path).find(f"release_handed_off:{key}")
+    if handed is not None:
+        log.info("%s was handed to MLOps at %s: not again", subject, handed["ts"])
+        return None
     try:
         BaseHook.get_connection(http_conn_id)
     except AirflowNotFoundException:
@@ -252,19 +284,62 @@ def hand_off_release(release: PublishedRelease, http_conn_id: str = MLOPS_HANDOF
         )
         return None
     response = HttpHook(method="POST", http_conn_id=http_conn_id).run(
-        endpoint=None, json=release, headers={"Content-Type": "application/json"}
+        endpoint=None, json=release, headers={"Content-Type": "application/json", "Idempotency-Key": key}
     )
-    log.info("handed %s@%s to MLOps: HTTP %s", release["dataset"], release["version"], response.status_code)
+    record_in_audit_log(
+        audit_path,
+        "release_handed_off",
+        subject,
+        {**details, "status": response.status_code},
+        event_key=f"release_handed_off:{key}",
+    )
+    log.info("handed %s to MLOps: HTTP %s", subject, response.status_code)
     return HandOff(status=response.status_code, body=response.text[:2000])
 
 
 # What a consumer of releases runs before and while using one (dags/mlops_release_consumer.py).
 
 
+def unconsumed_releases(announced: Iterable[Mapping[str, Any]], ledger: Path) -> list[dict[str, Any]]:
+    """The releases asset events announced that this consumer has not consumed yet, each verified.
+
+    Every checksum is re-computed against the manifest before anything is used; which release it is
+    (its idempotency key) comes from the manifest on disk, not from the event. One already in the
+    consumer's ``ledger``, or announced twice, is taken once.
+    """
+    book, fresh = AuditLog(ledger), {}
+    for event in announced:
+        release = verified_release(event)
+        key = release["idempotency_key"]
+        if key in fresh or book.find(f"consumed:{key}") is not None:
+            log.info("%s@%s was consumed before: skipped", release["dataset"], release["version"])
+            continue
+        fresh[key] = release
+    return list(fresh.values())
+
+
 def verified_release(announced: Mapping[str, Any]) -> dict[str, Any]:
     """A release an asset event announced, after every checksum was re-computed against its manifest."""
-    manifest = verify_release(Path(announced["manifest"]).parent)
-    return {"manifest": announced["manifest"], "path": announced["path"], **manifest}
+    manifest_path = Path(announced["manifest"])
+    manifest = verify_release(manifest_path.parent)
+    key = f"{manifest['dataset']}:{manifest['version']}:{file_digest(manifest_path).sha256}"
+    return {
+        "manifest": str(manifest_path),
+        "path": str(manifest_path.parent),
+        "idempotency_key": key,
+        **manifest,
+    }
+
+
+def consume_release(release: Mapping[str, Any], ledger: Path, consumer: str) -> TrainingSet:
+    """Load a verified release for training, then note it in the consumer's ledger (once per release)."""
+    loaded = training_examples_summary(release["path"])
+    subject = f"{release['dataset']}@{release['version']}"
+    details = {"idempotency_key": release["idempotency_key"], "examples": loaded["total"]}
+    AuditLog(ledger).append(
+        consumer, "release_consumed", subject, details, event_key=f"consumed:{release['idempotency_key']}"
+    )
+    return loaded
 
 
 def training_examples_summary(release_path: str) -> TrainingSet:
