@@ -42,7 +42,7 @@ def mlops_release_consumer():
     @task
     def verified_releases(triggering_asset_events=None) -> list[dict]:
         events = triggering_asset_events[ANNOTATION_RELEASES]
-        return unconsumed_releases([event.extra for event in events], ledger())
+        return unconsumed_releases([event.extra for event in events], ledger(), release_root=data_dir())
 
     @task
     def load_for_training(releases: list[dict]) -> list[TrainingSet]:

@@ -206,5 +206,10 @@ class ReleaseCorrupt(ReleaseError):
         super().__init__(f"release {path} does not match its manifest: " + "; ".join(problems))
 
 
+class ReleaseNotTrusted(ReleaseError):
+    """A release a consumer was pointed at is not one the project wrote: outside the release root, or
+    listing approvals OpenText does not hold."""
+
+
 class AuditLogError(Exception):
     """The log cannot be extended: its chain is broken or its end is torn (names the line)."""

@@ -6,16 +6,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from pathlib import Path
 
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from prodigy_opentext.core.approvals import BATCH_APPROVAL_PROCESS, RELEASE_SIGNOFF_PROCESS
+from prodigy_opentext.core.approvals import (
+    APPROVAL_PROCESSES,
+    BATCH_APPROVAL_PROCESS,
+    RELEASE_SIGNOFF_PROCESS,
+)
 from prodigy_opentext.core.audit import verify_audit_log
 from prodigy_opentext.core.batches import business_key
 from prodigy_opentext.exceptions import ReleaseConflict
 from prodigy_opentext.flows.release import (
+    ReleaseDistrusted,
     ReleaseVersionTaken,
     announcement,
     consume_release,
@@ -29,6 +35,7 @@ from tests.fixtures.airflow_db import task_states
 from tests.flows.support import RELEASE_MANAGER, SME, batch_version, historic, release_runs, reviewer
 from tests.hooks import prodigy_support
 from tests.hooks.prodigy_support import sample_rows
+from tests.hooks.test_opentext_contract import connection_json
 
 prodigy_sqlite_conn = prodigy_support.prodigy_sqlite_conn
 
@@ -213,11 +220,74 @@ def test_a_hand_off_happens_once_unless_it_failed(tmp_path: Path, mlops_endpoint
         announcement(release, audit)
 
 
-def test_the_consumer_loads_a_release_once_however_often_it_is_announced(tmp_path: Path) -> None:
-    release = publish(tmp_path, staged(tmp_path / "run1", ["BRAND", "BRAND"]), "manual__1")
-    ledger = tmp_path / "consumer.jsonl"
+def approved_in_opentext(sandbox, dataset: str, version: str) -> list[dict]:
+    """A batch approval and a release sign-off of ``dataset`` ``version``, decided in OpenText."""
+    approvals = []
+    for kind, process in APPROVAL_PROCESSES.items():
+        key = business_key(process, dataset, version)
+        started = sandbox.start_process(
+            process, key, {"dataset": dataset, "version": version, "regulated": False}
+        )
+        (task,) = sandbox.tasks(processInstanceId=started["id"])
+        sandbox.complete(task["id"], "approved", SME if kind == "batch_approval" else RELEASE_MANAGER)
+        approvals.append({"kind": kind, "process_instance_id": started["id"], "outcome": "approved"})
+    return approvals
+
+
+@pytest.fixture
+def consumer(opentext_sandbox_session, monkeypatch, tmp_path: Path):
+    """``consumer(dataset, approvals)``: a release written under ``tmp_path/data``; OpenText: the sandbox."""
+    monkeypatch.setenv("AIRFLOW_CONN_OPENTEXT_DEFAULT", connection_json(opentext_sandbox_session))
+
+    def release(dataset: str, approvals: list[dict], root: Path = tmp_path / "data") -> dict:
+        folder = tmp_path / f"staged-{dataset}-{root.name}"
+        return publish_release(
+            {**staged(folder, ["BRAND", "BRAND"]), "dataset": dataset},
+            {"success": True},
+            approvals,
+            release_root=root,
+            audit_path=root / "audit.jsonl",
+            run_id="manual__1",
+        )
+
+    return release
+
+
+def test_the_consumer_loads_a_release_once_however_often_it_is_announced(
+    consumer, opentext_sandbox_session, tmp_path: Path
+) -> None:
+    dataset = f"consumed_{uuid.uuid4().hex[:8]}"
+    release = consumer(dataset, approved_in_opentext(opentext_sandbox_session, dataset, "b12"))
+    ledger, root = tmp_path / "consumer.jsonl", tmp_path / "data"
     announced = {"manifest": release["manifest"], "path": release["path"], "idempotency_key": "forged"}
-    fresh = unconsumed_releases([announced, announced], ledger)
+    fresh = unconsumed_releases([announced, announced], ledger, root)
     assert [r["idempotency_key"] for r in fresh] == [release["idempotency_key"]], "the key comes from disk"
     assert consume_release(fresh[0], ledger, "consumer")["total"] == 2
-    assert unconsumed_releases([announced], ledger) == []
+    assert unconsumed_releases([announced], ledger, root) == []
+
+
+def test_the_consumer_refuses_a_release_it_cannot_confirm(consumer, opentext_sandbox_session, tmp_path: Path):
+    """Before: a self-consistent release with invented approvals, or one written elsewhere, was loaded."""
+    ledger, root = tmp_path / "consumer.jsonl", tmp_path / "data"
+    forged_name = f"forged_{uuid.uuid4().hex[:8]}"
+    invented = [
+        {"kind": kind, "process_instance_id": f"invented-{kind}", "outcome": "approved"}
+        for kind in APPROVAL_PROCESSES
+    ]
+    forged = consumer(forged_name, invented)
+    with pytest.raises(ReleaseDistrusted, match="no OpenText process") as refused:
+        unconsumed_releases([forged], ledger, root)
+    assert isinstance(refused.value, AirflowFailException)
+
+    elsewhere_name = f"elsewhere_{uuid.uuid4().hex[:8]}"
+    genuine = approved_in_opentext(opentext_sandbox_session, elsewhere_name, "b12")
+    elsewhere = consumer(elsewhere_name, genuine, root=tmp_path / "other")
+    with pytest.raises(ReleaseDistrusted, match="not a manifest under the release root"):
+        unconsumed_releases([elsewhere], ledger, root)
+
+    swapped_name = f"swapped_{uuid.uuid4().hex[:8]}"
+    approved_in_opentext(opentext_sandbox_session, swapped_name, "b12")
+    swapped = consumer(swapped_name, genuine)  # real approvals, but of another dataset
+    with pytest.raises(ReleaseDistrusted, match="but OpenText's is process"):
+        unconsumed_releases([swapped], ledger, root)
+    assert not ledger.exists() or "release_consumed" not in ledger.read_text()

@@ -192,13 +192,18 @@ class RunRequest(TypedDict):
 # --- Flow 3: controlled release -----------------------------------------------------------------------
 
 
-class ReleaseTarget(TypedDict):
-    """A dataset version to release, with the policy facts read from the dataset itself."""
+class ApprovedVersion(TypedDict):
+    """A dataset version whose approvals are read from OpenText, and whether policy calls it regulated."""
 
     dataset: str
     version: str
-    last_example_id: int
     regulated: bool
+
+
+class ReleaseTarget(ApprovedVersion):
+    """A dataset version to release, with the policy facts read from the dataset itself."""
+
+    last_example_id: int
     label_scheme: list[str]
 
 

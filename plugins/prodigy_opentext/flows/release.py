@@ -33,6 +33,7 @@ from prodigy_opentext.core.export import file_digest
 from prodigy_opentext.core.paths import run_folder_name
 from prodigy_opentext.core.payloads import (
     ApprovalRecord,
+    ApprovedVersion,
     HandOff,
     ProcessRequest,
     PublishedRelease,
@@ -42,7 +43,7 @@ from prodigy_opentext.core.payloads import (
 )
 from prodigy_opentext.core.records import RecordSummary, annotator_of, parse_record
 from prodigy_opentext.core.release import MANIFEST_NAME, verify_release, write_release
-from prodigy_opentext.exceptions import ApprovalRefused, ReleaseConflict
+from prodigy_opentext.exceptions import ApprovalRefused, ReleaseConflict, ReleaseNotTrusted
 from prodigy_opentext.flows._shared import checked_name, export_and_merge, record_in_audit_log, write_jsonl
 from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
 from prodigy_opentext.hooks.prodigy import ProdigyHook
@@ -58,6 +59,10 @@ class ReleaseRefused(ApprovalRefused, AirflowFailException):
 
 class ReleaseVersionTaken(ReleaseConflict, AirflowFailException):
     """The version was released with other content: fails without retries; the existing release stays."""
+
+
+class ReleaseDistrusted(ReleaseNotTrusted, AirflowFailException):
+    """A consumer refuses a release it cannot confirm: fails without retries (the files will not move)."""
 
 
 def resolve_release_target(
@@ -147,7 +152,7 @@ def release_signoff_request(staged: StagedRelease, validation: Mapping[str, Any]
 
 
 def verify_approvals(
-    target: ReleaseTarget,
+    target: ApprovedVersion,
     kinds: Iterable[str] = tuple(APPROVAL_PROCESSES),
     reviewed_sha256: str | None = None,
     opentext_conn_id: str = OpenTextWorkflowHook.default_conn_name,
@@ -300,28 +305,49 @@ def hand_off_release(
 # What a consumer of releases runs before and while using one (dags/mlops_release_consumer.py).
 
 
-def unconsumed_releases(announced: Iterable[Mapping[str, Any]], ledger: Path) -> list[dict[str, Any]]:
+def unconsumed_releases(
+    announced: Iterable[Mapping[str, Any]],
+    ledger: Path,
+    release_root: Path,
+    opentext_conn_id: str = OpenTextWorkflowHook.default_conn_name,
+) -> list[dict[str, Any]]:
     """The releases asset events announced that this consumer has not consumed yet, each verified.
 
-    Every checksum is re-computed against the manifest before anything is used; which release it is
-    (its idempotency key) comes from the manifest on disk, not from the event. One already in the
-    consumer's ``ledger``, or announced twice, is taken once.
+    A consumer trusts nothing it cannot check: the release must be where the project writes releases
+    (``<release_root>/releases/<dataset>/<version>/``), every checksum is re-computed against the
+    manifest, and OpenText must hold the approvals the manifest lists (:func:`confirm_approvals`).
+    Which release it is (its idempotency key) comes from the manifest on disk, not from the event. One
+    already in the consumer's ``ledger``, or announced twice, is taken once.
     """
     book, fresh = AuditLog(ledger), {}
     for event in announced:
-        release = verified_release(event)
+        release = verified_release(event, release_root)
         key = release["idempotency_key"]
         if key in fresh or book.find(f"consumed:{key}") is not None:
             log.info("%s@%s was consumed before: skipped", release["dataset"], release["version"])
             continue
+        confirm_approvals(release, opentext_conn_id)
         fresh[key] = release
     return list(fresh.values())
 
 
-def verified_release(announced: Mapping[str, Any]) -> dict[str, Any]:
-    """A release an asset event announced, after every checksum was re-computed against its manifest."""
+def verified_release(announced: Mapping[str, Any], release_root: Path) -> dict[str, Any]:
+    """A release an asset event announced, in its place under ``release_root`` and with every checksum
+    re-computed against its manifest; raises :class:`ReleaseDistrusted` otherwise."""
     manifest_path = Path(announced["manifest"])
-    manifest = verify_release(manifest_path.parent)
+    folder = manifest_path.parent.resolve()
+    releases = (Path(release_root) / "releases").resolve()
+    if folder.parent.parent != releases or manifest_path.name != MANIFEST_NAME:
+        raise ReleaseDistrusted(
+            f"{manifest_path} is not a manifest under the release root {releases}: a consumer loads "
+            "releases from there only"
+        )
+    manifest = verify_release(folder)
+    if (manifest.get("dataset"), manifest.get("version")) != (folder.parent.name, folder.name):
+        raise ReleaseDistrusted(
+            f"{manifest_path} names release {manifest.get('dataset')} {manifest.get('version')}, but lies "
+            f"in the folder of {folder.parent.name} {folder.name}"
+        )
     key = f"{manifest['dataset']}:{manifest['version']}:{file_digest(manifest_path).sha256}"
     return {
         "manifest": str(manifest_path),
@@ -329,6 +355,25 @@ def verified_release(announced: Mapping[str, Any]) -> dict[str, Any]:
         "idempotency_key": key,
         **manifest,
     }
+
+
+def confirm_approvals(
+    release: Mapping[str, Any], opentext_conn_id: str = OpenTextWorkflowHook.default_conn_name
+) -> None:
+    """OpenText holds, for this dataset version, the very approvals the manifest lists (the same process
+    instances, approved); raises :class:`ReleaseDistrusted` naming the first that it does not."""
+    listed = {approval.get("kind"): approval.get("process_instance_id") for approval in release["approvals"]}
+    subject = ApprovedVersion(dataset=release["dataset"], version=release["version"], regulated=False)
+    try:
+        confirmed = verify_approvals(subject, opentext_conn_id=opentext_conn_id)
+    except ApprovalRefused as refused:
+        raise ReleaseDistrusted(f"release {release['path']}: {refused}") from None
+    for approval in confirmed:
+        if listed.get(approval["kind"]) != approval["process_instance_id"]:
+            raise ReleaseDistrusted(
+                f"release {release['path']} lists {approval['kind']} {listed.get(approval['kind'])!r}, "
+                f"but OpenText's is process {approval['process_instance_id']}"
+            )
 
 
 def consume_release(release: Mapping[str, Any], ledger: Path, consumer: str) -> TrainingSet:
