@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import queue
+import secrets
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from itertools import repeat
@@ -31,6 +32,12 @@ from prodigy_opentext.core.records import (
 from prodigy_opentext.exceptions import InvalidRecord
 
 CHUNK = 1 << 20
+
+
+def partial_path(path: Path) -> Path:
+    """Where a file is written before it is renamed into place: beside it, unique to this writer, so two
+    writers of the same file (two runs of one batch) never write into one partial file."""
+    return path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
 
 
 class FileDigest(NamedTuple):
@@ -105,13 +112,13 @@ class JsonlSink:
     (both release the GIL; one thread, not two, halves the hand-offs with the exporting thread, and the
     chunk is still in cache for the write).
 
-    The file is written as ``<name>.partial`` and renamed on ``close``, so a failed export leaves no
-    half-written file under the final name.
+    The file is written beside itself (:func:`partial_path`) and renamed on ``close``, so a failed export
+    leaves no half-written file under the final name.
     """
 
     def __init__(self, path: Path | str, *, queued_chunks: int = 4) -> None:
         self.path = Path(path)
-        self._partial = self.path.with_name(self.path.name + ".partial")
+        self._partial = partial_path(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self._partial.open("wb")
         self._digest = hashlib.sha256()
@@ -166,7 +173,7 @@ class ParquetSink:
 
         self._pa = pa
         self.path = Path(path)
-        self._partial = self.path.with_name(self.path.name + ".partial")
+        self._partial = partial_path(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._schema = pa.schema(
             [

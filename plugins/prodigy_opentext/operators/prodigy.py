@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from prodigy_opentext.core.export import JsonlSink, ParquetSink
+from prodigy_opentext.core.export import JsonlSink, ParquetSink, partial_path
 from prodigy_opentext.core.params import from_rendered
 from prodigy_opentext.core.payloads import ExportManifest, LoadedTasks
 from prodigy_opentext.core.records import dumps_compact, read_task_source
@@ -37,7 +37,7 @@ class _ProdigyOperator(BaseOperator):
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".partial")
+    partial = partial_path(path)
     partial.write_text(text, encoding="utf-8")
     os.replace(partial, path)
 
