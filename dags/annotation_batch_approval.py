@@ -2,28 +2,29 @@
 ### Annotation batch approval (flow 1: Prodigy → OpenText → Prodigy)
 
 Every finished annotation batch is approved by business reviewers in OpenText Workflow Service before
-anything downstream may use it.
+anything downstream may use it. One run reviews one batch, so every batch waits for its reviewers on its
+own: `annotation_ready_batches` starts a run for each dataset marked ready, and a person can start one
+from the trigger form.
 
-1. **find_batches**: the Prodigy datasets whose meta says `{"review": {"status": "ready"}}` (or
-   `"requested"`: a review whose wait failed resumes with the same OpenText process), or the one
-   named in the `dataset` param (optionally after `wait_for_batch` saw enough answers). A batch is a
-   dataset up to its last example id; its version is `b<last example id>`.
-2. **prepare_review_package**: streams the batch to `data/review/<dataset>/<version>/answers.jsonl` and
-   computes the statistics reviewers see: counts by answer, label and annotator, inter-annotator agreement
+1. **choose_start** / **wait_for_batch**: with `min_answers` / `annotators_per_input`, the run first
+   waits (deferred) until the annotators are done.
+2. **find_batch**: the dataset up to the `version` given (`b<last example id>`), else up to its last
+   example now. A name that cannot be a folder, or a version the dataset does not hold, fails at once.
+3. **prepare_package**: streams the batch to `data/review/<dataset>/<version>/answers.jsonl` and computes
+   the statistics reviewers see: counts by answer, label and annotator, inter-annotator agreement
    (Cohen's kappa / Krippendorff's alpha where inputs overlap) and open disputes.
-3. **request_approval**: one `annotation_batch_approval` process per (dataset, version), found again by its
-   businessKey on reruns, never started twice, with the package's sha256 so a release can prove reviewers
-   approved exactly its data. Regulated datasets get a compliance review after the SME.
+4. **supersede_older_reviews**: the dataset's open reviews of older versions are withdrawn in OpenText
+   with a comment naming the version that replaces them.
+5. **request_approval**: one `annotation_batch_approval` process per (dataset, version), found again by its
+   businessKey on reruns, one even when runs race, with the package's sha256 so a release can prove
+   reviewers approved exactly its data. Regulated datasets get a compliance review after the SME.
    **deploy_process_models** first deploys the models of `include/bpmn` that changed (none, usually).
-4. **wait_for_decision**: deferred; no worker slot is held while reviewers decide.
-5. **record_decision**: the sign-off (who, when, decision, comments) goes into the dataset's meta and the
+6. **wait_for_decision**: deferred; no worker slot is held while reviewers decide.
+7. **record_decision**: the sign-off (who, when, decision, comments) goes into the dataset's meta and the
    append-only audit log `data/audit/governance.jsonl`; a rejection marks the batch for rework with the
-   reviewers' comments.
-6. **start_release**: approved batches start a `dataset_release` run (which re-checks the approval in
+   reviewers' comments; the decision on a superseded version changes nothing but the audit log.
+8. **start_release**: an approved batch starts a `dataset_release` run (which re-checks the approval in
    OpenText itself).
-
-Run it for one dataset from the trigger form (`dataset`, and `min_answers` / `annotators_per_input` to
-wait for the annotators first).
 
 Steps: `prodigy_opentext.flows.batch_approval`; process model:
 `include/bpmn/annotation_batch_approval.bpmn20.xml`; tests: `tests/flows/test_batch_approval.py`.
@@ -36,14 +37,23 @@ from datetime import timedelta
 import pendulum
 from _governance_deployment import DEFAULT_ARGS, OPENTEXT_POLL_SECONDS, audit_log, data_dir
 from airflow.sdk import Param, dag, task
+from airflow.sdk.exceptions import AirflowSkipException
 
 from prodigy_opentext.core.approvals import BATCH_APPROVAL_PROCESS
-from prodigy_opentext.core.payloads import BatchToReview, JudgedDecision, RecordedDecision, ReviewPackage
+from prodigy_opentext.core.payloads import (
+    BatchToReview,
+    JudgedDecision,
+    ProcessRequest,
+    RecordedDecision,
+    ReviewPackage,
+    RunRequest,
+)
 from prodigy_opentext.flows.batch_approval import (
-    find_ready_batches,
+    batch_to_review,
     prepare_review_package,
     record_review_decision,
     release_run,
+    supersede_older_reviews,
 )
 from prodigy_opentext.operators.dag_run import TriggerDagRunOnceOperator
 from prodigy_opentext.operators.opentext import OpenTextDeployModelsOperator, OpenTextStartProcessOperator
@@ -53,30 +63,34 @@ from prodigy_opentext.sensors.prodigy import ProdigyBatchSensor
 
 @dag(
     dag_id="annotation_batch_approval",
-    schedule="*/30 * * * *",
+    schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    # One run at a time: a second run must not re-request a batch whose decision is being recorded.
-    max_active_runs=1,
+    # Each run waits for one batch's reviewers (up to 72 h): many wait side by side.
+    max_active_runs=64,
     default_args=DEFAULT_ARGS,
     tags=["prodigy", "opentext", "approval"],
     doc_md=__doc__,
     params={
         "dataset": Param(
+            "demo_batch",
+            type="string",
+            pattern=r"^[^,\s]+$",
+            title="Dataset",
+            description="The Prodigy dataset whose batch to approve.",
+        ),
+        "version": Param(
             "",
             type="string",
-            pattern=r"^[^,\s]*$",
-            title="Dataset",
-            description="Only this Prodigy dataset (empty: every dataset marked ready for review).",
+            pattern=r"^(b[0-9]+)?$",
+            title="Version",
+            description="b<last example id> (empty: the dataset as it is now).",
         ),
         "min_answers": Param(
-            0, type="integer", minimum=0, description="With a dataset: wait until it holds this many answers."
+            0, type="integer", minimum=0, description="Wait until the dataset holds this many answers."
         ),
         "annotators_per_input": Param(
-            0,
-            type="integer",
-            minimum=0,
-            description="With a dataset: wait until every input has this many distinct annotators.",
+            0, type="integer", minimum=0, description="Wait until every input has this many annotators."
         ),
     },
     render_template_as_native_obj=True,
@@ -84,8 +98,7 @@ from prodigy_opentext.sensors.prodigy import ProdigyBatchSensor
 def annotation_batch_approval():
     @task.branch
     def choose_start(params: dict) -> str:
-        wait = params["dataset"] and (params["min_answers"] or params["annotators_per_input"])
-        return "wait_for_batch" if wait else "find_batches"
+        return "wait_for_batch" if params["min_answers"] or params["annotators_per_input"] else "find_batch"
 
     wait_for_batch = ProdigyBatchSensor(
         task_id="wait_for_batch",
@@ -97,43 +110,66 @@ def annotation_batch_approval():
     )
 
     @task(trigger_rule="none_failed_min_one_success")
-    def find_batches(params: dict) -> list[BatchToReview]:
-        return find_ready_batches(only=params["dataset"] or None)
+    def find_batch(params: dict) -> BatchToReview:
+        batch = batch_to_review(params["dataset"], params["version"] or None)
+        if batch is None:
+            raise AirflowSkipException(f"dataset {params['dataset']} holds no answers yet: nothing to review")
+        return batch
 
     @task
     def prepare_package(batch: BatchToReview) -> ReviewPackage:
         return prepare_review_package(batch, data_dir() / "review")
 
-    batches = find_batches()
-    packages = prepare_package.expand(batch=batches)
+    @task
+    def withdraw_older_reviews(package: ReviewPackage) -> list[str]:
+        return supersede_older_reviews(package)
 
+    batch = find_batch()
+    package = prepare_package(batch)
     deploy_models = OpenTextDeployModelsOperator(task_id="deploy_process_models")
 
-    requested = OpenTextStartProcessOperator.partial(
-        task_id="request_approval", process_definition_key=BATCH_APPROVAL_PROCESS
-    ).expand_kwargs(packages.map(lambda package: package["process"]))
+    @task
+    def approval_request(package: ReviewPackage) -> ProcessRequest:
+        return package["process"]
 
-    decisions = OpenTextApprovalSensor.partial(
+    process = approval_request(package)
+    requested = OpenTextStartProcessOperator(
+        task_id="request_approval",
+        process_definition_key=BATCH_APPROVAL_PROCESS,
+        business_key=process["business_key"],
+        process_name=process["process_name"],
+        variables=process["variables"],
+    )
+    decision = OpenTextApprovalSensor(
         task_id="wait_for_decision",
+        process_instance_id=requested.output,
         on_rejection="continue",
         poke_interval=OPENTEXT_POLL_SECONDS,
         response_timeout=timedelta(hours=72),
-    ).expand(process_instance_id=requested.output)
+    )
 
     @task
-    def record_decision(package_and_decision: tuple[ReviewPackage, JudgedDecision]) -> RecordedDecision:
-        package, decision = package_and_decision
+    def record_decision(package: ReviewPackage, decision: JudgedDecision) -> RecordedDecision:
         return record_review_decision(package, decision, audit_log())
 
-    recorded = record_decision.expand(package_and_decision=packages.zip(decisions.output))
+    recorded = record_decision(package, decision.output)
 
-    TriggerDagRunOnceOperator.partial(
-        task_id="start_release", trigger_dag_id="dataset_release"
-    ).expand_kwargs(recorded.map(release_run))
+    @task
+    def release_request(recorded: RecordedDecision) -> RunRequest:
+        return release_run(recorded)
 
-    deploy_models >> requested
-    choose_start() >> [wait_for_batch, batches]
-    wait_for_batch >> batches
+    run = release_request(recorded)
+    TriggerDagRunOnceOperator(
+        task_id="start_release",
+        trigger_dag_id="dataset_release",
+        run_id=run["run_id"],
+        conf=run["conf"],
+        skip_reason=run["skip_reason"],
+    )
+
+    choose_start() >> [wait_for_batch, batch]
+    wait_for_batch >> batch
+    [deploy_models, withdraw_older_reviews(package)] >> requested
 
 
 annotation_batch_approval()

@@ -6,20 +6,33 @@ rejection marks the batch for rework and nothing is ever released.
 
 from __future__ import annotations
 
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from prodigy_opentext.core.approvals import BATCH_APPROVAL_PROCESS
+from prodigy_opentext.core.approvals import BATCH_APPROVAL_PROCESS, judged
+from prodigy_opentext.core.audit import AuditLog
 from prodigy_opentext.core.batches import business_key
 from prodigy_opentext.flows._shared import NameRefused
-from prodigy_opentext.flows.batch_approval import find_ready_batches
+from prodigy_opentext.flows.batch_approval import (
+    batch_to_review,
+    find_ready_batches,
+    prepare_review_package,
+    record_review_decision,
+    supersede_older_reviews,
+)
 from prodigy_opentext.flows.release import resolve_release_target
+from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
 from tests.fixtures.airflow_db import task_states
+from tests.fixtures.opentext_sandbox import poll_until
 from tests.flows.support import SME, batch_version, release_runs, reviewer
 from tests.hooks import prodigy_support
 from tests.hooks.prodigy_support import sample_rows
+from tests.hooks.test_opentext_contract import connection_json
 
 prodigy_sqlite_conn = prodigy_support.prodigy_sqlite_conn
 
@@ -71,8 +84,107 @@ def test_a_name_that_cannot_be_a_folder_is_refused_before_anyone_is_asked(
     assert [batch["dataset"] for batch in find_ready_batches()] == ["plain_batch"], "not picked up again"
 
     with pytest.raises(NameRefused, match="cannot name a folder") as refused:
-        find_ready_batches(only=name)
+        batch_to_review(name)
     assert isinstance(refused.value, AirflowFailException), "retrying cannot change a name"
     with pytest.raises(NameRefused):
         resolve_release_target(name, "b1")
     assert not any(tmp_path.rglob("answers.jsonl")) and not Path("/tmp/outside").exists()
+
+
+def add_answers(dataset: str, offset: int, count: int) -> None:
+    """``count`` more answers in ``dataset`` (a new version), from the real textcat export."""
+    from prodigy_opentext.hooks.prodigy import ProdigyHook
+
+    rows = sample_rows("textcat_docs_issues", offset + count)[offset:]
+    ProdigyHook().add_examples(dataset, [dict(row, answer="accept") for row in rows])
+
+
+@pytest.fixture
+def opentext(opentext_sandbox_session, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_OPENTEXT_DEFAULT", connection_json(opentext_sandbox_session))
+    return OpenTextWorkflowHook()
+
+
+def start_review(hook, package) -> str:
+    request = package["process"]
+    return hook.start_process(
+        BATCH_APPROVAL_PROCESS, request["business_key"], request["variables"], request["process_name"]
+    )["id"]
+
+
+def test_a_grown_dataset_withdraws_its_older_review(prodigy_sqlite_conn, opentext, tmp_path: Path) -> None:
+    """Before: the older version's review stayed open in the inbox after the dataset grew."""
+    dataset = f"grown_{uuid.uuid4().hex[:8]}"
+    add_answers(dataset, 0, 3)
+    older = prepare_review_package(batch_to_review(dataset), tmp_path / "review")
+    older_id = start_review(opentext, older)
+    add_answers(dataset, 3, 2)
+    newer = prepare_review_package(batch_to_review(dataset), tmp_path / "review")
+    assert newer["version"] != older["version"]
+
+    assert supersede_older_reviews(newer) == [older_id]
+    assert supersede_older_reviews(newer) == [], "withdrawn once"
+    withdrawn = opentext.get_historic_process(older_id)
+    assert withdrawn["deleteReason"] == f"superseded by {newer['version']}"
+    (comment,) = [c["message"] for c in opentext.list_comments(older_id)]
+    assert f"review {newer['version']} instead" in comment
+
+    audit = tmp_path / "audit.jsonl"
+    recorded = record_review_decision(older, judged(opentext.read_decision(older_id)), audit)
+    assert recorded["approved"] is False
+    from prodigy_opentext.hooks.prodigy import ProdigyHook
+
+    review = ProdigyHook().get_meta(dataset)["review"]
+    assert (review["status"], review["version"]) == ("requested", newer["version"]), "the newer review stands"
+    assert [entry["action"] for entry in AuditLog(audit).entries()] == ["batch_superseded"]
+
+
+def test_two_runs_of_one_batch_at_once_make_one_process_and_one_audit_entry(
+    prodigy_sqlite_conn, opentext, opentext_sandbox_session, tmp_path: Path
+) -> None:
+    """Before: two batch-approval runs for one dataset created two processes and two batch_approved
+    entries. Each run's steps here race the other's, through the real sandbox, database and audit log."""
+    dataset = f"raced_{uuid.uuid4().hex[:8]}"
+    add_answers(dataset, 0, 3)
+    audit = tmp_path / "audit.jsonl"
+    barrier, started = threading.Barrier(2), []
+
+    def one_run(_: int) -> tuple[str, dict]:
+        barrier.wait()
+        package = prepare_review_package(batch_to_review(dataset), tmp_path / "review")
+        process_id = start_review(OpenTextWorkflowHook(), package)
+        started.append(process_id)
+        decision = poll_until(lambda: OpenTextWorkflowHook().read_decision(process_id), 60, 0.2, "a decision")
+        return process_id, record_review_decision(package, judged(decision), audit)
+
+    key = business_key(BATCH_APPROVAL_PROCESS, dataset, batch_to_review(dataset)["version"])
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        running = [pool.submit(one_run, n) for n in range(2)]
+        poll_until(lambda: len(started) == 2, 60, 0.2, "both runs to have started their review")
+        (task,) = opentext_sandbox_session.tasks(processInstanceBusinessKey=key)
+        opentext_sandbox_session.complete(task["id"], "approved", SME, comment="ok")
+        results = [future.result(timeout=120) for future in running]
+    assert len({process_id for process_id, _ in results}) == 1
+    assert [entry["action"] for entry in AuditLog(audit).entries()] == ["batch_approved"]
+
+
+@pytest.mark.slow
+def test_each_ready_batch_gets_a_run_of_its_own_once(flows) -> None:
+    """Before: one scheduled run reviewed every ready batch and allowed no second run, so a batch that
+    became ready while another waited (up to 72 h) for its reviewers waited too."""
+    from airflow.models.dagrun import DagRun
+
+    from prodigy_opentext.hooks.prodigy import ProdigyHook
+
+    names = [f"ready_{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    for offset, name in enumerate(names):
+        add_answers(name, 3 * offset, 3)
+        ProdigyHook().set_meta(name, {"labels": ["DOCUMENTATION"], "review": {"status": "ready"}})
+    expected = {f"approval__{name}__{batch_to_review(name)['version']}" for name in names}
+
+    for _ in range(2):  # found ready twice: still one run per batch
+        run = flows["dags"]["annotation_ready_batches"].test()
+        assert run.state == "success", task_states(run)
+    started = [r.run_id for r in DagRun.find(dag_id="annotation_batch_approval") if r.run_id in expected]
+    assert sorted(started) == sorted(expected)
+    assert flows["dags"]["annotation_batch_approval"].max_active_runs > 1, "batches wait side by side"

@@ -13,6 +13,9 @@ import json
 import logging
 from pathlib import Path
 
+from airflow.sdk.exceptions import AirflowFailException
+
+from prodigy_opentext._opentext.variables import from_rest_variables
 from prodigy_opentext.core.agreement import annotation_agreement
 from prodigy_opentext.core.approvals import BATCH_APPROVAL_PROCESS, approval_record
 from prodigy_opentext.core.batches import (
@@ -21,6 +24,7 @@ from prodigy_opentext.core.batches import (
     datasets_ready_for_review,
     is_regulated,
     review_state,
+    version_last_example_id,
 )
 from prodigy_opentext.core.paths import plain_name
 from prodigy_opentext.core.payloads import (
@@ -34,23 +38,25 @@ from prodigy_opentext.core.payloads import (
 )
 from prodigy_opentext.exceptions import UnsafeName
 from prodigy_opentext.flows._shared import checked_name, export_and_merge, record_in_audit_log
+from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
 from prodigy_opentext.hooks.prodigy import ProdigyHook
 
 log = logging.getLogger(__name__)
 
 
-def find_ready_batches(
-    only: str | None = None, prodigy_conn_id: str = ProdigyHook.default_conn_name
-) -> list[BatchToReview]:
-    """The batches to review: datasets marked ready, or ``only`` (named by hand, whatever its meta says).
+class BatchRefused(ValueError, AirflowFailException):
+    """The batch named cannot be reviewed as asked (a version the dataset does not hold): no retries."""
 
-    A name that cannot be a folder is refused before any reviewer is asked: ``only`` fails the task; a
-    dataset found ready is marked ``refused`` in its meta, with the reason, and the others go on.
+
+def find_ready_batches(prodigy_conn_id: str = ProdigyHook.default_conn_name) -> list[BatchToReview]:
+    """The batches to review: every dataset marked ready (or requested: a review whose wait failed).
+
+    A name that cannot be a folder is refused before any reviewer is asked: the dataset is marked
+    ``refused`` in its meta, with the reason, and the others go on.
     """
     hook = ProdigyHook(prodigy_conn_id)
-    names = [checked_name(only, "dataset")] if only else datasets_ready_for_review(hook.list_datasets())
     batches = []
-    for name in names:
+    for name in datasets_ready_for_review(hook.list_datasets()):
         try:
             plain_name(name, "dataset")
         except UnsafeName as unsafe:
@@ -62,20 +68,48 @@ def find_ready_batches(
             }
             hook.set_meta(name, {"review": review})
             continue
-        last_id = hook.last_example_id(name)
-        if last_id is None:
-            log.info("dataset %s holds no answers yet: nothing to review", name)
-            continue
-        batches.append(
-            BatchToReview(
-                dataset=name,
-                version=Batch(name, last_id).version,
-                last_example_id=last_id,
-                regulated=is_regulated(hook.get_meta(name)),
-            )
-        )
+        batch = batch_to_review(name, prodigy_conn_id=prodigy_conn_id)
+        if batch is not None:
+            batches.append(batch)
     log.info("batches ready for review: %s", [f"{b['dataset']}@{b['version']}" for b in batches] or "none")
     return batches
+
+
+def batch_to_review(
+    dataset: str, version: str | None = None, prodigy_conn_id: str = ProdigyHook.default_conn_name
+) -> BatchToReview | None:
+    """``dataset`` up to ``version`` (default: its last example now), or None while it holds no answers.
+
+    A name that cannot be a folder, and a version the dataset does not hold, fail without retries.
+    """
+    hook = ProdigyHook(prodigy_conn_id)
+    newest = hook.last_example_id(checked_name(dataset, "dataset"))
+    if newest is None:
+        log.info("dataset %s holds no answers yet: nothing to review", dataset)
+        return None
+    try:
+        last_id = version_last_example_id(version) if version else newest
+    except ValueError as malformed:
+        raise BatchRefused(str(malformed)) from None
+    if last_id > newest:
+        raise BatchRefused(f"dataset {dataset!r} has no version {version!r}: its last example id is {newest}")
+    return BatchToReview(
+        dataset=dataset,
+        version=Batch(dataset, last_id).version,
+        last_example_id=last_id,
+        regulated=is_regulated(hook.get_meta(dataset)),
+    )
+
+
+def approval_run(batch: BatchToReview) -> RunRequest:
+    """The batch-approval run of one batch, named by dataset and version: each batch waits on its own,
+    and however often a batch is found ready, it gets one run."""
+    dataset, version = batch["dataset"], batch["version"]
+    return RunRequest(
+        run_id=f"approval__{dataset}__{version}",
+        conf={"dataset": dataset, "version": version},
+        skip_reason=None,
+    )
 
 
 def prepare_review_package(
@@ -133,6 +167,32 @@ def prepare_review_package(
     )
 
 
+def supersede_older_reviews(
+    package: ReviewPackage, opentext_conn_id: str = OpenTextWorkflowHook.default_conn_name
+) -> list[str]:
+    """Withdraw the dataset's open reviews of older versions: the dataset grew, so reviewers review the
+    new version instead. Each older process gets a comment saying which version replaces it, then is
+    cancelled (``superseded by <version>``); returns their ids."""
+    hook = OpenTextWorkflowHook(opentext_conn_id)
+    dataset, version = package["dataset"], package["version"]
+    running = hook.find_processes(processDefinitionKey=BATCH_APPROVAL_PROCESS, includeProcessVariables=True)
+    older = [
+        process
+        for process in running
+        if (variables := from_rest_variables(process.get("variables"))).get("dataset") == dataset
+        and variables.get("version") != version
+    ]
+    for process in older:
+        hook.add_comment(
+            process["id"],
+            f"Superseded by {dataset} {version}: the dataset has new answers since this version, so "
+            f"its review is withdrawn; review {version} instead.",
+        )
+        hook.cancel_process(process["id"], f"superseded by {version}")
+        log.info("withdrew the review of %s (process %s): superseded by %s", dataset, process["id"], version)
+    return [process["id"] for process in older]
+
+
 def record_review_decision(
     package: ReviewPackage,
     decision: JudgedDecision,
@@ -145,12 +205,20 @@ def record_review_decision(
     signoff = approval_record(decision, kind="batch_approval")
     status = ReviewStatus.APPROVED if approved else ReviewStatus.REWORK
     hook = ProdigyHook(prodigy_conn_id)
-    review = {
-        **review_state(hook.get_meta(dataset)),
-        "status": status,
-        "version": version,
-        "signoff": signoff,
-    }
+    current = review_state(hook.get_meta(dataset))
+    if current.get("version") not in (None, version):
+        record_in_audit_log(
+            audit_path,
+            "batch_superseded",
+            f"{dataset}@{version}",
+            {"signoff": signoff, "superseded_by": current["version"]},
+            event_key=f"{BATCH_APPROVAL_PROCESS}:{signoff['process_instance_id']}",
+        )
+        log.info(
+            "%s@%s was superseded by %s: its decision changes nothing", dataset, version, current["version"]
+        )
+        return RecordedDecision(dataset=dataset, version=version, approved=False, signoff=signoff)
+    review = {**current, "status": status, "version": version, "signoff": signoff}
     if not approved:
         review["rework"] = {
             "version": version,
