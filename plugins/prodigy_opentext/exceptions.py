@@ -1,12 +1,9 @@
 """Every exception type the provider raises, in one place.
 
 Plain Python (no Airflow import), so the pure rules of :mod:`prodigy_opentext.core` raise them and callers
-catch them without importing Airflow. What retrying cannot change fails a task without its retries: for
-the errors that reach a task that way, the Airflow-facing twin (a subclass that is also an
-``AirflowFailException``) is defined beside the task that raises it: ``OpenTextApprovalRejected``
-(:mod:`~prodigy_opentext.sensors.opentext`), ``AnnotationValidationFailed``
-(:mod:`~prodigy_opentext.operators.annotation_validation`), ``ReleaseRefused`` and ``ReleaseVersionTaken``
-(:mod:`~prodigy_opentext.flows.release`).
+catch them without importing Airflow. What retrying cannot change fails a task without its retries: the
+Airflow-facing twin of each such error (a subclass that is also an ``AirflowFailException``) is in
+:mod:`prodigy_opentext.failures`.
 """
 
 from __future__ import annotations
@@ -101,12 +98,21 @@ class ApprovalRefused(Exception):
 # --- Prodigy --------------------------------------------------------------------------------------------
 
 
+class ConnectionNotConfigured(LookupError):
+    """A connection the provider needs is not defined; the message says how to add it."""
+
+
 class ProdigyDatabaseError(ConnectionError):
     """Prodigy's database cannot be reached or opened; the message names the host or file."""
 
 
 class DatasetNotFoundError(LookupError):
     """The named dataset does not exist in Prodigy's database."""
+
+
+class DatasetNotGovernable(ValueError):
+    """A dataset that cannot be governed as it is: unknown, without a label scheme, or without the version
+    asked for. The message says what to set, and where."""
 
 
 class InvalidRecord(ValueError):

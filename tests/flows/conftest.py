@@ -117,3 +117,13 @@ def mlops_endpoint(monkeypatch) -> Iterator[MlopsEndpoint]:
         yield endpoint
     finally:
         endpoint.server.shutdown()
+
+
+@pytest.fixture
+def opentext(opentext_sandbox_session, monkeypatch):
+    """The shared OpenText sandbox as ``opentext_default``, and a hook on it."""
+    from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
+    from tests.hooks.test_opentext_contract import connection_json
+
+    monkeypatch.setenv("AIRFLOW_CONN_OPENTEXT_DEFAULT", connection_json(opentext_sandbox_session))
+    return OpenTextWorkflowHook()

@@ -6,6 +6,7 @@ rejection marks the batch for rework and nothing is ever released.
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +18,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from prodigy_opentext.core.approvals import BATCH_APPROVAL_PROCESS, judged
 from prodigy_opentext.core.audit import AuditLog
 from prodigy_opentext.core.batches import business_key
-from prodigy_opentext.flows._shared import NameRefused
+from prodigy_opentext.failures import ConnectionMissing, DatasetRefused, NameRefused, RowsQuarantined
 from prodigy_opentext.flows.batch_approval import (
     batch_to_review,
     find_ready_batches,
@@ -31,8 +32,7 @@ from tests.fixtures.airflow_db import task_states
 from tests.fixtures.opentext_sandbox import poll_until
 from tests.flows.support import SME, batch_version, release_runs, reviewer
 from tests.hooks import prodigy_support
-from tests.hooks.prodigy_support import sample_rows
-from tests.hooks.test_opentext_contract import connection_json
+from tests.hooks.prodigy_support import execute_sql, sample_rows
 
 prodigy_sqlite_conn = prodigy_support.prodigy_sqlite_conn
 
@@ -65,7 +65,7 @@ def test_rejected_batch_is_marked_for_rework_and_never_released(flows, annotated
 
 @pytest.mark.parametrize("name", ["../releases/victim", "/tmp/outside"])
 def test_a_name_that_cannot_be_a_folder_is_refused_before_anyone_is_asked(
-    name, prodigy_sqlite_conn, tmp_path
+    name, prodigy_sqlite_conn, opentext, tmp_path
 ):
     """Before: such a name passed approval and sign-off, then failed (retried) at publish, and wrote
     review packages outside the data folder on the way."""
@@ -97,12 +97,7 @@ def add_answers(dataset: str, offset: int, count: int) -> None:
 
     rows = sample_rows("textcat_docs_issues", offset + count)[offset:]
     ProdigyHook().add_examples(dataset, [dict(row, answer="accept") for row in rows])
-
-
-@pytest.fixture
-def opentext(opentext_sandbox_session, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_OPENTEXT_DEFAULT", connection_json(opentext_sandbox_session))
-    return OpenTextWorkflowHook()
+    ProdigyHook().set_meta(dataset, {"labels": ["DOCUMENTATION"]})
 
 
 def start_review(hook, package) -> str:
@@ -188,3 +183,49 @@ def test_each_ready_batch_gets_a_run_of_its_own_once(flows) -> None:
     started = [r.run_id for r in DagRun.find(dag_id="annotation_batch_approval") if r.run_id in expected]
     assert sorted(started) == sorted(expected)
     assert flows["dags"]["annotation_batch_approval"].max_active_runs > 1, "batches wait side by side"
+
+
+def test_what_retrying_cannot_change_fails_before_anyone_is_asked(
+    prodigy_sqlite_conn, opentext, monkeypatch, tmp_path: Path
+) -> None:
+    """Before: each of these failed only at release time (after approval and sign-off), and was retried."""
+    from prodigy_opentext.hooks.prodigy import ProdigyHook
+
+    hook = ProdigyHook()
+    unlabelled = f"unlabelled_{uuid.uuid4().hex[:8]}"
+    hook.add_examples(
+        unlabelled, [dict(row, answer="accept") for row in sample_rows("textcat_docs_issues", 2)]
+    )
+    hook.set_meta(unlabelled, {"review": {"status": "ready"}})
+    failures = {
+        "no label scheme": (lambda: batch_to_review(unlabelled), DatasetRefused, 'set "labels" in its meta'),
+        "unknown dataset": (
+            lambda: batch_to_review("no_such_dataset"),
+            DatasetRefused,
+            "create it in Prodigy",
+        ),
+    }
+    for what, (call, kind, words) in failures.items():
+        with pytest.raises(kind, match=re.escape(words)) as failed:
+            call()
+        assert isinstance(failed.value, AirflowFailException), f"{what} is retried"
+    assert [batch["dataset"] for batch in find_ready_batches()] == []
+    assert hook.get_meta(unlabelled)["review"]["status"] == "refused", (
+        "found ready, it is marked, not retried"
+    )
+
+    add_answers("quarantined_batch", 0, 3)
+    with pytest.raises(DatasetRefused, match="has no version 'b999999'"):
+        resolve_release_target("quarantined_batch", "b999999")
+    (example_id,) = execute_sql(prodigy_sqlite_conn, "SELECT MAX(id) FROM example")[0]
+    execute_sql(
+        prodigy_sqlite_conn, "UPDATE example SET content = ? WHERE id = ?", (b"{not json", example_id)
+    )
+    with pytest.raises(RowsQuarantined, match="quarantine") as quarantined:
+        prepare_review_package(batch_to_review("quarantined_batch"), tmp_path / "review")
+    assert isinstance(quarantined.value, AirflowFailException)
+
+    monkeypatch.delenv("AIRFLOW_CONN_OPENTEXT_DEFAULT")
+    with pytest.raises(ConnectionMissing, match="AIRFLOW_CONN_OPENTEXT_DEFAULT") as missing:
+        batch_to_review("quarantined_batch")
+    assert "'opentext_default' is not defined" in str(missing.value)

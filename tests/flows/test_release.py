@@ -20,9 +20,8 @@ from prodigy_opentext.core.approvals import (
 from prodigy_opentext.core.audit import verify_audit_log
 from prodigy_opentext.core.batches import business_key
 from prodigy_opentext.exceptions import ReleaseConflict
+from prodigy_opentext.failures import ReleaseDistrusted, ReleaseVersionTaken
 from prodigy_opentext.flows.release import (
-    ReleaseDistrusted,
-    ReleaseVersionTaken,
     announcement,
     consume_release,
     hand_off_release,
@@ -185,7 +184,9 @@ def test_an_equal_rerun_is_a_no_op_and_other_content_fails_without_retries(tmp_p
     assert manifest["run_id"] == "manual__1", "the existing release stays as it was"
 
 
-def test_staging_writes_standard_json_where_prodigy_stored_nan(prodigy_sqlite_conn, tmp_path: Path) -> None:
+def test_staging_writes_standard_json_where_prodigy_stored_nan(
+    prodigy_sqlite_conn, opentext, tmp_path: Path
+) -> None:
     """Before: a NaN score stored in Prodigy reached the release as ``NaN``, which only Python reads."""
     from prodigy_opentext.hooks.prodigy import ProdigyHook
 

@@ -10,14 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import Asset
-from airflow.sdk.exceptions import AirflowFailException
 
 from prodigy_opentext.core.audit import AppendResult, AuditLog
 from prodigy_opentext.core.consensus import ConsensusResult, build_consensus
 from prodigy_opentext.core.paths import plain_name
 from prodigy_opentext.core.payloads import ExportManifest
 from prodigy_opentext.core.records import decode_record, standard_json
-from prodigy_opentext.exceptions import UnsafeName
+from prodigy_opentext.exceptions import DatasetNotFoundError, UnsafeName
+from prodigy_opentext.failures import DatasetRefused, NameRefused, RowsQuarantined
+from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
 from prodigy_opentext.hooks.prodigy import ProdigyHook
 
 log = logging.getLogger(__name__)
@@ -28,16 +29,45 @@ AUDIT_ACTOR = "airflow"
 """Who the audit log names for what the flows record."""
 
 
-class NameRefused(UnsafeName, AirflowFailException):
-    """A name that cannot be a folder fails the task without retries: renaming is the only fix."""
-
-
 def checked_name(value: str, what: str) -> str:
     """:func:`~prodigy_opentext.core.paths.plain_name` for a task: a bad name fails it without retries."""
     try:
         return plain_name(value, what)
     except UnsafeName as unsafe:
         raise NameRefused(str(unsafe)) from None
+
+
+def governable_dataset(
+    dataset: str,
+    prodigy_conn_id: str = ProdigyHook.default_conn_name,
+    opentext_conn_id: str = OpenTextWorkflowHook.default_conn_name,
+) -> dict[str, Any]:
+    """The meta of a dataset a flow can govern, checked before any reviewer is asked.
+
+    What retrying cannot change fails without retries, saying what to set and where: a name that cannot
+    be a folder, a connection not defined (Prodigy's or OpenText's), a dataset Prodigy does not know, no
+    approved label scheme.
+    """
+    checked_name(dataset, "dataset")
+    _ = OpenTextWorkflowHook(opentext_conn_id).settings  # the connection, read and checked; no call made
+    try:
+        meta = ProdigyHook(prodigy_conn_id).get_meta(dataset)
+    except DatasetNotFoundError as unknown:
+        raise DatasetRefused(f"{unknown}: check the name, or create it in Prodigy first") from None
+    if not meta.get("labels"):
+        raise DatasetRefused(
+            f'dataset {dataset!r} has no approved label scheme: set "labels" in its meta (the annotation '
+            f'request sets it; by hand: ProdigyHook().set_meta({dataset!r}, {{"labels": ["LABEL", ...]}}))'
+        )
+    return meta
+
+
+def whole_export(export: ExportManifest) -> ExportManifest:
+    """``export`` when every stored row was a valid Prodigy example; else :class:`RowsQuarantined`
+    naming the quarantine file: reviewers and releases see a batch whole or not at all."""
+    if export["quarantined"]:
+        raise RowsQuarantined(export, 0.0)
+    return export
 
 
 @dataclass

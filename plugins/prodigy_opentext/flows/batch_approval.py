@@ -13,8 +13,6 @@ import json
 import logging
 from pathlib import Path
 
-from airflow.sdk.exceptions import AirflowFailException
-
 from prodigy_opentext._opentext.variables import from_rest_variables
 from prodigy_opentext.core.agreement import annotation_agreement
 from prodigy_opentext.core.approvals import BATCH_APPROVAL_PROCESS, approval_record
@@ -26,7 +24,6 @@ from prodigy_opentext.core.batches import (
     review_state,
     version_last_example_id,
 )
-from prodigy_opentext.core.paths import plain_name
 from prodigy_opentext.core.payloads import (
     BatchStatistics,
     BatchToReview,
@@ -36,39 +33,41 @@ from prodigy_opentext.core.payloads import (
     ReviewPackage,
     RunRequest,
 )
-from prodigy_opentext.exceptions import UnsafeName
-from prodigy_opentext.flows._shared import checked_name, export_and_merge, record_in_audit_log
+from prodigy_opentext.exceptions import DatasetNotGovernable, UnsafeName
+from prodigy_opentext.failures import DatasetRefused
+from prodigy_opentext.flows._shared import (
+    checked_name,
+    export_and_merge,
+    governable_dataset,
+    record_in_audit_log,
+    whole_export,
+)
 from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
 from prodigy_opentext.hooks.prodigy import ProdigyHook
 
 log = logging.getLogger(__name__)
 
 
-class BatchRefused(ValueError, AirflowFailException):
-    """The batch named cannot be reviewed as asked (a version the dataset does not hold): no retries."""
-
-
 def find_ready_batches(prodigy_conn_id: str = ProdigyHook.default_conn_name) -> list[BatchToReview]:
     """The batches to review: every dataset marked ready (or requested: a review whose wait failed).
 
-    A name that cannot be a folder is refused before any reviewer is asked: the dataset is marked
-    ``refused`` in its meta, with the reason, and the others go on.
+    A dataset that cannot be governed as it is (its name cannot be a folder, no label scheme) is refused
+    before any reviewer is asked: it is marked ``refused`` in its meta, with the reason, and the others go on.
     """
     hook = ProdigyHook(prodigy_conn_id)
     batches = []
     for name in datasets_ready_for_review(hook.list_datasets()):
         try:
-            plain_name(name, "dataset")
-        except UnsafeName as unsafe:
-            log.error("dataset %r refused: %s", name, unsafe)
+            batch = batch_to_review(name, prodigy_conn_id=prodigy_conn_id)
+        except (UnsafeName, DatasetNotGovernable) as refused:
+            log.error("dataset %r refused: %s", name, refused)
             review = {
                 **review_state(hook.get_meta(name)),
                 "status": ReviewStatus.REFUSED,
-                "reason": str(unsafe),
+                "reason": str(refused),
             }
             hook.set_meta(name, {"review": review})
             continue
-        batch = batch_to_review(name, prodigy_conn_id=prodigy_conn_id)
         if batch is not None:
             batches.append(batch)
     log.info("batches ready for review: %s", [f"{b['dataset']}@{b['version']}" for b in batches] or "none")
@@ -76,28 +75,36 @@ def find_ready_batches(prodigy_conn_id: str = ProdigyHook.default_conn_name) -> 
 
 
 def batch_to_review(
-    dataset: str, version: str | None = None, prodigy_conn_id: str = ProdigyHook.default_conn_name
+    dataset: str,
+    version: str | None = None,
+    prodigy_conn_id: str = ProdigyHook.default_conn_name,
+    opentext_conn_id: str = OpenTextWorkflowHook.default_conn_name,
 ) -> BatchToReview | None:
     """``dataset`` up to ``version`` (default: its last example now), or None while it holds no answers.
 
-    A name that cannot be a folder, and a version the dataset does not hold, fail without retries.
+    What the release would refuse fails here, before any reviewer is asked, without retries
+    (:func:`~prodigy_opentext.flows._shared.governable_dataset`), and so does a version the dataset does
+    not hold.
     """
+    meta = governable_dataset(dataset, prodigy_conn_id, opentext_conn_id)
     hook = ProdigyHook(prodigy_conn_id)
-    newest = hook.last_example_id(checked_name(dataset, "dataset"))
+    newest = hook.last_example_id(dataset)
     if newest is None:
         log.info("dataset %s holds no answers yet: nothing to review", dataset)
         return None
     try:
         last_id = version_last_example_id(version) if version else newest
     except ValueError as malformed:
-        raise BatchRefused(str(malformed)) from None
+        raise DatasetRefused(str(malformed)) from None
     if last_id > newest:
-        raise BatchRefused(f"dataset {dataset!r} has no version {version!r}: its last example id is {newest}")
+        raise DatasetRefused(
+            f"dataset {dataset!r} has no version {version!r}: its last example id is {newest}"
+        )
     return BatchToReview(
         dataset=dataset,
         version=Batch(dataset, last_id).version,
         last_example_id=last_id,
-        regulated=is_regulated(hook.get_meta(dataset)),
+        regulated=is_regulated(meta),
     )
 
 
@@ -119,7 +126,7 @@ def prepare_review_package(
     dataset, version = batch["dataset"], batch["version"]
     package_dir = review_root / checked_name(dataset, "dataset") / checked_name(version, "version")
     merged = export_and_merge(dataset, batch["last_example_id"], package_dir, prodigy_conn_id)
-    manifest = merged.export
+    manifest = whole_export(merged.export)
     statistics = BatchStatistics(
         examples=manifest["rows"],
         agreement=annotation_agreement(merged.tasks),

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowSkipException
 
 from prodigy_opentext._opentext.variables import from_rest_variables
 from prodigy_opentext.core.approvals import (
@@ -43,8 +43,16 @@ from prodigy_opentext.core.payloads import (
 )
 from prodigy_opentext.core.records import RecordSummary, annotator_of, parse_record
 from prodigy_opentext.core.release import MANIFEST_NAME, verify_release, write_release
-from prodigy_opentext.exceptions import ApprovalRefused, ReleaseConflict, ReleaseNotTrusted
-from prodigy_opentext.flows._shared import checked_name, export_and_merge, record_in_audit_log, write_jsonl
+from prodigy_opentext.exceptions import ApprovalRefused, ReleaseConflict
+from prodigy_opentext.failures import DatasetRefused, ReleaseDistrusted, ReleaseRefused, ReleaseVersionTaken
+from prodigy_opentext.flows._shared import (
+    checked_name,
+    export_and_merge,
+    governable_dataset,
+    record_in_audit_log,
+    whole_export,
+    write_jsonl,
+)
 from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
 from prodigy_opentext.hooks.prodigy import ProdigyHook
 
@@ -53,35 +61,26 @@ log = logging.getLogger(__name__)
 MLOPS_HANDOFF_CONN_ID = "mlops_handoff"
 
 
-class ReleaseRefused(ApprovalRefused, AirflowFailException):
-    """OpenText does not hold the approvals a release needs: fails the task without retries."""
-
-
-class ReleaseVersionTaken(ReleaseConflict, AirflowFailException):
-    """The version was released with other content: fails without retries; the existing release stays."""
-
-
-class ReleaseDistrusted(ReleaseNotTrusted, AirflowFailException):
-    """A consumer refuses a release it cannot confirm: fails without retries (the files will not move)."""
-
-
 def resolve_release_target(
     dataset: str, version: str, prodigy_conn_id: str = ProdigyHook.default_conn_name
 ) -> ReleaseTarget:
-    """Check that the dataset and version exist in Prodigy; read the dataset's own policy facts."""
-    checked_name(dataset, "dataset")
-    last_id = version_last_example_id(version)
-    hook = ProdigyHook(prodigy_conn_id)
-    meta = hook.get_meta(dataset)
-    newest = hook.last_example_id(dataset)
+    """Check that the dataset and version exist in Prodigy; read the dataset's own policy facts.
+
+    What retrying cannot change fails at once, before anyone is asked to sign off
+    (:func:`~prodigy_opentext.flows._shared.governable_dataset`), and so does a version the dataset
+    does not hold.
+    """
+    meta = governable_dataset(dataset, prodigy_conn_id)
+    try:
+        last_id = version_last_example_id(version)
+    except ValueError as malformed:
+        raise DatasetRefused(str(malformed)) from None
+    newest = ProdigyHook(prodigy_conn_id).last_example_id(dataset)
     if newest is None or newest < last_id:
-        raise ValueError(f"dataset {dataset!r} has no version {version!r} (its last example id is {newest})")
-    labels = meta.get("labels")
-    if not labels:
-        raise ValueError(
-            f'dataset {dataset!r} has no approved label scheme: set "labels" in its meta '
-            "(e.g. when the annotation request created it)"
+        raise DatasetRefused(
+            f"dataset {dataset!r} has no version {version!r} (its last example id is {newest})"
         )
+    labels = meta["labels"]
     return ReleaseTarget(
         dataset=dataset,
         version=version,
@@ -107,11 +106,7 @@ def stage_release_data(
     )
     merged = export_and_merge(target["dataset"], target["last_example_id"], staging_dir, prodigy_conn_id)
     export, consensus = merged.export, merged.consensus
-    if export["quarantined"]:
-        raise ValueError(
-            f"{target['dataset']}@{target['version']}: {export['quarantined']} stored rows are not valid "
-            f"Prodigy examples (see {export['quarantine_path']}); a release never leaves rows out"
-        )
+    whole_export(export)
     annotations, disputes = staging_dir / "annotations.jsonl", staging_dir / "disputes.jsonl"
     nulled = write_jsonl(annotations, consensus.merged)
     nulled += write_jsonl(disputes, (d.as_dict() for d in consensus.disputes))

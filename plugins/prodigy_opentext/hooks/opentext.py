@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.sdk.log import mask_secret
 
 from prodigy_opentext._opentext.answers import TokenCache, decode_answer, query_params, unreachable
@@ -36,6 +37,7 @@ from prodigy_opentext.exceptions import (
     OpenTextNotFoundError,
     OpenTextUnavailableError,
 )
+from prodigy_opentext.failures import ConnectionMissing
 
 if TYPE_CHECKING:
     import requests
@@ -63,7 +65,11 @@ class OpenTextWorkflowHook(BaseHook):
 
     @cached_property
     def settings(self) -> OpenTextSettings:
-        return OpenTextSettings.from_connection(self.get_connection(self.opentext_conn_id))
+        try:
+            connection = self.get_connection(self.opentext_conn_id)
+        except AirflowNotFoundException:
+            raise ConnectionMissing.named(self.opentext_conn_id, self.conn_type) from None
+        return OpenTextSettings.from_connection(connection)
 
     def get_conn(self) -> requests.Session:
         return self.session

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.sdk.log import amask_secret
 
 from prodigy_opentext._opentext.answers import TokenCache, decode_answer, query_params, unreachable
@@ -20,6 +21,7 @@ from prodigy_opentext._opentext.decisions import DecisionRead
 from prodigy_opentext._opentext.settings import OpenTextSettings
 from prodigy_opentext.core.payloads import Decision
 from prodigy_opentext.exceptions import OpenTextAuthError, OpenTextError, OpenTextUnavailableError
+from prodigy_opentext.failures import ConnectionMissing
 from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
 
 if TYPE_CHECKING:
@@ -53,9 +55,11 @@ class OpenTextWorkflowAsyncHook(BaseHook):
 
     async def settings(self) -> OpenTextSettings:
         if self._settings is None:
-            self._settings = OpenTextSettings.from_connection(
-                await self.aget_connection(self.opentext_conn_id)
-            )
+            try:
+                connection = await self.aget_connection(self.opentext_conn_id)
+            except AirflowNotFoundException:
+                raise ConnectionMissing.named(self.opentext_conn_id, self.conn_type) from None
+            self._settings = OpenTextSettings.from_connection(connection)
         return self._settings
 
     async def __aenter__(self) -> OpenTextWorkflowAsyncHook:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
 
 from prodigy_opentext._prodigy.database import (
     DatabaseTarget,
@@ -35,6 +36,7 @@ from prodigy_opentext.core.records import (
     scan_record,
 )
 from prodigy_opentext.exceptions import DatasetNotFoundError, InvalidRecord, ProdigyDatabaseError
+from prodigy_opentext.failures import ConnectionMissing
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -78,7 +80,11 @@ class ProdigyHook(BaseHook):
     @cached_property
     def target(self) -> DatabaseTarget:
         """The database the connection names, read the way Prodigy reads ``db`` and ``db_settings``."""
-        return database_target(self.get_connection(self.prodigy_conn_id))
+        try:
+            connection = self.get_connection(self.prodigy_conn_id)
+        except AirflowNotFoundException:
+            raise ConnectionMissing.named(self.prodigy_conn_id, self.conn_type) from None
+        return database_target(connection)
 
     def get_conn(self) -> sa.Engine:
         """The SQLAlchemy engine, created once per hook."""

@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
 
 from prodigy_opentext.core.params import from_rendered
 from prodigy_opentext.core.validation import (
@@ -24,7 +23,7 @@ from prodigy_opentext.core.validation import (
     load_suites,
     summarize_results,
 )
-from prodigy_opentext.exceptions import AnnotationValidationError
+from prodigy_opentext.failures import AnnotationValidationFailed
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,10 +32,6 @@ if TYPE_CHECKING:
 T = TypeVar("T", int, float)
 DATA_SOURCE = "prodigy_annotations"
 XCOM_KEY = "validation_summary"
-
-
-class AnnotationValidationFailed(AnnotationValidationError, AirflowFailException):
-    """The dataset broke the rules: fails the task without retries, since the same data fails again."""
 
 
 def run_annotation_suites(

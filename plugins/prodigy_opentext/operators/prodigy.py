@@ -15,7 +15,7 @@ from prodigy_opentext.core.export import JsonlSink, ParquetSink, partial_path
 from prodigy_opentext.core.params import from_rendered
 from prodigy_opentext.core.payloads import ExportManifest, LoadedTasks
 from prodigy_opentext.core.records import dumps_compact, read_task_source
-from prodigy_opentext.exceptions import QuarantineLimitExceeded
+from prodigy_opentext.failures import RowsQuarantined
 from prodigy_opentext.hooks.prodigy import ProdigyHook
 
 if TYPE_CHECKING:
@@ -144,7 +144,7 @@ class ProdigyExportOperator(_ProdigyOperator):
                 manifest["quarantine_path"],
             )
         if manifest["read"] and manifest["quarantined"] / manifest["read"] > self.max_quarantined_fraction:
-            raise QuarantineLimitExceeded(manifest, self.max_quarantined_fraction)
+            raise RowsQuarantined(manifest, self.max_quarantined_fraction)
         return manifest
 
 

@@ -8,21 +8,18 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseSensorOperator, BranchMixIn, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
+from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
 from prodigy_opentext.core.approvals import APPROVED_END_ACTIVITIES, APPROVED_OUTCOMES, judged
 from prodigy_opentext.core.payloads import Decision, JudgedDecision
-from prodigy_opentext.exceptions import ApprovalRejectedError, OpenTextError
+from prodigy_opentext.exceptions import OpenTextError
+from prodigy_opentext.failures import OpenTextApprovalRejected
 from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 REJECTION_PATHS = ("fail", "skip", "branch", "continue")
-
-
-class OpenTextApprovalRejected(ApprovalRejectedError, AirflowFailException):
-    """A rejection fails the sensor without retries: retrying cannot change a reviewer's decision."""
 
 
 class OpenTextApprovalSensor(BaseSensorOperator, BranchMixIn):
