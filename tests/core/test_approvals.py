@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from prodigy_opentext.core.approvals import check_approval, is_approved, judged
+from prodigy_opentext.core.approvals import Step, check_approval, is_approved, judged, required_steps
 from prodigy_opentext.core.payloads import Decision
 from prodigy_opentext.exceptions import ApprovalRefused
 
@@ -118,14 +120,69 @@ def test_a_later_open_instance_revokes_an_earlier_approval():
         check_approval("batch_approval", KEY, reopened, decision(pid="p2"), {})
 
 
-def test_regulated_data_needs_an_approved_compliance_review():
-    approved = {"compliance_review_outcome": "approved"}
-    assert check_approval("batch_approval", KEY, INSTANCES, decision(), approved, regulated=True)
-    with pytest.raises(ApprovalRefused, match="regulated"):
-        check_approval("batch_approval", KEY, INSTANCES, decision(), {}, regulated=True)
-    rejected = {"compliance_review_outcome": "rejected"}
-    with pytest.raises(ApprovalRefused, match="compliance_review"):
-        check_approval("batch_approval", KEY, INSTANCES, decision(), rejected, regulated=True)
+def done(task: str, outcome: str | None, user: str | None, **extra) -> dict:
+    """A historic task as OpenText lists it."""
+    return {
+        "taskDefinitionKey": task,
+        "outcome": outcome,
+        "assignee": user,
+        "endTime": "2026-11-27T10:00:00.000+0000",
+        **extra,
+    }
+
+
+REGULATED_STEPS = required_steps("annotation_batch_approval", regulated=True)
+
+
+def test_the_policy_names_the_steps_regulated_data_needs_too():
+    assert required_steps("annotation_batch_approval", regulated=False) == [Step("sme_review", "approved")]
+    assert [Step("sme_review", "approved"), Step("compliance_review", "approved")] == REGULATED_STEPS
+    assert required_steps("dataset_release_signoff", regulated=True) == [Step("release_signoff", "approved")]
+    with pytest.raises(ValueError, match="no usable policy for 'qa_review'"):
+        required_steps("qa_review", regulated=False)
+
+
+@pytest.mark.parametrize(
+    ("history", "problem"),
+    [
+        ([done("sme_review", "approved", "sme@x.com")], "no completed 'compliance_review' task"),
+        (
+            [done("sme_review", "approved", "sme@x.com"), done("compliance_review", "rejected", "co@x.com")],
+            "'compliance_review' ended with outcome 'rejected'",
+        ),
+        (
+            [done("sme_review", "approved", "sme@x.com"), done("compliance_review", "approved", "sme@x.com")],
+            "sme@x.com decided both 'sme_review' and 'compliance_review': nobody approves twice",
+        ),
+        (
+            [done("sme_review", "approved", None), done("compliance_review", "approved", "co@x.com")],
+            "'sme_review' names no user who decided it",
+        ),
+        (
+            [
+                done("sme_review", "approved", "sme@x.com"),
+                done("compliance_review", "approved", "co@x.com", deleteReason="boundary event (timer)"),
+            ],
+            "no completed 'compliance_review' task",
+        ),
+    ],
+)
+def test_only_the_task_history_makes_a_step_count(history, problem):
+    """Process variables such as compliance_review_outcome count for nothing: whoever completes a task can
+    set them. Before, a regulated batch whose SME set compliance_review_outcome=approved was released."""
+    forged = {"compliance_review_outcome": "approved", "regulated": False}
+    with pytest.raises(ApprovalRefused, match=re.escape(problem)):
+        check_approval(
+            "batch_approval", KEY, INSTANCES, decision(), forged, steps=REGULATED_STEPS, history=history
+        )
+
+
+def test_every_step_in_the_history_approves():
+    history = [done("sme_review", "approved", "sme@x.com"), done("compliance_review", "approved", "co@x.com")]
+    record = check_approval(
+        "batch_approval", KEY, INSTANCES, decision(), {}, steps=REGULATED_STEPS, history=history
+    )
+    assert record["process_instance_id"] == "p2"
 
 
 def test_approval_holds_only_for_the_data_the_reviewers_saw():

@@ -16,11 +16,13 @@ from prodigy_opentext.core.approvals import (
     APPROVAL_PROCESSES,
     BATCH_APPROVAL_PROCESS,
     RELEASE_SIGNOFF_PROCESS,
+    judged,
 )
 from prodigy_opentext.core.audit import verify_audit_log
 from prodigy_opentext.core.batches import business_key
+from prodigy_opentext.core.payloads import ApprovedVersion
 from prodigy_opentext.exceptions import ReleaseConflict
-from prodigy_opentext.failures import ReleaseDistrusted, ReleaseVersionTaken
+from prodigy_opentext.failures import ReleaseDistrusted, ReleaseRefused, ReleaseVersionTaken
 from prodigy_opentext.flows.release import (
     announcement,
     consume_release,
@@ -29,6 +31,7 @@ from prodigy_opentext.flows.release import (
     resolve_release_target,
     stage_release_data,
     unconsumed_releases,
+    verify_approvals,
 )
 from tests.fixtures.airflow_db import task_states
 from tests.flows.support import RELEASE_MANAGER, SME, batch_version, historic, release_runs, reviewer
@@ -292,3 +295,52 @@ def test_the_consumer_refuses_a_release_it_cannot_confirm(consumer, opentext_san
     with pytest.raises(ReleaseDistrusted, match="but OpenText's is process"):
         unconsumed_releases([swapped], ledger, root)
     assert not ledger.exists() or "release_consumed" not in ledger.read_text()
+
+
+def decided_batch_approval(sandbox, dataset: str, regulated: bool, decisions: list[tuple]) -> str:
+    """A batch approval process for ``dataset`` b7, its open tasks decided in turn as
+    ``(outcome, user, variables)``; returns the process id."""
+    key = business_key(BATCH_APPROVAL_PROCESS, dataset, "b7")
+    process = sandbox.start_process(BATCH_APPROVAL_PROCESS, key, {"dataset": dataset, "regulated": regulated})
+    for outcome, user, variables in decisions:
+        (task,) = sandbox.tasks(processInstanceId=process["id"])
+        sandbox.complete(task["id"], outcome, user, variables=variables)
+    return process["id"]
+
+
+def test_an_approval_counts_only_as_the_task_history_records_it(opentext, opentext_sandbox_session) -> None:
+    """Forged through variables a completer sets: before, both were accepted as approvals."""
+    sandbox, judge = opentext_sandbox_session, lambda pid: judged(opentext.read_decision(pid))["approved"]
+
+    def check(dataset: str, regulated: bool) -> list[dict]:
+        target = ApprovedVersion(dataset=dataset, version="b7", regulated=regulated)
+        return verify_approvals(target, kinds=("batch_approval",))
+
+    skipped = f"skipped_{uuid.uuid4().hex[:8]}"  # regulated, but the SME set regulated=false on completing
+    decided_batch_approval(
+        sandbox,
+        skipped,
+        True,
+        [("approved", SME, {"regulated": False, "compliance_review_outcome": "approved"})],
+    )
+    with pytest.raises(ReleaseRefused, match="no completed 'compliance_review' task"):
+        check(skipped, regulated=True)
+
+    conflicting = f"conflicting_{uuid.uuid4().hex[:8]}"  # the SME rejected, with outcome=approved beside
+    pid = decided_batch_approval(
+        sandbox, conflicting, False, [(None, SME, {"sme_review_outcome": "rejected", "outcome": "approved"})]
+    )
+    assert judge(pid) is False, "the sensor records it rejected, as OpenText ended it"
+    with pytest.raises(ReleaseRefused, match="end_rejected"):
+        check(conflicting, regulated=False)
+
+    twice = f"twice_{uuid.uuid4().hex[:8]}"
+    decided_batch_approval(sandbox, twice, True, [("approved", SME, None), ("approved", SME, None)])
+    with pytest.raises(ReleaseRefused, match="nobody approves twice in one chain"):
+        check(twice, regulated=True)
+
+    genuine = f"genuine_{uuid.uuid4().hex[:8]}"
+    pid = decided_batch_approval(
+        sandbox, genuine, True, [("approved", SME, None), ("approved", "compliance@example.com", None)]
+    )
+    assert judge(pid) and [a["process_instance_id"] for a in check(genuine, regulated=True)] == [pid]

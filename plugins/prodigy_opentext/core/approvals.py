@@ -7,9 +7,13 @@ params or a trigger event.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from prodigy_opentext.core.paths import INCLUDE_DIR
 from prodigy_opentext.core.payloads import ApprovalRecord, Decision, JudgedDecision
 from prodigy_opentext.exceptions import ApprovalRefused
 
@@ -17,7 +21,8 @@ BATCH_APPROVAL_PROCESS = "annotation_batch_approval"
 RELEASE_SIGNOFF_PROCESS = "dataset_release_signoff"
 APPROVAL_PROCESSES = {"batch_approval": BATCH_APPROVAL_PROCESS, "release_signoff": RELEASE_SIGNOFF_PROCESS}
 """The approvals a release needs, by kind, and the process (``include/bpmn``) that records each."""
-COMPLIANCE_TASK = "compliance_review"
+POLICY_PATH = INCLUDE_DIR / "policies" / "approvals.json"
+"""Which steps each approval process needs, for any dataset and for regulated ones."""
 
 APPROVED_OUTCOMES = ("approved", "pass")
 """Outcomes of the project's decision tasks that approve (reviews approve, QA checks pass)."""
@@ -67,6 +72,58 @@ def approval_record(decision: Decision, *, kind: str) -> ApprovalRecord:
     )
 
 
+@dataclass(frozen=True)
+class Step:
+    """One step an approval needs: a user task of the model, completed with this outcome."""
+
+    task: str
+    outcome: str
+
+
+def required_steps(process_key: str, *, regulated: bool, policy_path: Path = POLICY_PATH) -> list[Step]:
+    """The steps ``process_key`` needs by policy (``include/policies/approvals.json``) for a dataset that
+    is (or is not) regulated; regulated-ness is the dataset's own, never the process's."""
+    try:
+        policy = json.loads(Path(policy_path).read_text())[process_key]
+        groups = ("steps", "regulated_steps") if regulated else ("steps",)
+        return [Step(step["task"], step["outcome"]) for group in groups for step in policy[group]]
+    except (OSError, ValueError, KeyError, TypeError) as broken:
+        raise ValueError(f"{policy_path}: no usable policy for {process_key!r} ({broken!r})") from None
+
+
+def step_problems(steps: Sequence[Step], history: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What the process's task history lacks for ``steps``: each completed (latest try) with its outcome
+    by a named user, and no user deciding two steps of one chain. Empty when everything holds.
+
+    Only what OpenText records about each task counts (its ``outcome`` and ``assignee`` in history):
+    process variables, which whoever completes a task can set, count for nothing.
+    """
+    completed: dict[str, Mapping[str, Any]] = {}
+    for task in sorted(history, key=lambda t: str(t.get("endTime") or "")):
+        if task.get("endTime") and not task.get("deleteReason"):
+            completed[str(task.get("taskDefinitionKey"))] = task
+    problems: list[str] = []
+    deciders: dict[str, str] = {}
+    for step in steps:
+        found = completed.get(step.task)
+        if found is None:
+            problems.append(f"no completed {step.task!r} task")
+            continue
+        if found.get("outcome") != step.outcome:
+            problems.append(
+                f"{step.task!r} ended with outcome {found.get('outcome')!r}, not {step.outcome!r}"
+            )
+        decider = found.get("assignee")
+        if not decider:
+            problems.append(f"{step.task!r} names no user who decided it")
+        elif decider in deciders:
+            twice = f"{decider} decided both {deciders[decider]!r} and {step.task!r}"
+            problems.append(f"{twice}: nobody approves twice in one chain")
+        else:
+            deciders[decider] = step.task
+    return problems
+
+
 def latest_instance(instances: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     """The process instance that stands for a businessKey: the one started last."""
     return max(instances, key=lambda p: str(p.get("startTime") or ""), default=None)
@@ -79,7 +136,8 @@ def check_approval(
     decision: Decision | None,
     variables: Mapping[str, Any],
     *,
-    regulated: bool = False,
+    steps: Sequence[Step] = (),
+    history: Sequence[Mapping[str, Any]] = (),
     reviewed_sha256: str | None = None,
 ) -> ApprovalRecord:
     """Accept an approval read back from OpenText, or raise :class:`ApprovalRefused` saying why.
@@ -87,7 +145,8 @@ def check_approval(
     ``instances`` are every historic process instance with ``expected_key``; the latest one (by start
     time) stands: a later instance for the same key that is still open, was cancelled or was rejected
     revokes an earlier approval. ``decision`` and ``variables`` are the latest instance's decision and
-    process variables. ``regulated`` data also needs the instance's compliance review approved. With
+    process variables, ``history`` its historic tasks, which must hold every one of ``steps`` (the
+    policy's, :func:`required_steps`; :func:`step_problems` says what counts). With
     ``reviewed_sha256``, the approval must be of exactly that data: the reviewers' package checksum,
     recorded as the process variable ``answers_sha256`` when the approval was requested.
     """
@@ -106,9 +165,10 @@ def check_approval(
             f"{kind}: process {pid} did not approve: it ended at {decision['end_activity_id']!r}, not "
             f"{APPROVAL_END!r} (outcome {decision['outcome']!r})"
         )
-    if regulated and variables.get(f"{COMPLIANCE_TASK}_outcome") != "approved":
+    problems = step_problems(steps, history)
+    if problems:
         raise ApprovalRefused(
-            f"{kind}: the dataset is regulated and process {pid} holds no approved {COMPLIANCE_TASK}"
+            f"{kind}: process {pid} ended approved, but in its task history: " + "; ".join(problems)
         )
     if reviewed_sha256 is not None and variables.get("answers_sha256") != reviewed_sha256:
         raise ApprovalRefused(

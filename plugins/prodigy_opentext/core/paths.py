@@ -7,9 +7,15 @@ included; every path the project builds from a dataset name, a version or a run 
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 from prodigy_opentext.exceptions import UnsafeName
+
+INCLUDE_DIR = Path(os.environ.get("PROJECT_INCLUDE_DIR") or Path(__file__).resolve().parents[3] / "include")
+"""The project's models, suites and policies: ``$PROJECT_INCLUDE_DIR`` in a deployment, else the
+repository's ``include/``."""
 
 PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 """Letters, digits, ``.``, ``_`` and ``-``, starting with a letter or digit, up to 200 characters."""

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prodigy_opentext.core.paths import INCLUDE_DIR
 from prodigy_opentext.core.records import INPUT_KEYS, decode_record, record_labels
 from prodigy_opentext.exceptions import SuiteDefinitionError
 
@@ -41,12 +42,7 @@ if TYPE_CHECKING:
 FRAMES = ("examples", "labels", "label_counts", "spans", "disputes")
 PARAMETERS = ("label_scheme", "min_examples_per_label", "max_ignore_rate", "min_not_ignored_share")
 RESULT_FIELDS = ("observed_value", "unexpected_count", "unexpected_percent")
-DEFAULT_SUITE_DIR = (
-    Path(os.environ.get("PROJECT_INCLUDE_DIR") or Path(__file__).resolve().parents[3] / "include")
-    / "gx"
-    / "annotation_dataset"
-)
-"""Suites: under ``$PROJECT_INCLUDE_DIR`` in a deployment, else the repository's ``include/``."""
+DEFAULT_SUITE_DIR = INCLUDE_DIR / "gx" / "annotation_dataset"
 SAMPLE_ROWS = 5
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 COLUMN_TYPES = {

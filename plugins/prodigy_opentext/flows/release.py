@@ -26,6 +26,7 @@ from prodigy_opentext.core.approvals import (
     RELEASE_SIGNOFF_PROCESS,
     check_approval,
     latest_instance,
+    required_steps,
 )
 from prodigy_opentext.core.audit import AuditLog
 from prodigy_opentext.core.batches import business_key, is_regulated, version_last_example_id
@@ -167,6 +168,7 @@ def verify_approvals(
         )
         latest = latest_instance(instances) or {}
         decision = hook.read_decision(latest["id"]) if latest else None
+        history = hook.historic_tasks(processInstanceId=latest["id"], finished=True) if latest else []
         batch = kind == "batch_approval"
         try:
             approval = check_approval(
@@ -175,7 +177,8 @@ def verify_approvals(
                 instances,
                 decision,
                 from_rest_variables(latest.get("variables")),
-                regulated=batch and target["regulated"],
+                steps=required_steps(process_key, regulated=target["regulated"]),
+                history=history,
                 reviewed_sha256=reviewed_sha256 if batch else None,
             )
         except ApprovalRefused as refused:
