@@ -92,20 +92,23 @@ def export_and_merge(
     return MergedBatch(answers, export, tasks, build_consensus(tasks))
 
 
-def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> int:
+def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]], named: int = 20) -> int:
     """Write rows as standard JSON lines: NaN and Infinity become null (the rule of
-    :func:`~prodigy_opentext.core.records.standard_json`), each such row named in the log. Returns how
-    many rows had one."""
+    :func:`~prodigy_opentext.core.records.standard_json`), the first ``named`` such rows named in the log
+    and the rest counted. Returns how many rows had one."""
     changed_rows = 0
     with open(path, "w") as out:
         for line_no, row in enumerate(rows, start=1):
             clean, changed = standard_json(row)
             if changed:
                 changed_rows += 1
-                log.warning(
-                    "%s line %d: %s was NaN or Infinity, written as null", path.name, line_no, changed
-                )
+                if changed_rows <= named:
+                    log.warning(
+                        "%s line %d: %s was NaN or Infinity, written as null", path.name, line_no, changed
+                    )
             out.write(json.dumps(clean, sort_keys=True, allow_nan=False) + "\n")
+    if changed_rows > named:
+        log.warning("%s: %d rows in all had NaN or Infinity written as null", path.name, changed_rows)
     return changed_rows
 
 
