@@ -35,6 +35,7 @@ from scripts.configure_airflow_home import REPO
 from scripts.launchers import (
     DEMO_DATASET_META,
     DEMO_TASKS,
+    REVIEWER_PASSWORD,
     AirflowSite,
     Annotators,
     ProdigyProject,
@@ -152,7 +153,10 @@ class Demo:
         opentext = start_opentext_sandbox(stack, settings.opentext_port, data / "opentext.db", env)
         reviewer = Reviewer(opentext)
         models = reviewer.deploy_models()
-        say(f"    deployed {', '.join(sorted(models))}\n    reviewer inbox: {opentext.inbox_url}")
+        say(
+            f"    deployed {', '.join(sorted(models))}\n    reviewer inbox: {opentext.inbox_url} (sign in as "
+            f"sme.reviewer@example.com or release.manager@example.com, password {REVIEWER_PASSWORD})"
+        )
 
         annotators = Annotators()
         step(

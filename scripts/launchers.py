@@ -25,9 +25,22 @@ from scripts.processes import VENV_BIN, Stack, answers_http, free_port, wait_for
 
 DEMO_TASKS = REPO / "include" / "demo" / "tasks.jsonl"
 """The demo task stream (synthetic fashion-brand NER tasks) the stories annotate."""
-DEMO_DATASET_META = {"labels": ["BRAND"], "regulated": False}
+REVIEWER_PASSWORD = "sandbox"
+"""The password of every person in the sandbox's directory (``sandbox/opentext/directory.json``)."""
 SENIOR_REVIEWER = "senior_reviewer"
 """Prodigy session name of the simulated senior reviewer who settles disputes."""
+DEMO_DATASET_META = {
+    "labels": ["BRAND"],
+    "regulated": False,
+    "annotator_emails": {
+        "alice": "alice@example.com",
+        "bob": "bob@example.com",
+        "carol": "carol@example.com",
+        SENIOR_REVIEWER: "senior.annotator@example.com",
+    },
+}
+"""The demo dataset's meta: its label scheme, and who each Prodigy session is in OpenText (nobody who
+annotated a batch may approve it)."""
 
 
 @dataclass(frozen=True)
@@ -47,8 +60,8 @@ class OpenTextClient:
         """An ``opentext_workflow`` connection as ``AIRFLOW_CONN_*`` JSON: the client's own (Airflow's
         ``opentext_default``), or ``user``'s, whose password-grant token makes them the actor."""
         extra: dict[str, Any] = {"tenant_id": self.tenant}
-        if user is not None:  # the sandbox takes any password; a tenant checks it
-            extra |= {"grant_type": "password", "username": user, "password": f"{user}-password"}
+        if user is not None:
+            extra |= {"grant_type": "password", "username": user, "password": REVIEWER_PASSWORD}
         return json.dumps(
             {
                 "conn_type": "opentext_workflow",
@@ -64,7 +77,7 @@ def start_opentext_sandbox(stack: Stack, port: int, db_path: Path, env: Mapping[
     """``python -m sandbox.opentext`` on 127.0.0.1:port, state in ``db_path``; returns once it answers."""
     client = OpenTextClient(f"http://127.0.0.1:{port}")
     command = [sys.executable, "-m", "sandbox.opentext", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--db", str(db_path), "--client", f"{client.client_id}:{client.client_secret}"]
+    command += ["--db", str(db_path)]
     stack.start("opentext-sandbox", command, env)
     wait_for(
         lambda: answers_http(f"{client.url}/sandbox/health"),

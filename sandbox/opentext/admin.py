@@ -1,5 +1,5 @@
 """Sandbox-only endpoints under ``/sandbox`` (not part of the real API, no token needed): health,
-fault injection, the process clock and the user directory behind candidate-group matching."""
+fault injection, the process clock and the tenants' directory (users, passwords, groups)."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def clear_faults(request: Request) -> dict[str, Any]:
 
 
 def _clock_json(request: Request) -> dict[str, Any]:
-    clock = request.app.state.service.clock
+    clock = next(iter(request.app.state.services.values())).clock
     return {"now": format_timestamp(clock.now()), "offset_seconds": clock.offset_seconds}
 
 
@@ -59,16 +59,28 @@ def get_clock(request: Request) -> dict[str, Any]:
 @admin_router.post("/clock")
 def advance_clock(request: Request, body: JsonObject) -> dict[str, Any]:
     """``{"advance_seconds": N}``: process time moves on; timers now due fire before this returns."""
-    request.app.state.service.advance_clock(body.get("advance_seconds"))
+    for service in request.app.state.services.values():
+        service.advance_clock(body.get("advance_seconds"))
     return _clock_json(request)
 
 
+def _tenant(request: Request, tenant: str | None) -> str:
+    directory = request.app.state.directory
+    if tenant is None:
+        return directory.default_tenant
+    if tenant not in directory.tenants:
+        raise BadRequest(f"tenant '{tenant}' is not served here (known: {', '.join(directory.tenants)})")
+    return tenant
+
+
 @admin_router.get("/users")
-def list_users(request: Request) -> dict[str, Any]:
-    return {"users": request.app.state.service.users()}
+def list_users(request: Request, tenant: str | None = None) -> dict[str, Any]:
+    return {"users": request.app.state.directory.users(_tenant(request, tenant))}
 
 
 @admin_router.put("/users/{email}")
 def set_user(email: str, request: Request, body: JsonObject) -> dict[str, Any]:
-    """``{"groups": [...]}``: the user's groups, used by ``candidateOrAssigned`` and ``candidateUser``."""
-    return request.app.state.service.set_user_groups(email, body.get("groups"))
+    """``{"groups": [...], "password": "...", "tenant": "..."}``: add or change a user of a tenant's
+    directory (default: the first tenant); without a password an existing user keeps theirs."""
+    tenant = _tenant(request, body.get("tenant"))
+    return request.app.state.directory.set_user(tenant, email, body.get("groups"), body.get("password"))

@@ -1,5 +1,6 @@
 """The OpenText Workflow Service REST API under ``/workflow/v1``: models, process instances, variables,
-comments, tasks and history. Every call needs a bearer token; each one also fires timers that are due."""
+comments, tasks, history and the identity of users and groups. Every call needs a bearer token and acts
+as the token's user, on the token's tenant; each one also fires timers that are due."""
 
 from __future__ import annotations
 
@@ -9,19 +10,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 
 from sandbox.opentext import representations as rep
-from sandbox.opentext.auth import Principal
-from sandbox.opentext.errors import BadRequest, NotFound
-from sandbox.opentext.service import PageRequest, WorkflowService
+from sandbox.opentext.auth import AuthenticationFailed, Principal
+from sandbox.opentext.errors import BadRequest, Forbidden, NotFound
+from sandbox.opentext.service import Page, PageRequest, WorkflowService
 
 API_PREFIX = "/workflow/v1"
 
 
 @dataclass(frozen=True)
 class Caller:
-    """The authenticated caller of one request."""
+    """The authenticated caller of one request: who (the token's user) and on which tenant's service."""
 
     principal: Principal
-    acting_user: str
     api: str
     service: WorkflowService
     query: dict[str, str]
@@ -41,17 +41,20 @@ class Caller:
         return found
 
 
-def caller(
-    request: Request,
-    authorization: Annotated[str | None, Header()] = None,
-    x_sandbox_user: Annotated[str | None, Header()] = None,
-) -> Caller:
+def tenant_service(request: Request, principal: Principal) -> WorkflowService:
+    """The service of the tenant the token was issued for: a token reaches that tenant's data only."""
+    service: WorkflowService | None = request.app.state.services.get(principal.tenant_id)
+    if service is None:
+        raise AuthenticationFailed("Invalid Access Token", "keymanagement.service.invalid_access_token")
+    return service
+
+
+def caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
     principal = request.app.state.tokens.authenticate(authorization)
-    service: WorkflowService = request.app.state.service
+    service = tenant_service(request, principal)
     service.fire_due_timers()
     return Caller(
         principal=principal,
-        acting_user=x_sandbox_user or principal.user,
         api=str(request.base_url).rstrip("/") + API_PREFIX,
         service=service,
         query=dict(request.query_params),
@@ -120,7 +123,7 @@ def start_instance(body: JsonObject, call: CallerOf) -> dict:
         business_key=body.get("businessKey"),
         name=body.get("name"),
         variables=body.get("variables"),
-        user=call.acting_user,
+        user=call.principal.user,
         tenant_id=call.principal.tenant_id,
     )
     return _instance_json(call, row, bool(body.get("returnVariables")))
@@ -196,7 +199,7 @@ def list_comments(instance_id: str, call: CallerOf) -> list:
 
 @router.post("/process-instances/{instance_id}/comments", status_code=201)
 def add_comment(instance_id: str, body: JsonObject, call: CallerOf) -> dict:
-    row = call.service.add_comment(instance_id, body.get("message"), call.acting_user, body.get("taskId"))
+    row = call.service.add_comment(instance_id, body.get("message"), call.principal.user, body.get("taskId"))
     return rep.comment_json(row, call.api)
 
 
@@ -247,15 +250,16 @@ def get_task(task_id: str, call: CallerOf) -> dict:
 @router.post("/tasks/{task_id}")
 def act_on_task(task_id: str, body: JsonObject, call: CallerOf) -> Response:
     """``claim`` (assignee; null unclaims), ``complete`` (outcome, variables), ``delegate``, ``resolve``."""
-    action = body.get("action")
+    action, user = body.get("action"), call.principal.user
     if action == "claim":
-        call.service.claim_task(task_id, body.get("assignee"))
+        call.service.claim_task(task_id, body.get("assignee"), user)
     elif action == "delegate":
-        call.service.delegate_task(task_id, body.get("assignee"))
+        call.service.delegate_task(task_id, body.get("assignee"), user)
     elif action == "resolve":
-        call.service.resolve_task(task_id)
+        call.service.resolve_task(task_id, user)
     elif action == "complete":
-        user = body.get("assignee") or call.acting_user
+        if body.get("assignee") not in (None, user):
+            raise Forbidden(f"User '{user}' cannot complete task '{task_id}' as '{body['assignee']}'")
         call.service.complete_task(task_id, body.get("outcome"), body.get("variables"), user)
     else:
         raise BadRequest(f"Invalid action: '{action}'. Use claim, complete, delegate or resolve")
@@ -329,3 +333,15 @@ def list_historic_tasks(call: CallerOf, paging: Paging) -> dict:
 @router.get("/historic-task-instances/{task_id}")
 def get_historic_task(task_id: str, call: CallerOf) -> dict:
     return rep.historic_task_json(call.service.historic_task(task_id), call.api)
+
+
+# -- identity -------------------------------------------------------------------------------------
+
+
+@router.get("/identity/groups")
+def list_groups(call: CallerOf, paging: Paging, member: Annotated[str, Query()]) -> dict:
+    """The groups ``member`` belongs to in the caller's tenant (Flowable's ``identity/groups?member=``)."""
+    groups = [{"id": group, "name": group, "type": "assignment"} for group in call.service.groups_of(member)]
+    rows = groups[paging.offset : paging.offset + paging.count]
+    url = f"{call.api}/identity/groups"
+    return rep.hal_page("groups", rows, Page(rows, len(groups), paging), url, _list_query(call))

@@ -7,6 +7,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,9 +18,10 @@ from sandbox.opentext.admin import admin_router
 from sandbox.opentext.api import API_PREFIX, router
 from sandbox.opentext.auth import AuthenticationFailed, TokenIssuer, token_router
 from sandbox.opentext.clock import SandboxClock
+from sandbox.opentext.directory import DEFAULT_DIRECTORY, Directory
 from sandbox.opentext.errors import BadRequest, NotFound, ServiceError, gateway_fault
 from sandbox.opentext.faults import FaultInjector, FaultMiddleware
-from sandbox.opentext.inbox import inbox_router
+from sandbox.opentext.inbox import SignInNeeded, inbox_router, sign_in_redirect
 from sandbox.opentext.service import WorkflowService
 from sandbox.opentext.storage import Store
 
@@ -29,19 +31,29 @@ log = logging.getLogger(__name__)
 @dataclass
 class Settings:
     db_path: str
-    clients: dict[str, str] = field(default_factory=lambda: {"sandbox": "sandbox"})
+    directory_path: str = str(DEFAULT_DIRECTORY)
+    clients: dict[str, str] = field(default_factory=dict)
+    """Clients added to every tenant of the directory (``--client``)."""
     token_lifetime_seconds: int = 3600
-    users: dict[str, list[str]] = field(default_factory=dict)
     timer_interval_seconds: float = 1.0
 
 
-def _run_timer_loop(service: WorkflowService, stop: threading.Event, interval: float) -> None:
+def tenant_db_path(db_path: str, tenant_id: str, first: bool) -> str:
+    """Each tenant's data in a file of its own: the first tenant's in ``db_path``, others beside it."""
+    if first:
+        return db_path
+    path = Path(db_path)
+    return str(path.with_name(f"{path.stem}.{tenant_id}{path.suffix}"))
+
+
+def _run_timer_loop(services: list[WorkflowService], stop: threading.Event, interval: float) -> None:
     """Fire due timers every ``interval`` seconds, like the job executor of the real service."""
     while not stop.wait(interval):
-        try:
-            service.fire_due_timers()
-        except Exception:  # the loop must outlive one failing instance; the log says which
-            log.exception("firing due timers failed")
+        for service in services:
+            try:
+                service.fire_due_timers()
+            except Exception:  # the loop must outlive one failing instance; the log says which
+                log.exception("firing due timers of tenant %s failed", service.tenant_id)
 
 
 def _validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
@@ -76,16 +88,20 @@ def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
 
 def create_app(settings: Settings) -> FaultMiddleware:
     """The ASGI application: FastAPI wrapped in the fault-injection layer."""
-    store = Store(settings.db_path)
-    service = WorkflowService(store, SandboxClock(store))
-    for email, groups in settings.users.items():
-        service.set_user_groups(email, groups)
+    home = Store(settings.db_path)
+    directory = Directory.load(home, Path(settings.directory_path), settings.clients)
+    services: dict[str, WorkflowService] = {}
+    for index, tenant_id in enumerate(directory.tenants):
+        store = home if index == 0 else Store(tenant_db_path(settings.db_path, tenant_id, first=False))
+        services[tenant_id] = WorkflowService(store, SandboxClock(store), directory, tenant_id)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
         loop = threading.Thread(
-            target=_run_timer_loop, args=(service, stop, settings.timer_interval_seconds), daemon=True
+            target=_run_timer_loop,
+            args=(list(services.values()), stop, settings.timer_interval_seconds),
+            daemon=True,
         )
         loop.start()
         try:
@@ -101,11 +117,13 @@ def create_app(settings: Settings) -> FaultMiddleware:
         openapi_url="/sandbox/openapi.json",
         redoc_url=None,
     )
-    app.state.service = service
-    app.state.tokens = TokenIssuer(store, settings.clients, settings.token_lifetime_seconds)
+    app.state.services = services
+    app.state.directory = directory
+    app.state.tokens = TokenIssuer(home, directory, settings.token_lifetime_seconds)
     app.state.faults = FaultInjector()
     app.add_exception_handler(ServiceError, lambda _, error: error.response())
     app.add_exception_handler(AuthenticationFailed, lambda _, error: error.response())
+    app.add_exception_handler(SignInNeeded, sign_in_redirect)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -1,9 +1,11 @@
 """OAuth2 token endpoint and bearer-token checks, as the OpenText API gateway does them.
 
 ``POST /tenants/{tenant}/oauth2/token`` takes a JSON or form body (or HTTP Basic client credentials)
-with ``grant_type`` ``client_credentials`` or ``password``. Tokens live in SQLite, so a restart keeps
-clients logged in; they expire after the configured lifetime (wall-clock) and can all be revoked at
-once by the fault-injection endpoint.
+with ``grant_type`` ``client_credentials`` or ``password``. The tenant, the client and (for the password
+grant) the user and their password must be in the tenant's directory. A token is bound to the tenant it
+was issued for: it reaches that tenant's data only. Tokens live in SQLite, so a restart keeps clients
+logged in; they expire after the configured lifetime (wall-clock) and can all be revoked at once by the
+fault-injection endpoint.
 """
 
 from __future__ import annotations
@@ -20,8 +22,12 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from sandbox.opentext.directory import Directory
 from sandbox.opentext.errors import gateway_fault
 from sandbox.opentext.storage import Store
+
+INBOX_CLIENT = "inbox"
+"""The client id of tokens issued to people signing in to the reviewer inbox."""
 
 
 @dataclass(frozen=True)
@@ -59,17 +65,23 @@ class OAuthError(Exception):
 
 
 class TokenIssuer:
-    def __init__(self, store: Store, clients: dict[str, str], lifetime_seconds: int):
+    def __init__(self, store: Store, directory: Directory, lifetime_seconds: int):
         self.store = store
-        self.clients = clients
+        self.directory = directory
         self.lifetime_seconds = lifetime_seconds
 
     def issue(self, tenant_id: str, fields: dict[str, Any]) -> dict[str, Any]:
         client_id, client_secret = fields.get("client_id"), fields.get("client_secret")
         if not client_id or not client_secret:
             raise OAuthError(400, "invalid_request", "client_id and client_secret are required")
-        if self.clients.get(client_id) != client_secret:
-            raise OAuthError(401, "invalid_client", f"client '{client_id}' is unknown or its secret is wrong")
+        if tenant_id not in self.directory.tenants:
+            raise OAuthError(401, "invalid_client", f"tenant '{tenant_id}' is not served here")
+        if self.directory.client_secret(tenant_id, client_id) != client_secret:
+            raise OAuthError(
+                401,
+                "invalid_client",
+                f"client '{client_id}' is unknown in tenant '{tenant_id}' or its secret is wrong",
+            )
         grant_type = fields.get("grant_type")
         if grant_type == "client_credentials":
             user = client_id
@@ -77,12 +89,29 @@ class TokenIssuer:
             user, password = fields.get("username"), fields.get("password")
             if not user or not password:
                 raise OAuthError(400, "invalid_request", "the password grant needs username and password")
+            if not self.directory.password_matches(tenant_id, user, password):
+                raise OAuthError(
+                    400,
+                    "invalid_grant",
+                    f"user '{user}' is unknown in tenant '{tenant_id}' or the password is wrong",
+                )
         else:
             raise OAuthError(
                 400,
                 "unsupported_grant_type",
                 f"grant_type '{grant_type}' is not client_credentials or password",
             )
+        return self._issue(tenant_id, client_id, user)
+
+    def log_in(self, tenant_id: str, email: str, password: str) -> dict[str, Any]:
+        """A token for a person signing in to the inbox (the service's own first-party client)."""
+        if tenant_id not in self.directory.tenants or not self.directory.password_matches(
+            tenant_id, email, password
+        ):
+            raise OAuthError(400, "invalid_grant", "the e-mail address or the password is wrong")
+        return self._issue(tenant_id, INBOX_CLIENT, email)
+
+    def _issue(self, tenant_id: str, client_id: str, user: str) -> dict[str, Any]:
         token, now = secrets.token_urlsafe(32), time.time()
         self.store.insert(
             "tokens",

@@ -4,14 +4,17 @@
     python -m sandbox.opentext claim    --url URL --user EMAIL TASK_ID
     python -m sandbox.opentext complete --url URL --user EMAIL [--outcome approved] [--comment "..."] TASK_ID
 
-``--url`` is the service root (``http://127.0.0.1:8091``). The commands log in with client credentials
-(``--client ID:SECRET``, default ``sandbox:sandbox``) and act as ``--user`` through ``X-Sandbox-User``.
+``--url`` is the service root (``http://127.0.0.1:8091``). With ``--user`` the commands sign in as that
+person (OAuth password grant with ``--password``, default ``$OPENTEXT_PASSWORD`` or ``sandbox``, the
+password of the shipped directory's people), so the service checks what they may do; without it they
+act as the client (``--client ID:SECRET``, default ``sandbox:sandbox``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -26,18 +29,19 @@ class CommandFailed(Exception):
 
 
 class ReviewerClient:
-    def __init__(self, url: str, client: str, tenant: str, user: str | None):
+    def __init__(self, url: str, client: str, tenant: str, user: str | None, password: str):
         self.api = url.rstrip("/") + "/workflow/v1"
         client_id, _, secret = client.partition(":")
+        grant = {"grant_type": "client_credentials"}
+        if user:
+            grant = {"grant_type": "password", "username": user, "password": password}
         response = requests.post(
             f"{url.rstrip('/')}/tenants/{tenant}/oauth2/token",
-            json={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
+            json={**grant, "client_id": client_id, "client_secret": secret},
             timeout=TIMEOUT_SECONDS,
         )
-        self._check(response, "log in")
+        self._check(response, f"sign in as {user or client_id}")
         self.headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
-        if user:
-            self.headers["X-Sandbox-User"] = user
 
     @staticmethod
     def _check(response: requests.Response, doing: str) -> None:
@@ -45,7 +49,12 @@ class ReviewerClient:
             return
         try:
             body = response.json()
-            detail = body.get("exception") or body.get("fault", {}).get("faultstring") or body
+            detail = (
+                body.get("exception")
+                or body.get("error_description")
+                or body.get("fault", {}).get("faultstring")
+                or body
+            )
         except ValueError:
             detail = response.text
         raise CommandFailed(f"could not {doing}: HTTP {response.status_code}: {detail}")
@@ -92,7 +101,7 @@ def _complete(client: ReviewerClient, options: argparse.Namespace) -> None:
             "add the comment",
             json={"message": options.comment},
         )
-    body: dict[str, Any] = {"action": "complete", "assignee": options.user}
+    body: dict[str, Any] = {"action": "complete"}
     if options.outcome:
         body["outcome"] = options.outcome
     client.call("POST", f"/tasks/{options.task_id}", "complete", json=body)
@@ -113,6 +122,7 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--client", default="sandbox:sandbox", metavar="ID:SECRET")
         command.add_argument("--tenant", default="sandbox")
         command.add_argument("--user", required=name != "tasks", metavar="EMAIL")
+        command.add_argument("--password", default=os.environ.get("OPENTEXT_PASSWORD", "sandbox"))
         if name == "tasks":
             command.add_argument("--group")
             command.add_argument("--json", action="store_true", help="print the tasks as JSON")
@@ -127,7 +137,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     options = parser().parse_args(argv)
     try:
-        options.handler(ReviewerClient(options.url, options.client, options.tenant, options.user), options)
+        client = ReviewerClient(options.url, options.client, options.tenant, options.user, options.password)
+        options.handler(client, options)
     except (CommandFailed, requests.RequestException) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

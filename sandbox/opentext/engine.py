@@ -56,6 +56,7 @@ USER_TASK_ATTRIBUTES = (
     "priority",
     "category",
     "possibleOutcomes",
+    "initiatorCanCompleteTask",
 )
 _CONDITION_MARKER = "juel-condition:"
 _SERIALIZER = BpmnWorkflowSerializer()

@@ -34,6 +34,12 @@ class BadRequest(ServiceError):
     status = HTTPStatus.BAD_REQUEST
 
 
+class Forbidden(ServiceError):
+    """What Flowable's ``FlowableForbiddenException`` answers: the user may not do this."""
+
+    status = HTTPStatus.FORBIDDEN
+
+
 class Conflict(ServiceError):
     status = HTTPStatus.CONFLICT
 

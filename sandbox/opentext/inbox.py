@@ -1,7 +1,9 @@
-"""The reviewer inbox: server-rendered pages where a person lists open tasks, opens one with its
-variables and comments, claims it and completes it with an outcome and a comment.
+"""The reviewer inbox: server-rendered pages where a person signs in, lists open tasks, opens one with
+its variables and comments, claims it and completes it with an outcome and a comment, always as
+themselves: what the directory does not let them do is refused as the API refuses it (403).
 
-Element ids are stable for browser tests: ``#user``, ``#group``, ``#apply-filter``, ``#tasks`` rows
+Element ids are stable for browser tests: on ``/inbox/login`` ``#tenant``, ``#email``, ``#password``,
+``#log-in``; on the list ``#signed-in``, ``#log-out``, ``#group``, ``#apply-filter``, ``#tasks`` rows
 ``#task-<id>`` with ``a.open-task``; on a task page ``#task-name``, ``#assignee``, ``#variables`` rows
 ``[data-variable=<name>]``, ``#comments``, ``#comment``, ``#claim``, one button per outcome (``#approve``
 for ``approved``, ``#reject`` for ``rejected``, ``#outcome-<value>`` otherwise) or ``#complete`` with a
@@ -17,13 +19,16 @@ from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from sandbox.opentext.api import tenant_service
+from sandbox.opentext.auth import AuthenticationFailed, OAuthError, Principal
 from sandbox.opentext.clock import format_timestamp
 from sandbox.opentext.errors import NotFound, ServiceError
 from sandbox.opentext.service import PageRequest, WorkflowService
 
 inbox_router = APIRouter(prefix="/inbox")
+SESSION_COOKIE = "otws_inbox"
 INBOX_PAGE_SIZE = 100
 _BUTTON_IDS = {"approved": "approve", "rejected": "reject"}
 _STYLE = """
@@ -58,34 +63,102 @@ def _link(path: str, **query: str | None) -> str:
     return f"{path}?{urlencode(given)}" if given else path
 
 
-def _service(request: Request) -> WorkflowService:
-    service: WorkflowService = request.app.state.service
+class SignInNeeded(Exception):
+    """No valid session: the page sends the browser to the sign-in form and back afterwards."""
+
+
+def _signed_in(request: Request) -> tuple[Principal, WorkflowService]:
+    """Who is signed in (their session's token, checked as the API checks it) and their tenant's service."""
+    token = request.cookies.get(SESSION_COOKIE)
+    try:
+        principal = request.app.state.tokens.authenticate(f"Bearer {token}" if token else None)
+        service = tenant_service(request, principal)
+    except AuthenticationFailed:
+        raise SignInNeeded from None
     service.fire_due_timers()
-    return service
+    return principal, service
+
+
+def sign_in_redirect(request: Request, _: SignInNeeded) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(_link("/inbox/login", next=target), 303)
+
+
+def _login_page(request: Request, next_page: str, error: str | None = None, status_code: int = 200):
+    tenants = "".join(
+        f'<option value="{escape(tenant)}">{escape(tenant)}</option>'
+        for tenant in request.app.state.directory.tenants
+    )
+    body = (
+        "<h1>Sign in to the reviewer inbox</h1>"
+        + _messages(None, error)
+        + '<form id="login-form" method="post" action="/inbox/login">'
+        f'<input type="hidden" name="next" value="{escape(next_page)}">'
+        f'<label for="tenant">Tenant</label><select id="tenant" name="tenant">{tenants}</select>'
+        '<label for="email">E-mail</label><input id="email" name="email" type="email" required autofocus>'
+        '<label for="password">Password</label><input id="password" name="password" type="password" required>'
+        '<div><button id="log-in" type="submit">Sign in</button></div></form>'
+    )
+    return _html("Sign in", body, status_code)
+
+
+def _safe_next(next_page: str) -> str:
+    """Only a page of the inbox itself: a sign-in never sends the browser elsewhere."""
+    return next_page if next_page.startswith("/inbox") and not next_page.startswith("//") else "/inbox"
+
+
+@inbox_router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: str = "/inbox") -> HTMLResponse:
+    return _login_page(request, _safe_next(next))
+
+
+@inbox_router.post("/login")
+def log_in(
+    request: Request,
+    email: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    tenant: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/inbox",
+) -> Response:
+    directory = request.app.state.directory
+    try:
+        token = request.app.state.tokens.log_in(tenant or directory.default_tenant, email.strip(), password)
+    except OAuthError as refused:
+        return _login_page(request, _safe_next(next), refused.description, 401)
+    response = RedirectResponse(_safe_next(next), 303)
+    response.set_cookie(
+        SESSION_COOKIE, token["access_token"], max_age=token["expires_in"], httponly=True, samesite="strict"
+    )
+    return response
+
+
+@inbox_router.post("/logout")
+def log_out() -> Response:
+    response = RedirectResponse("/inbox/login", 303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
 
 
 @inbox_router.get("", response_class=HTMLResponse)
 def inbox(
     request: Request,
-    user: str | None = None,
     group: str | None = None,
     notice: str | None = None,
     error: str | None = None,
 ) -> HTMLResponse:
     """Open tasks of a group (claimed or not), or else the user's tasks and the ones they may claim."""
+    principal, service = _signed_in(request)
+    user = principal.user
     if group:
-        filters = {"candidateGroup": group, "ignoreAssignee": True}
-    elif user:
-        filters = {"candidateOrAssigned": user}
+        filters: dict[str, object] = {"candidateGroup": group, "ignoreAssignee": True}
     else:
-        filters = {}
-    service = _service(request)
+        filters = {"candidateOrAssigned": user}
     page = service.list_tasks(
         filters, PageRequest(count=INBOX_PAGE_SIZE, sort="createTime", order="desc"), False
     )
     rows = "".join(
         f'<tr id="task-{escape(t["id"])}" data-task-id="{escape(t["id"])}">'
-        f'<td><a class="open-task" href="{escape(_link("/inbox/tasks/" + t["id"], user=user))}">'
+        f'<td><a class="open-task" href="{escape("/inbox/tasks/" + t["id"])}">'
         f"{escape(t['name'])}</a></td>"
         f'<td class="process">{escape(t["process_definition_key"])}</td>'
         f'<td class="business-key">{escape(t["business_key"] or "")}</td>'
@@ -103,16 +176,25 @@ def inbox(
     )
     body = (
         "<h1>Reviewer inbox</h1>"
+        + _signed_in_bar(principal, service)
         + _messages(notice, error)
         + '<form id="filter" method="get" action="/inbox">'
-        '<label for="user">Reviewer e-mail</label>'
-        f'<input id="user" name="user" type="email" value="{escape(user or "")}">'
-        '<label for="group">Group (shows all of its open tasks)</label>'
+        '<label for="group">Group (shows all of its open tasks; empty: yours and those you may claim)</label>'
         f'<input id="group" name="group" value="{escape(group or "")}">'
         '<button id="apply-filter" type="submit">Show tasks</button></form>'
         f'<p id="task-count">{page.total} open task(s)</p>' + table
     )
     return _html("Reviewer inbox", body)
+
+
+def _signed_in_bar(principal: Principal, service: WorkflowService) -> str:
+    groups = ", ".join(service.groups_of(principal.user)) or "no groups"
+    return (
+        f'<p id="signed-in">Signed in as <strong>{escape(principal.user)}</strong> ({escape(groups)}) '
+        f"on tenant {escape(principal.tenant_id)}</p>"
+        '<form method="post" action="/inbox/logout">'
+        '<button id="log-out" type="submit">Sign out</button></form>'
+    )
 
 
 def _outcome_controls(outcomes: list[str]) -> str:
@@ -133,20 +215,21 @@ def _outcome_controls(outcomes: list[str]) -> str:
 
 
 def _task_page(
+    principal: Principal,
     service: WorkflowService,
     task_id: str,
-    user: str | None,
     notice: str | None = None,
     error: str | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
+    user = principal.user
     try:
         task = service.runtime_task(task_id)
     except NotFound:
         body = (
             "<h1>Task not open</h1>"
             + _messages(notice, error or f"Task {task_id} is not open any more.")
-            + f'<a id="back" href="{escape(_link("/inbox", user=user))}">Back to inbox</a>'
+            + '<a id="back" href="/inbox">Back to inbox</a>'
         )
         return _html("Task not open", body, 404)
     variables = "".join(
@@ -183,65 +266,59 @@ def _task_page(
     )
     body = (
         f'<h1 id="task-name">{escape(task["name"])}</h1>'
+        + _signed_in_bar(principal, service)
         + _messages(notice, error)
         + f'<p id="task-description">{escape(task["description"] or "")}</p>'
         f'<dl id="task-details">{detail_list}</dl>'
         f'<h2>Variables</h2><table id="variables"><tbody>{variables}</tbody></table>'
         f'<h2>Comments</h2><ul id="comments">{comments}</ul>'
         f'<form id="task-form" method="post" action="/inbox/tasks/{escape(task_id)}">'
-        '<label for="user">Reviewer e-mail</label>'
-        f'<input id="user" name="user" type="email" required value="{escape(user or "")}">'
         '<label for="comment">Comment</label><textarea id="comment" name="comment"></textarea>'
         f"<div>{claim}{_outcome_controls(task['outcomes'])}</div></form>"
-        f'<a id="back" href="{escape(_link("/inbox", user=user))}">Back to inbox</a>'
+        '<a id="back" href="/inbox">Back to inbox</a>'
     )
     return _html(task["name"], body, status_code)
 
 
 @inbox_router.get("/tasks/{task_id}", response_class=HTMLResponse)
 def task_page(
-    task_id: str,
-    request: Request,
-    user: str | None = None,
-    notice: str | None = None,
-    error: str | None = None,
+    task_id: str, request: Request, notice: str | None = None, error: str | None = None
 ) -> HTMLResponse:
-    return _task_page(_service(request), task_id, user, notice, error)
+    principal, service = _signed_in(request)
+    return _task_page(principal, service, task_id, notice, error)
 
 
 @inbox_router.post("/tasks/{task_id}")
 def act_on_task(
     task_id: str,
     request: Request,
-    user: Annotated[str, Form()] = "",
     action: Annotated[str, Form()] = "",
     outcome: Annotated[str, Form()] = "",
     comment: Annotated[str, Form()] = "",
 ):
-    """Claim, or complete with the outcome and comment (claiming first for the reviewer if unclaimed)."""
-    service = _service(request)
-    user = user.strip()
-    if not user:
-        return _task_page(
-            service, task_id, None, error="Enter your e-mail address to act on a task.", status_code=400
-        )
+    """Claim, or complete with the outcome and comment (claiming first if unclaimed), as the signed-in
+    user."""
+    principal, service = _signed_in(request)
+    user = principal.user
     try:
         if action == "claim":
-            service.claim_task(task_id, user)
-            return RedirectResponse(
-                _link(f"/inbox/tasks/{task_id}", user=user, notice=f"Claimed by {user}."), 303
-            )
+            service.claim_task(task_id, user, user)
+            return RedirectResponse(_link(f"/inbox/tasks/{task_id}", notice=f"Claimed by {user}."), 303)
         task = service.runtime_task(task_id)
         if task["assignee"] not in (None, user):
             return _task_page(
-                service, task_id, user, error=f"This task is claimed by {task['assignee']}.", status_code=409
+                principal,
+                service,
+                task_id,
+                error=f"This task is claimed by {task['assignee']}.",
+                status_code=409,
             )
         if task["assignee"] is None:
-            service.claim_task(task_id, user)
+            service.claim_task(task_id, user, user)
         if comment.strip():  # before completing: whoever reads the decision sees its comment
             service.add_comment(task["process_instance_id"], comment.strip(), user, task_id)
         service.complete_task(task_id, outcome.strip() or None, [], user)
     except ServiceError as failure:
-        return _task_page(service, task_id, user, error=failure.exception, status_code=failure.status)
+        return _task_page(principal, service, task_id, error=failure.exception, status_code=failure.status)
     done = f"Completed “{task['name']}”" + (f" with outcome {outcome.strip()}." if outcome.strip() else ".")
-    return RedirectResponse(_link("/inbox", user=user, notice=done), 303)
+    return RedirectResponse(_link("/inbox", notice=done), 303)

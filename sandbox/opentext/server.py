@@ -1,4 +1,4 @@
-"""``python -m sandbox.opentext --port 8091 --db PATH``: run the sandbox service with uvicorn."""
+"""``python -m sandbox.opentext --port 8091 --db PATH [--directory FILE]``: run the sandbox with uvicorn."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import uvicorn
 
 from sandbox.opentext.app import Settings, create_app
+from sandbox.opentext.directory import DEFAULT_DIRECTORY, DirectoryError
 
 
 def _client(text: str) -> tuple[str, str]:
@@ -15,13 +16,6 @@ def _client(text: str) -> tuple[str, str]:
     if not separator or not client_id or not secret:
         raise argparse.ArgumentTypeError(f"--client must be ID:SECRET, got '{text}'")
     return client_id, secret
-
-
-def _member(text: str) -> tuple[str, list[str]]:
-    email, separator, groups = text.partition("=")
-    if not separator or not email or not groups:
-        raise argparse.ArgumentTypeError(f"--member must be EMAIL=GROUP[,GROUP...], got '{text}'")
-    return email, [group.strip() for group in groups.split(",") if group.strip()]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -33,21 +27,20 @@ def parser() -> argparse.ArgumentParser:
     arguments.add_argument("--host", default="127.0.0.1")
     arguments.add_argument("--db", required=True, help="SQLite file keeping all state across restarts")
     arguments.add_argument(
+        "--directory",
+        default=str(DEFAULT_DIRECTORY),
+        metavar="FILE",
+        help="tenants, clients and users with passwords and groups (default: the shipped directory.json)",
+    )
+    arguments.add_argument(
         "--client",
         type=_client,
         action="append",
+        default=[],
         metavar="ID:SECRET",
-        help="OAuth client (default sandbox:sandbox)",
+        help="an OAuth client added to every tenant of the directory",
     )
     arguments.add_argument("--token-lifetime", type=int, default=3600, metavar="SECONDS")
-    arguments.add_argument(
-        "--member",
-        type=_member,
-        action="append",
-        default=[],
-        metavar="EMAIL=GROUP[,GROUP]",
-        help="a reviewer's groups, for candidateOrAssigned queries (or PUT /sandbox/users/EMAIL)",
-    )
     arguments.add_argument("--timer-interval", type=float, default=1.0, metavar="SECONDS")
     arguments.add_argument("--log-level", default="warning")
     return arguments
@@ -60,10 +53,14 @@ def main(argv: list[str]) -> int:
     )
     settings = Settings(
         db_path=options.db,
-        clients=dict(options.client or [("sandbox", "sandbox")]),
+        directory_path=options.directory,
+        clients=dict(options.client),
         token_lifetime_seconds=options.token_lifetime,
-        users=dict(options.member),
         timer_interval_seconds=options.timer_interval,
     )
-    uvicorn.run(create_app(settings), host=options.host, port=options.port, log_level=options.log_level)
+    try:
+        app = create_app(settings)
+    except DirectoryError as broken:
+        raise SystemExit(f"error: {broken}") from None
+    uvicorn.run(app, host=options.host, port=options.port, log_level=options.log_level)
     return 0

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sandbox.opentext.clock import SandboxClock, resolve_due_date
+from sandbox.opentext.directory import Directory
 from sandbox.opentext.engine import (
     ExecutionError,
     ModelError,
@@ -27,7 +28,7 @@ from sandbox.opentext.engine import (
     UserTaskView,
     parse_model,
 )
-from sandbox.opentext.errors import BadRequest, Conflict, NotFound
+from sandbox.opentext.errors import BadRequest, Conflict, Forbidden, NotFound
 from sandbox.opentext.storage import Store
 from sandbox.opentext.variables import Variable, parse_variables
 
@@ -130,9 +131,14 @@ def _equal(column: str, value: Any) -> tuple[str, list[Any]]:
 
 
 class WorkflowService:
-    def __init__(self, store: Store, clock: SandboxClock):
+    """One tenant's workflow service: its models, instances and tasks (in its own store), acting for
+    users of that tenant's directory."""
+
+    def __init__(self, store: Store, clock: SandboxClock, directory: Directory, tenant_id: str):
         self.store = store
         self.clock = clock
+        self.directory = directory
+        self.tenant_id = tenant_id
         self.lock = threading.RLock()
         self._models: dict[str, ProcessModel] = {}
 
@@ -428,6 +434,9 @@ class WorkflowService:
                 "tenant_id": instance["tenant_id"],
                 "create_time": now,
                 "claim_time": now if assignee else None,
+                "initiator_can_complete": int(
+                    str(attributes.get("initiatorCanCompleteTask", "true")).strip().lower() != "false"
+                ),
             },
         )
 
@@ -617,23 +626,29 @@ class WorkflowService:
             raise Conflict(f"Cannot {verb} task '{task_id}': its process instance is suspended")
         return task
 
-    def claim_task(self, task_id: str, assignee: Any) -> dict:
-        """Claim for ``assignee``; a null assignee unclaims. Claiming another's task is a conflict."""
+    def claim_task(self, task_id: str, assignee: Any, user: str) -> dict:
+        """``user`` claims for themselves (``assignee`` is them) or unclaims (null). Claiming another's
+        task is a conflict; claiming for someone else, or a task one may not act on, is forbidden."""
         if assignee is not None and not isinstance(assignee, str):
             raise BadRequest("assignee must be a string (a user's e-mail) or null")
+        if assignee is not None and assignee != user:
+            raise Forbidden(f"User '{user}' cannot claim task '{task_id}' for '{assignee}'")
         with self.lock:
             task = self._open_task_of_active_instance(task_id, "claim")
             if assignee is not None and task["assignee"] not in (None, assignee):
                 raise Conflict(f"Task '{task_id}' is already claimed by someone else.")
+            self._check_may_act(task, user, "claim" if assignee is not None else "unclaim")
             claim_time = None if assignee is None else (task["claim_time"] or self.clock.now())
             self.store.update("tasks", "id", task_id, {"assignee": assignee, "claim_time": claim_time})
         return self.runtime_task(task_id)
 
-    def delegate_task(self, task_id: str, assignee: Any) -> dict:
+    def delegate_task(self, task_id: str, assignee: Any, user: str) -> dict:
+        """The assignee (or a candidate) hands the task to ``assignee``; it comes back on ``resolve``."""
         if not isinstance(assignee, str) or not assignee:
             raise BadRequest("An assignee is required when delegating a task.")
         with self.lock:
             task = self._open_task_of_active_instance(task_id, "delegate")
+            self._check_may_act(task, user, "delegate")
             self.store.update(
                 "tasks",
                 "id",
@@ -646,20 +661,26 @@ class WorkflowService:
             )
         return self.runtime_task(task_id)
 
-    def resolve_task(self, task_id: str) -> dict:
+    def resolve_task(self, task_id: str, user: str) -> dict:
         with self.lock:
             task = self._open_task_of_active_instance(task_id, "resolve")
             if task["delegation_state"] != "pending":
                 raise BadRequest(f"Task '{task_id}' is not delegated, so it cannot be resolved.")
+            if task["assignee"] != user:
+                raise Forbidden(
+                    f"User '{user}' cannot resolve task '{task_id}': it is delegated to '{task['assignee']}'"
+                )
             self.store.update(
                 "tasks", "id", task_id, {"assignee": task["owner"], "delegation_state": "resolved"}
             )
         return self.runtime_task(task_id)
 
     def complete_task(self, task_id: str, outcome: Any, variables: Any, user: str) -> dict:
-        """Complete a task; ``outcome`` also becomes the variables ``outcome`` and ``<taskKey>_outcome``.
+        """Complete a task as ``user``; ``outcome`` also becomes the variables ``outcome`` and
+        ``<taskKey>_outcome``.
 
-        The completing user becomes the assignee in history when the task was not claimed.
+        The completing user becomes the assignee in history when the task was not claimed. Only the
+        assignee, or a candidate of an unclaimed task, may complete it (403 otherwise).
         """
         if outcome is not None and (not isinstance(outcome, str) or not outcome.strip()):
             raise BadRequest("outcome must be a non-empty string")
@@ -668,6 +689,11 @@ class WorkflowService:
             task = self._open_task_of_active_instance(task_id, "complete")
             if task["delegation_state"] == "pending":
                 raise BadRequest("A delegated task cannot be completed, but should be resolved instead.")
+            if task["assignee"] not in (None, user):
+                raise Forbidden(
+                    f"User '{user}' cannot complete task '{task_id}': it is assigned to '{task['assignee']}'"
+                )
+            self._check_may_act(task, user, "complete")
             instance = self.running_instance(task["process_instance_id"])
             process_variables = [Variable(v.name, v.type, v.value) for v in parsed if v.scope == "global"]
             if outcome is not None:
@@ -765,18 +791,31 @@ class WorkflowService:
     # -- users -------------------------------------------------------------------------------------
 
     def groups_of(self, email: str) -> list[str]:
-        """The groups a user belongs to (the sandbox's stand-in for the tenant's directory)."""
-        row = self.store.query_one("SELECT groups FROM users WHERE email = ?", [email])
-        return row["groups"] if row else []
+        """The groups a user belongs to in this tenant's directory."""
+        return self.directory.groups_of(self.tenant_id, email)
 
-    def set_user_groups(self, email: str, groups: Any) -> dict:
-        if not isinstance(groups, list) or not all(isinstance(g, str) and g for g in groups):
-            raise BadRequest("groups must be a list of group names")
-        self.store.upsert("users", {"email": email, "groups": groups}, ["email"])
-        return {"email": email, "groups": groups}
-
-    def users(self) -> list[dict]:
-        return self.store.query("SELECT email, groups FROM users ORDER BY email")
+    def _check_may_act(self, task: dict, user: str, verb: str) -> None:
+        """Refuse (403) a user who is neither the task's assignee nor one of its candidates, and the
+        process's initiator where the model says ``initiatorCanCompleteTask="false"``."""
+        candidate = (
+            task["assignee"] == user
+            or user in task["candidate_users"]
+            or bool(set(self.groups_of(user)) & set(task["candidate_groups"]))
+            or (task["assignee"] is None and not task["candidate_users"] and not task["candidate_groups"])
+        )
+        if not candidate:
+            offered = ", ".join([*task["candidate_groups"], *task["candidate_users"]]) or "nobody"
+            raise Forbidden(
+                f"User '{user}' cannot {verb} task '{task['id']}' ({task['task_definition_key']}): it is "
+                f"offered to {offered} and the user is not a candidate"
+            )
+        if not task["initiator_can_complete"]:
+            instance = self._instance(task["process_instance_id"])
+            if instance["start_user_id"] == user:
+                raise Forbidden(
+                    f"User '{user}' started process instance '{instance['id']}' and cannot {verb} its task "
+                    f"'{task['task_definition_key']}' (the model sets initiatorCanCompleteTask to false)"
+                )
 
     # -- paging ------------------------------------------------------------------------------------
 

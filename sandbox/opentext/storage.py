@@ -1,5 +1,5 @@
 """SQLite persistence for the sandbox: models, instances (with their serialized engine state), tasks,
-variables, comments, tokens, users and settings.
+variables, comments, tokens, the directory's users and settings.
 
 Runtime and history share tables: a row whose ``end_time`` is NULL is running, any row is history, so
 a finished instance or task stays readable in history after it leaves the runtime lists. Each thread
@@ -83,7 +83,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     end_time REAL,
     delete_reason TEXT,
     outcome TEXT,
-    local_variables TEXT NOT NULL DEFAULT '{}'
+    local_variables TEXT NOT NULL DEFAULT '{}',
+    initiator_can_complete INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS tasks_process_instance ON tasks (process_instance_id);
 CREATE TABLE IF NOT EXISTS variables (
@@ -111,9 +112,12 @@ CREATE TABLE IF NOT EXISTS tokens (
     expires_at REAL NOT NULL,
     revoked INTEGER NOT NULL DEFAULT 0
 );
-CREATE TABLE IF NOT EXISTS users (
-    email TEXT PRIMARY KEY,
-    groups TEXT NOT NULL
+CREATE TABLE IF NOT EXISTS directory_users (
+    tenant_id TEXT NOT NULL,
+    email TEXT NOT NULL,
+    password_sha256 TEXT,
+    groups TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, email)
 );
 CREATE TABLE IF NOT EXISTS settings (
     key TEXT PRIMARY KEY,
@@ -150,6 +154,15 @@ class Store:
         self.path = str(path)
         self._local = threading.local()
         self._connection().executescript(SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Bring a file written by an older sandbox up to the schema (columns added since)."""
+        columns = {row["name"] for row in self._connection().execute("PRAGMA table_info(tasks)")}
+        if "initiator_can_complete" not in columns:
+            self._connection().execute(
+                "ALTER TABLE tasks ADD COLUMN initiator_can_complete INTEGER NOT NULL DEFAULT 1"
+            )
 
     def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)

@@ -29,6 +29,7 @@ from scripts.airflow_api import AirflowApi
 from scripts.launchers import (
     DEMO_DATASET_META,
     DEMO_TASKS,
+    REVIEWER_PASSWORD,
     AirflowSite,
     Annotators,
     OpenTextClient,
@@ -249,11 +250,15 @@ def trigger_release(page: Page, dataset: str, version: str, shots: Screenshots) 
 
 
 def approve_in_inbox(page: Page, inbox_url: str, task: dict[str, Any], shots: Screenshots) -> None:
-    """As the release manager: open the group's inbox, open the sign-off task, comment and approve."""
+    """As the release manager: sign in to the inbox, open the group's sign-off task, comment and approve."""
     page.goto(f"{inbox_url}?group={SIGNOFF_GROUP}")
+    page.fill("#email", RELEASE_MANAGER)
+    page.fill("#password", REVIEWER_PASSWORD)
+    shots.take(page, "inbox-sign-in")
+    page.click("#log-in")
+    expect(page.locator("#signed-in")).to_contain_text(RELEASE_MANAGER)
     shots.take(page, "inbox")
     page.locator(f"#task-{task['id']}").locator("a.open-task").click()
-    page.fill("#user", RELEASE_MANAGER)
     page.fill("#comment", "Validation passed: released for training.")
     shots.take(page, "signoff-task")
     page.click("#approve")
@@ -308,9 +313,10 @@ def test_release_triggered_from_the_ui_succeeds_after_signoff_in_the_inbox(
         "3-trigger-form.png",
         "4-run-triggered.png",
         "5-waiting-for-signoff.png",
-        "6-inbox.png",
-        "7-signoff-task.png",
-        "8-signoff-approved.png",
-        "9-run-succeeded.png",
-        "10-task-instances.png",
+        "6-inbox-sign-in.png",
+        "7-inbox.png",
+        "8-signoff-task.png",
+        "9-signoff-approved.png",
+        "10-run-succeeded.png",
+        "11-task-instances.png",
     ]

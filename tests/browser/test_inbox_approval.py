@@ -16,6 +16,7 @@ import pytest
 from tests.browser.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_chromium
 from tests.fixtures.airflow_db import task_states
 from tests.fixtures.background import acting_in_background
+from tests.fixtures.opentext_sandbox import PASSWORD
 from tests.sensors import test_opentext_sensor as sensor_tests
 
 REVIEWER = "sme@example.com"
@@ -38,12 +39,17 @@ def approve_in_inbox(inbox_url: str, business_key: str, shots: Path) -> None:
         try:
             page = browser.new_page()
             page.goto(f"{inbox_url}?group=annotation-sme")
+            page.wait_for_selector("#login-form")  # the inbox sends a stranger to sign in first
+            page.fill("#email", REVIEWER)
+            page.fill("#password", PASSWORD)
+            page.screenshot(path=shots / "0-sign-in.png", full_page=True)
+            page.click("#log-in")
+            assert REVIEWER in page.locator("#signed-in").inner_text()
             row = page.locator("#tasks tbody tr").filter(
                 has=page.locator("td.business-key", has_text=business_key)
             )
             page.screenshot(path=shots / "1-inbox.png", full_page=True)
             row.locator("a.open-task").click()
-            page.fill("#user", REVIEWER)
             page.fill("#comment", "Checked 50 examples: labels are consistent")
             page.screenshot(path=shots / "2-task.png", full_page=True)
             page.click("#approve")
@@ -79,6 +85,7 @@ def test_clicking_approve_in_the_inbox_resumes_the_waiting_dag(
     decision = json.loads(record.read_text())
     assert (decision["approved"], decision["outcome"], decision["approver"]) == (True, "approved", REVIEWER)
     assert sorted(path.name for path in shots.iterdir()) == [
+        "0-sign-in.png",
         "1-inbox.png",
         "2-task.png",
         "3-after-approval.png",

@@ -18,6 +18,7 @@ import requests
 
 from prodigy_opentext.exceptions import OpenTextError, OpenTextNotFoundError, OpenTextUnavailableError
 from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
+from tests.fixtures.opentext_sandbox import PASSWORD
 
 MODELS = Path(__file__).resolve().parents[2] / "include" / "bpmn"
 BATCH_APPROVAL = "annotation_batch_approval"
@@ -50,6 +51,18 @@ def connect(monkeypatch: pytest.MonkeyPatch):
 @pytest.fixture
 def hook(opentext_sandbox_session: Any, connect) -> OpenTextWorkflowHook:
     return connect(opentext_sandbox_session)
+
+
+@pytest.fixture
+def hook_of(opentext_sandbox_session: Any, connect):
+    """``hook_of(email)``: a hook acting as that person of the sandbox's directory (password grant)."""
+
+    def as_user(email: str) -> OpenTextWorkflowHook:
+        conn_id = "opentext_" + email.split("@")[0].replace(".", "_")
+        options = {"grant_type": "password", "username": email, "password": PASSWORD}
+        return connect(opentext_sandbox_session, conn_id=conn_id, **options)
+
+    return as_user
 
 
 @pytest.fixture
@@ -112,7 +125,9 @@ def test_deploy_only_when_the_content_changed(hook: OpenTextWorkflowHook, tmp_pa
     assert hook.latest_model(key)["version"] == 2
 
 
-def test_start_process_is_idempotent_on_business_key_running_or_finished(hook: OpenTextWorkflowHook) -> None:
+def test_start_process_is_idempotent_on_business_key_running_or_finished(
+    hook: OpenTextWorkflowHook, hook_of
+) -> None:
     business_key = unique("batch")
     started = hook.start_process(
         BATCH_APPROVAL, business_key, {"dataset": "ner", "regulated": False}, "NER v1"
@@ -123,7 +138,7 @@ def test_start_process_is_idempotent_on_business_key_running_or_finished(hook: O
     assert hook.get_process(started["id"])["variables"]
 
     (task,) = hook.list_tasks(processInstanceId=started["id"])
-    hook.complete_task(task["id"], "approved")
+    hook_of("sme@example.com").complete_task(task["id"], "approved")
     assert hook.find_processes(businessKey=business_key) == []
     assert hook.start_process(BATCH_APPROVAL, business_key)["id"] == started["id"]
     (finished,) = hook.historic_processes(businessKey=business_key)
@@ -165,16 +180,17 @@ def test_typed_variables_round_trip(hook: OpenTextWorkflowHook) -> None:
     assert hook.get_variables(process["id"])["examples"] == 1300
 
 
-def test_tasks_claim_delegate_complete_and_history(hook: OpenTextWorkflowHook) -> None:
+def test_tasks_claim_delegate_complete_and_history(hook: OpenTextWorkflowHook, hook_of) -> None:
     process = hook.start_process(BATCH_APPROVAL, unique("tasks"), {"dataset": "ner", "regulated": True})
     (task,) = hook.list_tasks(processInstanceId=process["id"], taskDefinitionKey="sme_review")
-    hook.claim_task(task["id"], "sme@example.com")
+    sme = hook_of("sme@example.com")
+    sme.claim_task(task["id"], "sme@example.com")
     assert hook.get_task(task["id"])["assignee"] == "sme@example.com"
-    hook.complete_task(task["id"], "approved", {"checked_examples": 50})
+    sme.complete_task(task["id"], "approved", {"checked_examples": 50})
 
     (compliance,) = hook.list_tasks(processInstanceId=process["id"])
     assert compliance["taskDefinitionKey"] == "compliance_review"
-    hook.delegate_task(compliance["id"], "deputy@example.com")
+    hook_of("officer@example.com").delegate_task(compliance["id"], "deputy@example.com")
     delegated = hook.get_task(compliance["id"])
     assert (delegated["assignee"], delegated["delegationState"]) == ("deputy@example.com", "pending")
 

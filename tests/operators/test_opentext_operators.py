@@ -20,6 +20,7 @@ from prodigy_opentext.operators.opentext import (
     OpenTextStartProcessOperator,
 )
 from tests.fixtures.airflow_db import task_states
+from tests.fixtures.opentext_sandbox import PASSWORD
 from tests.hooks.test_opentext_contract import connection_json, model_xml
 
 PROJECT_MODELS = sorted(
@@ -31,6 +32,8 @@ INSTANCE = "{{ ti.xcom_pull(task_ids='start') }}"
 @pytest.fixture
 def opentext(opentext_sandbox: Any, airflow_db: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("AIRFLOW_CONN_OPENTEXT_DEFAULT", connection_json(opentext_sandbox))
+    sme = {"grant_type": "password", "username": "sme@example.com", "password": PASSWORD}
+    monkeypatch.setenv("AIRFLOW_CONN_OPENTEXT_SME", connection_json(opentext_sandbox, **sme))
     return opentext_sandbox
 
 
@@ -58,6 +61,7 @@ def batch_approval_dag(dag_id: str, business_key: str, record: str) -> DAG:
             variables={"checked_examples": 50},
             assignee="sme@example.com",
             comment="Approved from the pipeline",
+            opentext_conn_id="opentext_sme",
         )
 
         @task

@@ -152,7 +152,7 @@ def test_deferred_sensor_resumes_on_approval_and_carries_the_decision(
 def test_poke_mode_waits_the_same_way(opentext, run_dag, poked, tmp_path) -> None:
     dag_id, business_key, record = names(tmp_path)
     with acting_in_background(
-        lambda: decide(opentext, business_key, "approved", "lead@example.com", "Ship it"), after=poked
+        lambda: decide(opentext, business_key, "approved", "second.sme@example.com", "Ship it"), after=poked
     ):
         run = run_dag(
             approval_dag(
@@ -165,7 +165,7 @@ def test_poke_mode_waits_the_same_way(opentext, run_dag, poked, tmp_path) -> Non
         )
     assert task_states(run)["wait"] == "success"
     decision = json.loads(Path(record).read_text())
-    assert (decision["approved"], decision["approver"]) == (True, "lead@example.com")
+    assert (decision["approved"], decision["approver"]) == (True, "second.sme@example.com")
     assert [c["message"] for c in decision["comments"]] == ["Ship it"]
 
 

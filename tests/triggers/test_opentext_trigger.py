@@ -92,7 +92,9 @@ def test_waits_through_throttling_and_revoked_tokens_until_the_task_is_decided(s
     async def scenario() -> TriggerEvent:
         waiting = first_event(trigger)
         assert await still_waiting(waiting)
-        await asyncio.to_thread(decide, sandbox, process["id"], "sme_review", "approved", "sme@x.com", "ok")
+        await asyncio.to_thread(
+            decide, sandbox, process["id"], "sme_review", "approved", "sme@example.com", "ok"
+        )
         assert await still_waiting(waiting), "an earlier task's decision must not end the wait"
         faults = [{"status": 429, "retry_after": 1, "times": 1}, {"status": 503, "times": 2}]
         await asyncio.to_thread(sandbox.set_faults, faults)
@@ -102,7 +104,7 @@ def test_waits_through_throttling_and_revoked_tokens_until_the_task_is_decided(s
         assert await still_waiting(waiting)
         comment = "Contains patient names: not for training"
         await asyncio.to_thread(
-            decide, sandbox, process["id"], "compliance_review", "rejected", "co@x.com", comment
+            decide, sandbox, process["id"], "compliance_review", "rejected", "officer@example.com", comment
         )
         return await waiting
 
@@ -113,12 +115,12 @@ def test_waits_through_throttling_and_revoked_tokens_until_the_task_is_decided(s
     assert (decision["task_definition_key"], decision["outcome"], decision["approver"]) == (
         "compliance_review",
         "rejected",
-        "co@x.com",
+        "officer@example.com",
     )
     assert (decision["ended"], decision["end_activity_id"]) == (True, "end_rejected")
     assert [(c["author"], c["message"]) for c in decision["comments"]] == [
-        ("sme@x.com", "ok"),
-        ("co@x.com", "Contains patient names: not for training"),
+        ("sme@example.com", "ok"),
+        ("officer@example.com", "Contains patient names: not for training"),
     ]
     assert decision["decided_at"]
 
@@ -152,7 +154,7 @@ def test_survives_a_sandbox_restart_without_starting_a_second_process(opentext_s
         rerun = await asyncio.to_thread(hook.start_process, BATCH_APPROVAL, process["businessKey"])
         assert rerun["id"] == process["id"]
         await asyncio.to_thread(
-            decide, opentext_sandbox, process["id"], "sme_review", "approved", "sme@x.com", "ok"
+            decide, opentext_sandbox, process["id"], "sme_review", "approved", "sme@example.com", "ok"
         )
         return await waiting
 

@@ -75,7 +75,9 @@ class OpenTextCompleteTaskOperator(_OpenTextOperator):
     :param outcome: the decision, e.g. ``approved`` (templated); OpenText stores it as the process variables
         ``outcome`` and ``<task_definition_key>_outcome``.
     :param variables: further process variables to set on completion (templated).
-    :param assignee: the user (e-mail) who claims and completes the task (templated).
+    :param assignee: the user (e-mail) who claims and completes the task (templated). OpenText lets a
+        user act only as themselves: the connection (``opentext_conn_id``) must sign in as this user
+        (``grant_type: password`` in its extra), and the user must be a candidate of the task.
     :param comment: a process comment added before completing (templated).
     """
 

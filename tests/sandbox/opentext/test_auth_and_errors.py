@@ -7,7 +7,7 @@ import base64
 import pytest
 import requests
 
-from tests.fixtures.opentext_sandbox import OpenTextSandbox, poll_until
+from tests.fixtures.opentext_sandbox import PASSWORD, OpenTextSandbox, poll_until
 
 
 def _token_url(sandbox: OpenTextSandbox) -> str:
@@ -58,7 +58,7 @@ def test_password_grant_makes_the_user_the_actor(sandbox: OpenTextSandbox, busin
             "client_id": sandbox.client_id,
             "client_secret": sandbox.client_secret,
             "username": "owner@example.com",
-            "password": "secret",
+            "password": PASSWORD,
         },
         timeout=30,
     ).json()["access_token"]
@@ -90,6 +90,28 @@ def test_password_grant_makes_the_user_the_actor(sandbox: OpenTextSandbox, busin
             {"grant_type": "password", "client_id": "airflow", "client_secret": "airflow-secret"},
             400,
             "invalid_request",
+        ),
+        (
+            {
+                "grant_type": "password",
+                "client_id": "airflow",
+                "client_secret": "airflow-secret",
+                "username": "owner@example.com",
+                "password": "wrong",
+            },
+            400,
+            "invalid_grant",
+        ),
+        (
+            {
+                "grant_type": "password",
+                "client_id": "airflow",
+                "client_secret": "airflow-secret",
+                "username": "nobody@example.com",
+                "password": PASSWORD,
+            },
+            400,
+            "invalid_grant",
         ),
     ],
 )
@@ -167,9 +189,14 @@ def test_service_errors_carry_message_and_exception(sandbox: OpenTextSandbox):
 def test_claiming_a_task_someone_else_holds_is_a_conflict(sandbox: OpenTextSandbox, business_key):
     instance = sandbox.start_process("qa_review", business_key)
     (task,) = sandbox.tasks(processInstanceId=instance["id"])
+    for reviewer in ("first@example.com", "second@example.com"):
+        sandbox.set_user_groups(reviewer, ["qa-reviewers"])
     sandbox.claim(task["id"], "first@example.com")
     response = sandbox.request(
-        "POST", f"/tasks/{task['id']}", json={"action": "claim", "assignee": "second@example.com"}
+        "POST",
+        f"/tasks/{task['id']}",
+        user="second@example.com",
+        json={"action": "claim", "assignee": "second@example.com"},
     )
     assert response.status_code == 409
     assert response.json() == {

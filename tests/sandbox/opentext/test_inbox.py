@@ -11,7 +11,7 @@ import sys
 import requests
 from lxml import html
 
-from tests.fixtures.opentext_sandbox import REPO, OpenTextSandbox
+from tests.fixtures.opentext_sandbox import PASSWORD, REPO, OpenTextSandbox
 
 
 def _page(response: requests.Response) -> html.HtmlElement:
@@ -22,14 +22,58 @@ def _ids(page: html.HtmlElement, element_id: str) -> list[html.HtmlElement]:
     return page.xpath(f'//*[@id="{element_id}"]')
 
 
-def _inbox(sandbox: OpenTextSandbox, **params: str) -> html.HtmlElement:
-    response = requests.get(sandbox.inbox_url, params=params, timeout=30)
+def _signed_in(sandbox: OpenTextSandbox, email: str, password: str = PASSWORD) -> requests.Session:
+    """A browser session of ``email`` after the sign-in form."""
+    session = requests.Session()
+    response = session.post(
+        f"{sandbox.inbox_url}/login",
+        data={"tenant": sandbox.tenant, "email": email, "password": password},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert response.status_code == 303, response.text
+    return session
+
+
+def _inbox(session: requests.Session, sandbox: OpenTextSandbox, **params: str) -> html.HtmlElement:
+    response = session.get(sandbox.inbox_url, params=params, timeout=30)
     assert response.status_code == 200
     return _page(response)
 
 
-def _post(sandbox: OpenTextSandbox, task_id: str, **form: str) -> requests.Response:
-    return requests.post(f"{sandbox.inbox_url}/tasks/{task_id}", data=form, allow_redirects=False, timeout=30)
+def _post(
+    session: requests.Session, sandbox: OpenTextSandbox, task_id: str, **form: str
+) -> requests.Response:
+    url = f"{sandbox.inbox_url}/tasks/{task_id}"
+    return session.post(url, data=form, allow_redirects=False, timeout=30)
+
+
+def test_pages_need_a_sign_in_and_a_wrong_password_is_refused(sandbox: OpenTextSandbox, business_key):
+    instance = sandbox.start_process("qa_review", business_key)
+    (task,) = sandbox.tasks(processInstanceId=instance["id"])
+    for path in ("", f"/tasks/{task['id']}"):
+        anonymous = requests.get(sandbox.inbox_url + path, allow_redirects=False, timeout=30)
+        assert anonymous.status_code == 303
+        assert anonymous.headers["location"].startswith("/inbox/login?next=")
+    forged = requests.post(
+        f"{sandbox.inbox_url}/tasks/{task['id']}", data={"outcome": "pass"}, allow_redirects=False, timeout=30
+    )
+    assert forged.status_code == 303 and forged.headers["location"].startswith("/inbox/login")
+    wrong = requests.post(
+        f"{sandbox.inbox_url}/login",
+        data={"tenant": sandbox.tenant, "email": "qa@example.com", "password": "guess"},
+        timeout=30,
+    )
+    assert wrong.status_code == 401
+    assert "password is wrong" in _page(wrong).get_element_by_id("error").text
+    assert sandbox.tasks(processInstanceId=instance["id"])[0]["assignee"] is None
+
+    session = _signed_in(sandbox, "qa@example.com")
+    listing = _inbox(session, sandbox)
+    assert "qa@example.com" in listing.get_element_by_id("signed-in").text_content()
+    assert _ids(listing, f"task-{task['id']}")
+    session.post(f"{sandbox.inbox_url}/logout", timeout=30)
+    assert session.get(sandbox.inbox_url, allow_redirects=False, timeout=30).status_code == 303
 
 
 def test_reviewer_claims_and_approves_with_a_comment(sandbox: OpenTextSandbox, business_key):
@@ -39,13 +83,14 @@ def test_reviewer_claims_and_approves_with_a_comment(sandbox: OpenTextSandbox, b
         {"regulated": False, "dataset": "ner_news_v2", "examples": 120},
     )
     (task,) = sandbox.tasks(processInstanceId=instance["id"])
+    sme = _signed_in(sandbox, "sme@example.com")
 
-    listing = _inbox(sandbox, group="annotation-sme")
+    listing = _inbox(sme, sandbox, group="annotation-sme")
     row = listing.get_element_by_id(f"task-{task['id']}")
     assert row.find_class("business-key")[0].text == business_key
     link = row.find_class("open-task")[0].get("href")
 
-    page = _page(requests.get(sandbox.url + link, params={"user": "sme@example.com"}, timeout=30))
+    page = _page(sme.get(sandbox.url + link, timeout=30))
     assert page.get_element_by_id("task-name").text == "SME review of annotation batch"
     assert page.get_element_by_id("candidate-groups").text == "annotation-sme"
     dataset_row = page.xpath('//table[@id="variables"]//tr[@data-variable="dataset"]/td[@class="value"]/pre')[
@@ -57,18 +102,17 @@ def test_reviewer_claims_and_approves_with_a_comment(sandbox: OpenTextSandbox, b
         "reject",
         "approve",
     ]
-    assert page.get_element_by_id("user").get("value") == "sme@example.com"
 
-    claimed = _post(sandbox, task["id"], user="sme@example.com", action="claim")
+    claimed = _post(sme, sandbox, task["id"], action="claim")
     assert claimed.status_code == 303
-    claimed_page = _page(requests.get(sandbox.url + claimed.headers["location"], timeout=30))
+    claimed_page = _page(sme.get(sandbox.url + claimed.headers["location"], timeout=30))
     assert claimed_page.get_element_by_id("assignee").text == "sme@example.com"
     assert claimed_page.get_element_by_id("notice").text == "Claimed by sme@example.com."
     assert not _ids(claimed_page, "claim")
 
-    done = _post(sandbox, task["id"], user="sme@example.com", outcome="approved", comment="Consistent spans.")
+    done = _post(sme, sandbox, task["id"], outcome="approved", comment="Consistent spans.")
     assert done.status_code == 303
-    after = _page(requests.get(sandbox.url + done.headers["location"], timeout=30))
+    after = _page(sme.get(sandbox.url + done.headers["location"], timeout=30))
     assert "with outcome approved" in after.get_element_by_id("notice").text
     assert not _ids(after, f"task-{task['id']}")
 
@@ -85,7 +129,9 @@ def test_reviewer_claims_and_approves_with_a_comment(sandbox: OpenTextSandbox, b
 def test_outcome_buttons_follow_the_model(sandbox: OpenTextSandbox, business_key):
     qa = sandbox.start_process("qa_review", business_key)
     (qa_task,) = sandbox.tasks(processInstanceId=qa["id"])
-    page = _page(requests.get(f"{sandbox.inbox_url}/tasks/{qa_task['id']}", timeout=30))
+    page = _page(
+        _signed_in(sandbox, "qa@example.com").get(f"{sandbox.inbox_url}/tasks/{qa_task['id']}", timeout=30)
+    )
     assert [(b.get("id"), b.get("value")) for b in page.xpath('//button[@class="outcome"]')] == [
         ("outcome-pass", "pass"),
         ("outcome-rework", "rework"),
@@ -94,40 +140,49 @@ def test_outcome_buttons_follow_the_model(sandbox: OpenTextSandbox, business_key
     (approval,) = sandbox.tasks(processInstanceId=intake["id"])
     sandbox.complete(approval["id"], "approved", "owner@example.com")
     (provision,) = sandbox.tasks(processInstanceId=intake["id"])
-    page = _page(requests.get(f"{sandbox.inbox_url}/tasks/{provision['id']}", timeout=30))
+    owner = _signed_in(sandbox, "owner@example.com")
+    page = _page(owner.get(f"{sandbox.inbox_url}/tasks/{provision['id']}", timeout=30))
     assert not page.xpath('//button[@class="outcome"]')
     assert _ids(page, "complete") and page.xpath('//input[@id="outcome"]')
-    done = _post(sandbox, provision["id"], user="airflow@example.com", action="complete")
-    assert done.status_code == 303
+    refused = _post(owner, sandbox, provision["id"], action="complete")
+    assert refused.status_code == 403
+    assert "airflow-service" in _page(refused).get_element_by_id("error").text
+    sandbox.complete(provision["id"], None, None)  # Airflow's own step, done by its client
     assert sandbox.historic_instance(intake["id"])["endActivityId"] == "end_provisioned"
 
 
-def test_inbox_filters_by_user_and_refuses_bad_actions(sandbox: OpenTextSandbox, business_key):
+def test_inbox_shows_what_a_reviewer_may_do_and_refuses_the_rest(sandbox: OpenTextSandbox, business_key):
     sandbox.set_user_groups("leads@example.com", ["ml-leads"])
+    sandbox.set_user_groups("stranger@example.com", [])
     instance = sandbox.start_process("model_improvement_request", business_key)
     (task,) = sandbox.tasks(processInstanceId=instance["id"])
-    assert _ids(_inbox(sandbox, user="leads@example.com"), f"task-{task['id']}")
-    assert not _ids(_inbox(sandbox, user="stranger@example.com"), f"task-{task['id']}")
-    assert _ids(_inbox(sandbox, group="nobody-group"), "no-tasks")
+    leads, stranger = _signed_in(sandbox, "leads@example.com"), _signed_in(sandbox, "stranger@example.com")
+    assert _ids(_inbox(leads, sandbox), f"task-{task['id']}")
+    assert not _ids(_inbox(stranger, sandbox), f"task-{task['id']}")
+    assert _ids(_inbox(leads, sandbox, group="nobody-group"), "no-tasks")
 
-    missing_user = _post(sandbox, task["id"], user="", outcome="approved")
-    assert missing_user.status_code == 400 and "e-mail" in _page(missing_user).get_element_by_id("error").text
+    not_a_member = _post(stranger, sandbox, task["id"], outcome="approved")
+    assert not_a_member.status_code == 403
+    assert "not a candidate" in _page(not_a_member).get_element_by_id("error").text
     sandbox.claim(task["id"], "leads@example.com")
-    taken = _post(sandbox, task["id"], user="stranger@example.com", outcome="approved")
+    taken = _post(stranger, sandbox, task["id"], outcome="approved")
     assert taken.status_code == 409
     assert "claimed by leads@example.com" in _page(taken).get_element_by_id("error").text
-    wrong_outcome = _post(sandbox, task["id"], user="leads@example.com", outcome="perhaps")
+    wrong_outcome = _post(leads, sandbox, task["id"], outcome="perhaps")
     assert wrong_outcome.status_code == 400
     assert "improvement_decision" in _page(wrong_outcome).get_element_by_id("error").text
     assert [t["id"] for t in sandbox.tasks(processInstanceId=instance["id"])] == [task["id"]]
-    gone = requests.get(f"{sandbox.inbox_url}/tasks/no-such-task", timeout=30)
+    gone = leads.get(f"{sandbox.inbox_url}/tasks/no-such-task", timeout=30)
     assert gone.status_code == 404
 
 
 def _cli(sandbox: OpenTextSandbox, *args: str) -> subprocess.CompletedProcess[str]:
     client = f"{sandbox.client_id}:{sandbox.client_secret}"
     return subprocess.run(
-        [sys.executable, "-m", "sandbox.opentext", *args, "--url", sandbox.url, "--client", client],
+        [
+            *(sys.executable, "-m", "sandbox.opentext", *args),
+            *("--url", sandbox.url, "--client", client, "--tenant", sandbox.tenant),
+        ],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -144,16 +199,21 @@ def test_cli_lists_claims_and_completes(sandbox: OpenTextSandbox, business_key):
     assert listed.returncode == 0, listed.stderr
     assert task["id"] in {t["id"] for t in json.loads(listed.stdout)}
 
-    claimed = _cli(sandbox, "claim", "--user", "rm@example.com", task["id"])
+    sandbox.set_user_groups("other@example.com", ["release-managers"])
+    claimed = _cli(sandbox, "claim", "--user", "rm@example.com", "--password", PASSWORD, task["id"])
     assert claimed.returncode == 0, claimed.stderr
-    refused = _cli(sandbox, "claim", "--user", "other@example.com", task["id"])
+    refused = _cli(sandbox, "claim", "--user", "other@example.com", "--password", PASSWORD, task["id"])
     assert refused.returncode == 1 and "already claimed" in refused.stderr
+    wrong = _cli(sandbox, "claim", "--user", "rm@example.com", "--password", "guess", task["id"])
+    assert wrong.returncode == 1 and "password is wrong" in wrong.stderr
 
     completed = _cli(
         sandbox,
         "complete",
         "--user",
         "rm@example.com",
+        "--password",
+        PASSWORD,
         "--outcome",
         "approved",
         "--comment",

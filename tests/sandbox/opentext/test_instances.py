@@ -94,11 +94,14 @@ def test_suspended_instances_refuse_work_until_activated(sandbox: OpenTextSandbo
     assert sandbox.request("PUT", path, json={"action": "suspend"}).status_code == 409
     assert sandbox.request("GET", f"/tasks/{task['id']}").json()["suspended"] is True
     refused = sandbox.request(
-        "POST", f"/tasks/{task['id']}", json={"action": "complete", "outcome": "approved"}
+        "POST",
+        f"/tasks/{task['id']}",
+        user="ml@example.com",
+        json={"action": "complete", "outcome": "approved"},
     )
     assert refused.status_code == 409
     assert sandbox.request("PUT", path, json={"action": "activate"}).json()["suspended"] is False
-    sandbox.complete(task["id"], "approved", "lead@example.com")
+    sandbox.complete(task["id"], "approved", "ml@example.com")
     assert sandbox.historic_instance(instance["id"])["endActivityId"] == "end_approved"
 
 
@@ -123,28 +126,40 @@ def test_cancelled_instance_leaves_runtime_and_keeps_history(sandbox: OpenTextSa
 def test_delegation_hands_over_and_back(sandbox: OpenTextSandbox, business_key):
     instance = sandbox.start_process("qa_review", business_key)
     (task,) = sandbox.tasks(processInstanceId=instance["id"])
-    sandbox.claim(task["id"], "owner@example.com")
+    sandbox.set_user_groups("helper@example.com", [])
+    sandbox.claim(task["id"], "qa@example.com")
     delegate = sandbox.request(
-        "POST", f"/tasks/{task['id']}", json={"action": "delegate", "assignee": "helper@example.com"}
+        "POST",
+        f"/tasks/{task['id']}",
+        user="qa@example.com",
+        json={"action": "delegate", "assignee": "helper@example.com"},
     )
     assert delegate.status_code == 200
     delegated = sandbox.request("GET", f"/tasks/{task['id']}").json()
     assert (delegated["owner"], delegated["assignee"], delegated["delegationState"]) == (
-        "owner@example.com",
+        "qa@example.com",
         "helper@example.com",
         "pending",
     )
-    early = sandbox.request("POST", f"/tasks/{task['id']}", json={"action": "complete", "outcome": "pass"})
+    helper = "helper@example.com"
+    early = sandbox.request(
+        "POST", f"/tasks/{task['id']}", user=helper, json={"action": "complete", "outcome": "pass"}
+    )
     assert early.status_code == 400 and "resolved" in early.json()["exception"]
-    assert sandbox.request("POST", f"/tasks/{task['id']}", json={"action": "resolve"}).status_code == 200
-    assert sandbox.request("GET", f"/tasks/{task['id']}").json()["assignee"] == "owner@example.com"
+    not_theirs = sandbox.request(
+        "POST", f"/tasks/{task['id']}", user="qa@example.com", json={"action": "resolve"}
+    )
+    assert not_theirs.status_code == 403
+    resolved = sandbox.request("POST", f"/tasks/{task['id']}", user=helper, json={"action": "resolve"})
+    assert resolved.status_code == 200
+    assert sandbox.request("GET", f"/tasks/{task['id']}").json()["assignee"] == "qa@example.com"
 
 
 def test_history_filters(sandbox: OpenTextSandbox, business_key):
     done = sandbox.start_process("qa_review", business_key)
     open_one = sandbox.start_process("qa_review", business_key)
     (task,) = sandbox.tasks(processInstanceId=done["id"])
-    sandbox.complete(task["id"], "pass", "history@example.com")
+    sandbox.complete(task["id"], "pass", "qa@example.com")
 
     def ids(path: str, **params: str) -> list[str]:
         body = sandbox.request("GET", path, params={"businessKey": business_key, **params}).json()
@@ -153,7 +168,7 @@ def test_history_filters(sandbox: OpenTextSandbox, business_key):
     assert ids("/historic-process-instances") == [done["id"], open_one["id"]]
     assert ids("/historic-process-instances", finished="true") == [done["id"]]
     assert ids("/historic-process-instances", finished="false") == [open_one["id"]]
-    assert ids("/historic-task-instances", taskAssignee="history@example.com") == [task["id"]]
+    assert ids("/historic-task-instances", taskAssignee="qa@example.com") == [task["id"]]
     assert ids("/historic-task-instances", finished="true", processDefinitionKey="qa_review") == [task["id"]]
     with_variables = sandbox.request(
         "GET",
@@ -176,11 +191,11 @@ def test_candidate_or_assigned_follows_group_membership(sandbox: OpenTextSandbox
             t["id"] for t in sandbox.tasks(candidateOrAssigned=user, businessKey=business_key)
         }
 
-    assert visible_to("signer@example.com")
+    assert visible_to("signer@example.com") and visible_to("rm@example.com")
     assert not visible_to("outsider@example.com")
-    sandbox.claim(task["id"], "outsider@example.com")
-    assert visible_to("outsider@example.com") and not visible_to("signer@example.com")
+    sandbox.claim(task["id"], "signer@example.com")
+    assert visible_to("signer@example.com") and not visible_to("rm@example.com")
     assert sandbox.tasks(candidateGroup="release-managers", businessKey=business_key) == []
-    assert [t["id"] for t in sandbox.tasks(assignee="outsider@example.com", businessKey=business_key)] == [
+    assert [t["id"] for t in sandbox.tasks(assignee="signer@example.com", businessKey=business_key)] == [
         task["id"]
     ]

@@ -12,7 +12,6 @@ from tests.fixtures.opentext_sandbox import PROJECT_MODELS, OpenTextSandbox, pol
 
 FLOWABLE = "{http://flowable.org/bpmn}"
 BPMN = "{http://www.omg.org/spec/BPMN/20100524/MODEL}"
-REVIEWER = "reviewer@example.com"
 
 # key -> {user task id: candidate group}, end event ids
 MODEL_CONTRACT = {
@@ -101,6 +100,11 @@ def test_project_ships_one_schema_valid_model_per_process_key():
             t.get("id"): t.get(f"{FLOWABLE}candidateGroups") for t in document.iter(f"{BPMN}userTask")
         }
         assert user_tasks == groups
+        for task in document.iter(f"{BPMN}userTask"):  # whoever asks for a decision cannot give it
+            people_decide = task.get(f"{FLOWABLE}candidateGroups") != "airflow-service"
+            assert (task.get(f"{FLOWABLE}initiatorCanCompleteTask") == "false") is people_decide, task.get(
+                "id"
+            )
         assert {e.get("id") for e in document.iter(f"{BPMN}endEvent")} == ends
         for condition in document.iter(f"{BPMN}conditionExpression"):
             assert condition.text.startswith("${") and condition.text.endswith("}"), condition.text
@@ -114,7 +118,7 @@ def test_model_reaches_end_state(sandbox: OpenTextSandbox, business_key, key, va
         (task,) = sandbox.tasks(processInstanceId=instance["id"])
         assert task["taskDefinitionKey"] == task_key
         assert task["candidateGroups"] == [groups[task_key]]
-        sandbox.complete(task["id"], outcome, REVIEWER)
+        sandbox.complete(task["id"], outcome, sandbox.member_of(groups[task_key]))
     assert sandbox.tasks(processInstanceId=instance["id"]) == []
     assert sandbox.request("GET", f"/process-instances/{instance['id']}").status_code == 404
     history = sandbox.historic_instance(instance["id"])
@@ -124,7 +128,8 @@ def test_model_reaches_end_state(sandbox: OpenTextSandbox, business_key, key, va
         "GET", "/historic-task-instances", params={"processInstanceId": instance["id"], "sort": "startTime"}
     ).json()["_embedded"]["historicTaskInstances"]
     assert [(t["taskDefinitionKey"], t["outcome"], t["assignee"]) for t in tasks] == [
-        (task_key, outcome, REVIEWER) for task_key, outcome in steps
+        (task_key, outcome, sandbox.member_of(groups[task_key]) or sandbox.client_id)
+        for task_key, outcome in steps
     ]
 
 
@@ -195,8 +200,9 @@ def test_dispute_needs_its_escalation_duration(sandbox: OpenTextSandbox):
 def test_batch_approval_without_regulated_flag_is_refused_and_task_stays_open(sandbox: OpenTextSandbox):
     instance = sandbox.start_process("annotation_batch_approval")
     (task,) = sandbox.tasks(processInstanceId=instance["id"])
+    sme = sandbox.member_of("annotation-sme")
     response = sandbox.request(
-        "POST", f"/tasks/{task['id']}", json={"action": "complete", "outcome": "approved"}
+        "POST", f"/tasks/{task['id']}", user=sme, json={"action": "complete", "outcome": "approved"}
     )
     assert response.status_code == 400
     assert response.json()["message"] == "Bad request"
@@ -204,7 +210,7 @@ def test_batch_approval_without_regulated_flag_is_refused_and_task_stays_open(sa
     assert [t["id"] for t in sandbox.tasks(processInstanceId=instance["id"])] == [task["id"]]
 
     response = sandbox.request(
-        "POST", f"/tasks/{task['id']}", json={"action": "complete", "outcome": "maybe"}
+        "POST", f"/tasks/{task['id']}", user=sme, json={"action": "complete", "outcome": "maybe"}
     )
     assert response.status_code == 400
     assert "sme_decision" in response.json()["exception"]

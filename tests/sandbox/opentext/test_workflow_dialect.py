@@ -63,6 +63,7 @@ def test_large_contract_goes_to_the_group_named_in_a_variable(
         "contract-approval",
         90,
     )
+    sandbox.set_user_groups("manager@example.com", ["contract-managers"])
     sandbox.complete(
         task["id"], approval_status, "manager@example.com", variables={"approvalStatus": approval_status}
     )
