@@ -14,9 +14,11 @@ Only complete, valid and approved annotation data reaches MLOps.
    per label, ignore rate, no open disputes). A failure names the expectations and sample rows.
 4. **request_signoff** / **wait_for_signoff**: a `dataset_release_signoff` process in OpenText, waited for
    deferred.
-5. **verify_approvals**: reads the batch approval and the release sign-off of this exact version back from
+5. **check_approvals**: reads the batch approval and the release sign-off of this exact version back from
    OpenText; a missing, rejected, cancelled or superseded one refuses the release, and regulated data needs
-   its compliance review. Params that claim an approval change nothing.
+   its compliance review. Each step must be in the task history, decided by a member of its group (per
+   `include/policies/approvals.json`), by nobody who annotated the batch and nobody twice. Params that
+   claim an approval change nothing.
 6. **publish**: writes `releases/<dataset>/<version>/` (data, disputes, `manifest.json` with checksums,
    counts, labels, the GX summary, approvals, sessions and this run's id) under the release root
    (`data/releases` by default), immutably: an equal rerun is a no-op, different content an error.
@@ -50,12 +52,13 @@ from prodigy_opentext.core.payloads import (
 from prodigy_opentext.flows._shared import ANNOTATION_RELEASES
 from prodigy_opentext.flows.release import (
     announcement,
+    check_batch_approval,
+    check_release_approvals,
     hand_off_release,
     publish_release,
     release_signoff_request,
     resolve_release_target,
     stage_release_data,
-    verify_approvals,
 )
 from prodigy_opentext.operators.annotation_validation import AnnotationValidationOperator
 from prodigy_opentext.operators.opentext import OpenTextStartProcessOperator
@@ -91,16 +94,16 @@ def dataset_release():
     def resolve_target(params: dict) -> ReleaseTarget:
         return resolve_release_target(params["dataset"], params["version"])
 
-    @task
-    def check_batch_approval(target: ReleaseTarget) -> ReleaseTarget:
-        verify_approvals(target, kinds=("batch_approval",))
+    @task(task_id="check_batch_approval")
+    def batch_approval_holds(target: ReleaseTarget) -> ReleaseTarget:
+        check_batch_approval(target)
         return target
 
     @task
     def stage_data(target: ReleaseTarget, run_id: str | None = None) -> StagedRelease:
         return stage_release_data(target, data_dir() / "staging", str(run_id))
 
-    staged = stage_data(check_batch_approval(resolve_target()))
+    staged = stage_data(batch_approval_holds(resolve_target()))
 
     validate = AnnotationValidationOperator(
         task_id="validate",
@@ -132,7 +135,7 @@ def dataset_release():
 
     @task
     def check_approvals(staged: StagedRelease) -> list[ApprovalRecord]:
-        return verify_approvals(staged, reviewed_sha256=staged["export"]["sha256"])
+        return check_release_approvals(staged)
 
     approvals = check_approvals(staged)
     signed_off >> approvals

@@ -6,9 +6,18 @@ import re
 
 import pytest
 
-from prodigy_opentext.core.approvals import Step, check_approval, is_approved, judged, required_steps
+from prodigy_opentext.core.approvals import (
+    Step,
+    annotator_identities,
+    check_approval,
+    deciders,
+    duplicate_start_reason,
+    is_approved,
+    judged,
+    required_steps,
+)
 from prodigy_opentext.core.payloads import Decision
-from prodigy_opentext.exceptions import ApprovalRefused
+from prodigy_opentext.exceptions import ApprovalRefused, DatasetNotGovernable
 
 KEY = "annotation_batch_approval:news:b42"
 
@@ -120,24 +129,36 @@ def test_a_later_open_instance_revokes_an_earlier_approval():
         check_approval("batch_approval", KEY, reopened, decision(pid="p2"), {})
 
 
+GROUP_OF = {"sme_review": "annotation-sme", "compliance_review": "compliance-officers"}
+MEMBERS = {
+    "sme@x.com": ["annotation-sme"],
+    "co@x.com": ["compliance-officers"],
+    "both@x.com": list(GROUP_OF.values()),
+}
+
+
 def done(task: str, outcome: str | None, user: str | None, **extra) -> dict:
-    """A historic task as OpenText lists it."""
+    """A historic task as OpenText lists it, offered to the group the model gives it."""
     return {
         "taskDefinitionKey": task,
         "outcome": outcome,
         "assignee": user,
+        "candidateGroups": [GROUP_OF.get(task, "reviewers")],
         "endTime": "2026-11-27T10:00:00.000+0000",
         **extra,
     }
 
 
 REGULATED_STEPS = required_steps("annotation_batch_approval", regulated=True)
+SME_STEP = Step("sme_review", "approved", "annotation-sme")
+COMPLIANCE_STEP = Step("compliance_review", "approved", "compliance-officers")
 
 
 def test_the_policy_names_the_steps_regulated_data_needs_too():
-    assert required_steps("annotation_batch_approval", regulated=False) == [Step("sme_review", "approved")]
-    assert [Step("sme_review", "approved"), Step("compliance_review", "approved")] == REGULATED_STEPS
-    assert required_steps("dataset_release_signoff", regulated=True) == [Step("release_signoff", "approved")]
+    assert required_steps("annotation_batch_approval", regulated=False) == [SME_STEP]
+    assert [SME_STEP, COMPLIANCE_STEP] == REGULATED_STEPS
+    signoff = Step("release_signoff", "approved", "release-managers")
+    assert required_steps("dataset_release_signoff", regulated=True) == [signoff]
     with pytest.raises(ValueError, match="no usable policy for 'qa_review'"):
         required_steps("qa_review", regulated=False)
 
@@ -151,8 +172,32 @@ def test_the_policy_names_the_steps_regulated_data_needs_too():
             "'compliance_review' ended with outcome 'rejected'",
         ),
         (
-            [done("sme_review", "approved", "sme@x.com"), done("compliance_review", "approved", "sme@x.com")],
-            "sme@x.com decided both 'sme_review' and 'compliance_review': nobody approves twice",
+            [
+                done("sme_review", "approved", "both@x.com"),
+                done("compliance_review", "approved", "both@x.com"),
+            ],
+            "both@x.com decided both 'sme_review' and 'compliance_review': nobody approves twice",
+        ),
+        (
+            [
+                done("sme_review", "approved", "sme@x.com"),
+                done("compliance_review", "approved", "outsider@x.com"),
+            ],
+            "outsider@x.com decided 'compliance_review' but is not a member of 'compliance-officers'",
+        ),
+        (
+            [
+                done("sme_review", "approved", "sme@x.com", candidateGroups=["everyone"]),
+                done("compliance_review", "approved", "co@x.com"),
+            ],
+            "'sme_review' was offered to ['everyone'], not to the group 'annotation-sme'",
+        ),
+        (
+            [
+                done("sme_review", "approved", "annotator@x.com"),
+                done("compliance_review", "approved", "co@x.com"),
+            ],
+            "annotator@x.com decided 'sme_review' but annotated this batch",
         ),
         (
             [done("sme_review", "approved", None), done("compliance_review", "approved", "co@x.com")],
@@ -171,18 +216,47 @@ def test_only_the_task_history_makes_a_step_count(history, problem):
     """Process variables such as compliance_review_outcome count for nothing: whoever completes a task can
     set them. Before, a regulated batch whose SME set compliance_review_outcome=approved was released."""
     forged = {"compliance_review_outcome": "approved", "regulated": False}
+    members = {**MEMBERS, "annotator@x.com": ["annotation-sme"], "outsider@x.com": []}
     with pytest.raises(ApprovalRefused, match=re.escape(problem)):
         check_approval(
-            "batch_approval", KEY, INSTANCES, decision(), forged, steps=REGULATED_STEPS, history=history
+            "batch_approval",
+            KEY,
+            INSTANCES,
+            decision(),
+            forged,
+            steps=REGULATED_STEPS,
+            history=history,
+            memberships=members,
+            annotators=["annotator@x.com"],
         )
 
 
 def test_every_step_in_the_history_approves():
     history = [done("sme_review", "approved", "sme@x.com"), done("compliance_review", "approved", "co@x.com")]
+    assert deciders(history) == ["co@x.com", "sme@x.com"]
     record = check_approval(
-        "batch_approval", KEY, INSTANCES, decision(), {}, steps=REGULATED_STEPS, history=history
+        "batch_approval",
+        KEY,
+        INSTANCES,
+        decision(),
+        {},
+        steps=REGULATED_STEPS,
+        history=history,
+        memberships=MEMBERS,
+        annotators=["annotator@x.com"],
     )
     assert record["process_instance_id"] == "p2"
+
+
+def test_annotators_are_named_by_the_dataset_meta_or_refused():
+    meta = {"annotator_emails": {"alice": "alice@x.com", "news-bob": "bob@x.com"}}
+    sessions = ["news-alice", "news-bob", "carol@x.com"]
+    assert annotator_identities("news", sessions, meta) == ["alice@x.com", "bob@x.com", "carol@x.com"]
+    with pytest.raises(
+        DatasetNotGovernable, match=r"session\(s\) dave name no OpenText user.*annotator_emails"
+    ):
+        annotator_identities("news", ["news-alice", "news-dave"], meta)
+    assert annotator_identities("news", [], {}) == []
 
 
 def test_approval_holds_only_for_the_data_the_reviewers_saw():
@@ -190,3 +264,13 @@ def test_approval_holds_only_for_the_data_the_reviewers_saw():
     assert check_approval("batch_approval", KEY, INSTANCES, decision(), reviewed, reviewed_sha256="abc")
     with pytest.raises(ApprovalRefused, match="changed after the review"):
         check_approval("batch_approval", KEY, INSTANCES, decision(), reviewed, reviewed_sha256="def")
+
+
+def test_a_duplicate_cancelled_after_a_start_race_does_not_stand_for_the_key():
+    """Before: the race's cancelled duplicate, started last, stood and revoked the approval."""
+    duplicate = {
+        "id": "p3",
+        "startTime": "2026-11-28T09:00:00.000+0000",
+        "deleteReason": duplicate_start_reason(KEY, "p2"),
+    }
+    assert check_approval("batch_approval", KEY, [*INSTANCES, duplicate], decision(pid="p2"), {})

@@ -13,7 +13,9 @@ DAGS = REPO / "dags"
 DEMO_TASKS = REPO / "include" / "demo" / "tasks.jsonl"
 REVIEW_TIMEOUT = 180
 SME = "sme@example.com"
-RELEASE_MANAGER = "release-manager@example.com"
+RELEASE_MANAGER = "rm@example.com"
+ANNOTATORS = {"alice": "alice@example.com", "bob": "bob@example.com"}
+"""The simulated annotators' sessions and who they are in OpenText (the datasets' ``annotator_emails``)."""
 
 
 def reviewer(sandbox, key: str, outcome: str, user: str, comment: str):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from prodigy_opentext.core.batches import business_key
 from prodigy_opentext.core.payloads import ApprovedVersion
 from prodigy_opentext.exceptions import ReleaseConflict
 from prodigy_opentext.failures import ReleaseDistrusted, ReleaseRefused, ReleaseVersionTaken
+from prodigy_opentext.flows._approvals import verify_approvals
 from prodigy_opentext.flows.release import (
     announcement,
     consume_release,
@@ -31,10 +33,18 @@ from prodigy_opentext.flows.release import (
     resolve_release_target,
     stage_release_data,
     unconsumed_releases,
-    verify_approvals,
 )
 from tests.fixtures.airflow_db import task_states
-from tests.flows.support import RELEASE_MANAGER, SME, batch_version, historic, release_runs, reviewer
+from tests.flows.support import (
+    ANNOTATORS,
+    RELEASE_MANAGER,
+    REPO,
+    SME,
+    batch_version,
+    historic,
+    release_runs,
+    reviewer,
+)
 from tests.hooks import prodigy_support
 from tests.hooks.prodigy_support import sample_rows
 from tests.hooks.test_opentext_contract import connection_json
@@ -312,9 +322,9 @@ def test_an_approval_counts_only_as_the_task_history_records_it(opentext, opente
     """Forged through variables a completer sets: before, both were accepted as approvals."""
     sandbox, judge = opentext_sandbox_session, lambda pid: judged(opentext.read_decision(pid))["approved"]
 
-    def check(dataset: str, regulated: bool) -> list[dict]:
+    def check(dataset: str, regulated: bool, annotators: tuple[str, ...] = ()) -> list[dict]:
         target = ApprovedVersion(dataset=dataset, version="b7", regulated=regulated)
-        return verify_approvals(target, kinds=("batch_approval",))
+        return verify_approvals(target, kinds=("batch_approval",), annotators=annotators)
 
     skipped = f"skipped_{uuid.uuid4().hex[:8]}"  # regulated, but the SME set regulated=false on completing
     decided_batch_approval(
@@ -334,13 +344,60 @@ def test_an_approval_counts_only_as_the_task_history_records_it(opentext, opente
     with pytest.raises(ReleaseRefused, match="end_rejected"):
         check(conflicting, regulated=False)
 
-    twice = f"twice_{uuid.uuid4().hex[:8]}"
-    decided_batch_approval(sandbox, twice, True, [("approved", SME, None), ("approved", SME, None)])
+    twice = f"twice_{uuid.uuid4().hex[:8]}"  # one person in both groups decides both steps
+    sandbox.set_user_groups("two.hats@example.com", ["annotation-sme", "compliance-officers"])
+    both = ("approved", "two.hats@example.com", None)
+    decided_batch_approval(sandbox, twice, True, [both, both])
     with pytest.raises(ReleaseRefused, match="nobody approves twice in one chain"):
         check(twice, regulated=True)
 
+    own = f"own_{uuid.uuid4().hex[:8]}"  # an annotator of the batch, also an SME, approves it
+    sandbox.set_user_groups(ANNOTATORS["alice"], ["annotation-sme"])
+    decided_batch_approval(sandbox, own, False, [("approved", ANNOTATORS["alice"], None)])
+    with pytest.raises(
+        ReleaseRefused, match=re.escape("alice@example.com decided 'sme_review' but annotated this batch")
+    ):
+        check(own, regulated=False, annotators=tuple(ANNOTATORS.values()))
+
     genuine = f"genuine_{uuid.uuid4().hex[:8]}"
     pid = decided_batch_approval(
-        sandbox, genuine, True, [("approved", SME, None), ("approved", "compliance@example.com", None)]
+        sandbox, genuine, True, [("approved", SME, None), ("approved", "officer@example.com", None)]
     )
     assert judge(pid) and [a["process_instance_id"] for a in check(genuine, regulated=True)] == [pid]
+
+
+def test_an_approval_by_someone_outside_the_group_is_refused_even_if_opentext_took_it(
+    opentext_sandbox_factory, monkeypatch
+) -> None:
+    """OpenText refuses a non-member (403); and where a tenant let one through (here a model redeployed
+    to offer the SME review to anyone in 'everyone'), the gate still refuses the approval."""
+    sandbox = opentext_sandbox_factory()
+    monkeypatch.setenv("AIRFLOW_CONN_OPENTEXT_DEFAULT", connection_json(sandbox))
+    sandbox.deploy_project_models()
+    dataset = f"outsider_{uuid.uuid4().hex[:8]}"
+    key = business_key(BATCH_APPROVAL_PROCESS, dataset, "b7")
+    process = sandbox.start_process(BATCH_APPROVAL_PROCESS, key, {"dataset": dataset, "regulated": False})
+    (task,) = sandbox.tasks(processInstanceId=process["id"])
+    refused = sandbox.request(
+        "POST",
+        f"/tasks/{task['id']}",
+        user="qa@example.com",
+        json={"action": "complete", "outcome": "approved"},
+    )
+    assert refused.status_code == 403 and refused.json()["message"] == "Forbidden"
+    sandbox.request("DELETE", f"/process-instances/{process['id']}", params={"deleteReason": "test"})
+
+    model = (REPO / "include" / "bpmn" / f"{BATCH_APPROVAL_PROCESS}.bpmn20.xml").read_text()
+    opened = model.replace('flowable:candidateGroups="annotation-sme"', 'flowable:candidateGroups="everyone"')
+    response = sandbox.request("POST", "/runtime/models", json={"modelType": "xml", "modelContent": opened})
+    assert response.status_code == 201, response.text
+    sandbox.set_user_groups("anyone@example.com", ["everyone"])
+    pid = decided_batch_approval(sandbox, dataset, False, [("approved", "anyone@example.com", None)])
+    assert sandbox.historic_instance(pid)["endActivityId"] == "end_approved"
+    target = ApprovedVersion(dataset=dataset, version="b7", regulated=False)
+    with pytest.raises(ReleaseRefused) as gate:
+        verify_approvals(target, kinds=("batch_approval",))
+    assert "anyone@example.com decided 'sme_review' but is not a member of 'annotation-sme'" in str(
+        gate.value
+    )
+    assert "offered to ['everyone']" in str(gate.value)

@@ -8,14 +8,14 @@ params or a trigger event.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from prodigy_opentext.core.paths import INCLUDE_DIR
 from prodigy_opentext.core.payloads import ApprovalRecord, Decision, JudgedDecision
-from prodigy_opentext.exceptions import ApprovalRefused
+from prodigy_opentext.exceptions import ApprovalRefused, DatasetNotGovernable
 
 BATCH_APPROVAL_PROCESS = "annotation_batch_approval"
 RELEASE_SIGNOFF_PROCESS = "dataset_release_signoff"
@@ -30,6 +30,9 @@ APPROVED_END_ACTIVITIES = ("end_approved", "end_passed")
 """End events of the project's models that say the whole process approved."""
 APPROVAL_END = "end_approved"
 """Where the approval models (batch approval, release sign-off) end when every step approved."""
+DUPLICATE_START = "duplicate start of "
+ANNOTATOR_EMAILS_META = "annotator_emails"
+"""The dataset meta that names each Prodigy session's person as OpenText knows them (their e-mail)."""
 
 
 def is_approved(
@@ -74,10 +77,12 @@ def approval_record(decision: Decision, *, kind: str) -> ApprovalRecord:
 
 @dataclass(frozen=True)
 class Step:
-    """One step an approval needs: a user task of the model, completed with this outcome."""
+    """One step an approval needs: a user task of the model, offered to ``group`` and completed with
+    ``outcome`` by a member of that group."""
 
     task: str
     outcome: str
+    group: str
 
 
 def required_steps(process_key: str, *, regulated: bool, policy_path: Path = POLICY_PATH) -> list[Step]:
@@ -85,25 +90,69 @@ def required_steps(process_key: str, *, regulated: bool, policy_path: Path = POL
     is (or is not) regulated; regulated-ness is the dataset's own, never the process's."""
     try:
         policy = json.loads(Path(policy_path).read_text())[process_key]
-        groups = ("steps", "regulated_steps") if regulated else ("steps",)
-        return [Step(step["task"], step["outcome"]) for group in groups for step in policy[group]]
+        kinds = ("steps", "regulated_steps") if regulated else ("steps",)
+        return [Step(step["task"], step["outcome"], step["group"]) for kind in kinds for step in policy[kind]]
     except (OSError, ValueError, KeyError, TypeError) as broken:
         raise ValueError(f"{policy_path}: no usable policy for {process_key!r} ({broken!r})") from None
 
 
-def step_problems(steps: Sequence[Step], history: Sequence[Mapping[str, Any]]) -> list[str]:
-    """What the process's task history lacks for ``steps``: each completed (latest try) with its outcome
-    by a named user, and no user deciding two steps of one chain. Empty when everything holds.
+def deciders(history: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Who completed tasks in a task history: whose groups :func:`step_problems` needs."""
+    return sorted({str(t["assignee"]) for t in history if t.get("endTime") and t.get("assignee")})
 
-    Only what OpenText records about each task counts (its ``outcome`` and ``assignee`` in history):
-    process variables, which whoever completes a task can set, count for nothing.
+
+def annotator_identities(dataset: str, sessions: Iterable[str], meta: Mapping[str, Any]) -> list[str]:
+    """The people (OpenText e-mails) who annotated a batch, from its Prodigy sessions: nobody who
+    annotated a batch may approve it.
+
+    A session (``<dataset>-<name>`` or ``<name>``) is named by the dataset meta ``annotator_emails``
+    (``{"<name>": "<e-mail>"}``) or is an e-mail itself. A session nobody is named for fails the
+    check at once (:class:`DatasetNotGovernable`): without it separation of duties cannot be checked.
+    """
+    named = meta.get(ANNOTATOR_EMAILS_META) or {}
+    if not isinstance(named, Mapping):
+        raise DatasetNotGovernable(
+            f'dataset {dataset!r}: meta "{ANNOTATOR_EMAILS_META}" must map session names to e-mails'
+        )
+    people, unnamed = set(), []
+    for session in sessions:
+        name = session.removeprefix(f"{dataset}-")
+        person = named.get(session) or named.get(name) or (session if "@" in session else None)
+        if person:
+            people.add(str(person))
+        else:
+            unnamed.append(name)
+    if unnamed:
+        example = json.dumps({name: f"{name}@example.com" for name in unnamed[:2]})
+        raise DatasetNotGovernable(
+            f"dataset {dataset!r}: annotator session(s) {', '.join(sorted(unnamed))} name no OpenText "
+            f'user, so nobody can check they do not approve their own work: set "{ANNOTATOR_EMAILS_META}" '
+            f"in the dataset's meta, e.g. {example}"
+        )
+    return sorted(people)
+
+
+def step_problems(
+    steps: Sequence[Step],
+    history: Sequence[Mapping[str, Any]],
+    *,
+    memberships: Mapping[str, Collection[str]],
+    annotators: Collection[str] = (),
+) -> list[str]:
+    """What the process's task history lacks for ``steps``: each completed (latest try) with its outcome,
+    offered to the step's group and decided by a member of it (``memberships``: each decider's groups,
+    as OpenText's directory has them), by nobody who annotated the batch (``annotators``), and no user
+    deciding two steps of one chain. Empty when everything holds.
+
+    Only what OpenText records about each task counts (its ``outcome``, ``assignee`` and candidate groups
+    in history): process variables, which whoever completes a task can set, count for nothing.
     """
     completed: dict[str, Mapping[str, Any]] = {}
     for task in sorted(history, key=lambda t: str(t.get("endTime") or "")):
         if task.get("endTime") and not task.get("deleteReason"):
             completed[str(task.get("taskDefinitionKey"))] = task
     problems: list[str] = []
-    deciders: dict[str, str] = {}
+    decided: dict[str, str] = {}
     for step in steps:
         found = completed.get(step.task)
         if found is None:
@@ -113,20 +162,35 @@ def step_problems(steps: Sequence[Step], history: Sequence[Mapping[str, Any]]) -
             problems.append(
                 f"{step.task!r} ended with outcome {found.get('outcome')!r}, not {step.outcome!r}"
             )
+        offered = found.get("candidateGroups") or []
+        if step.group not in offered:
+            problems.append(f"{step.task!r} was offered to {offered}, not to the group {step.group!r}")
         decider = found.get("assignee")
         if not decider:
             problems.append(f"{step.task!r} names no user who decided it")
-        elif decider in deciders:
-            twice = f"{decider} decided both {deciders[decider]!r} and {step.task!r}"
+            continue
+        if step.group not in memberships.get(decider, ()):
+            problems.append(f"{decider} decided {step.task!r} but is not a member of {step.group!r}")
+        if decider in annotators:
+            problems.append(f"{decider} decided {step.task!r} but annotated this batch")
+        if decider in decided:
+            twice = f"{decider} decided both {decided[decider]!r} and {step.task!r}"
             problems.append(f"{twice}: nobody approves twice in one chain")
         else:
-            deciders[decider] = step.task
+            decided[decider] = step.task
     return problems
 
 
+def duplicate_start_reason(business_key: str, kept_id: str) -> str:
+    """The delete reason of a process cancelled because another start for its businessKey won a race."""
+    return f"{DUPLICATE_START}{business_key}: {kept_id} stands"
+
+
 def latest_instance(instances: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The process instance that stands for a businessKey: the one started last."""
-    return max(instances, key=lambda p: str(p.get("startTime") or ""), default=None)
+    """The process instance that stands for a businessKey: the one started last, leaving out duplicates
+    cancelled when two starts raced (:func:`duplicate_start_reason`)."""
+    standing = [p for p in instances if not str(p.get("deleteReason") or "").startswith(DUPLICATE_START)]
+    return max(standing, key=lambda p: str(p.get("startTime") or ""), default=None)
 
 
 def check_approval(
@@ -138,6 +202,8 @@ def check_approval(
     *,
     steps: Sequence[Step] = (),
     history: Sequence[Mapping[str, Any]] = (),
+    memberships: Mapping[str, Collection[str]] | None = None,
+    annotators: Collection[str] = (),
     reviewed_sha256: str | None = None,
 ) -> ApprovalRecord:
     """Accept an approval read back from OpenText, or raise :class:`ApprovalRefused` saying why.
@@ -146,7 +212,8 @@ def check_approval(
     time) stands: a later instance for the same key that is still open, was cancelled or was rejected
     revokes an earlier approval. ``decision`` and ``variables`` are the latest instance's decision and
     process variables, ``history`` its historic tasks, which must hold every one of ``steps`` (the
-    policy's, :func:`required_steps`; :func:`step_problems` says what counts). With
+    policy's, :func:`required_steps`; :func:`step_problems` says what counts, with ``memberships`` and
+    ``annotators``). With
     ``reviewed_sha256``, the approval must be of exactly that data: the reviewers' package checksum,
     recorded as the process variable ``answers_sha256`` when the approval was requested.
     """
@@ -165,7 +232,7 @@ def check_approval(
             f"{kind}: process {pid} did not approve: it ended at {decision['end_activity_id']!r}, not "
             f"{APPROVAL_END!r} (outcome {decision['outcome']!r})"
         )
-    problems = step_problems(steps, history)
+    problems = step_problems(steps, history, memberships=memberships or {}, annotators=annotators)
     if problems:
         raise ApprovalRefused(
             f"{kind}: process {pid} ended approved, but in its task history: " + "; ".join(problems)

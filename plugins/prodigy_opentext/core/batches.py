@@ -21,7 +21,7 @@ class ReviewStatus:
     REQUESTED = "requested"  # an OpenText approval process is running
     APPROVED = "approved"
     REWORK = "rework"  # rejected: annotators rework it with the reviewers' comments
-    REFUSED = "refused"  # cannot be governed as it is (e.g. its name cannot be a folder); says why
+    REFUSED = "refused"  # cannot be governed as it is, or its approval does not hold; says why
 
 
 @dataclass(frozen=True)

@@ -169,6 +169,8 @@ class ReviewPackage(BatchToReview):
 
     package: str
     statistics: BatchStatistics
+    annotators: list[str]
+    """The people (OpenText e-mails) who annotated the batch: none of them may approve it."""
     process: ProcessRequest
 
 
@@ -214,6 +216,8 @@ class StagedRelease(ReleaseTarget):
     annotations: str
     disputes: str
     sessions: list[str]
+    annotators: list[str]
+    """The people (OpenText e-mails) behind ``sessions``: none of them may approve this data."""
     consensus: ConsensusCounts
     export: dict[str, Any]
     non_finite_as_null: int

@@ -262,6 +262,11 @@ def annotator_of(task: Mapping[str, Any]) -> str | None:
     return str(annotator) if annotator else None
 
 
+def sessions_of(tasks: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Every annotator (:func:`annotator_of`) who answered in ``tasks``, sorted."""
+    return sorted({annotator for annotator in map(annotator_of, tasks) if annotator})
+
+
 def dedupe_key(task: Mapping[str, Any]) -> tuple[Any, ...]:
     """What makes an example the same as one already stored: its task hash, and for answers the annotator."""
     if "answer" in task:

@@ -25,6 +25,7 @@ from prodigy_opentext.core.batches import (
     version_last_example_id,
 )
 from prodigy_opentext.core.payloads import (
+    ApprovedVersion,
     BatchStatistics,
     BatchToReview,
     JudgedDecision,
@@ -33,8 +34,10 @@ from prodigy_opentext.core.payloads import (
     ReviewPackage,
     RunRequest,
 )
-from prodigy_opentext.exceptions import DatasetNotGovernable, UnsafeName
+from prodigy_opentext.core.records import sessions_of
+from prodigy_opentext.exceptions import ApprovalRefused, DatasetNotGovernable, UnsafeName
 from prodigy_opentext.failures import DatasetRefused
+from prodigy_opentext.flows._approvals import annotators_of, read_approval
 from prodigy_opentext.flows._shared import (
     checked_name,
     export_and_merge,
@@ -127,6 +130,7 @@ def prepare_review_package(
     package_dir = review_root / checked_name(dataset, "dataset") / checked_name(version, "version")
     merged = export_and_merge(dataset, batch["last_example_id"], package_dir, prodigy_conn_id)
     manifest = whole_export(merged.export)
+    annotators = annotators_of(dataset, sessions_of(merged.tasks), prodigy_conn_id)
     statistics = BatchStatistics(
         examples=manifest["rows"],
         agreement=annotation_agreement(merged.tasks),
@@ -155,6 +159,7 @@ def prepare_review_package(
         **batch,
         package=str(package_dir),
         statistics=statistics,
+        annotators=annotators,
         process=ProcessRequest(
             business_key=Batch(dataset, batch["last_example_id"]).business_key(BATCH_APPROVAL_PROCESS),
             process_name=f"Approve annotation batch {dataset} {version}",
@@ -168,6 +173,7 @@ def prepare_review_package(
                 "agreement_method": statistics["agreement"]["method"],
                 "agreement": statistics["agreement"]["value"],
                 "open_disputes": statistics["disputes"],
+                "annotators": ", ".join(annotators),
                 "statistics": json.dumps(statistics, sort_keys=True),
             },
         ),
@@ -200,17 +206,42 @@ def supersede_older_reviews(
     return [process["id"] for process in older]
 
 
+def _approval_problem(package: ReviewPackage, opentext_conn_id: str) -> str | None:
+    """Why an approval OpenText ended with does not hold by policy (the release gate's own check), or None."""
+    target = ApprovedVersion(
+        dataset=package["dataset"], version=package["version"], regulated=bool(package["regulated"])
+    )
+    try:
+        read_approval(
+            OpenTextWorkflowHook(opentext_conn_id),
+            "batch_approval",
+            target,
+            annotators=package["annotators"],
+            reviewed_sha256=package["process"]["variables"]["answers_sha256"],
+        )
+    except ApprovalRefused as refused:
+        return str(refused)
+    return None
+
+
 def record_review_decision(
     package: ReviewPackage,
     decision: JudgedDecision,
     audit_path: Path,
     prodigy_conn_id: str = ProdigyHook.default_conn_name,
+    opentext_conn_id: str = OpenTextWorkflowHook.default_conn_name,
 ) -> RecordedDecision:
-    """Write the reviewers' decision into the dataset's meta and the audit log (idempotent on reruns)."""
+    """Write the reviewers' decision into the dataset's meta and the audit log (idempotent on reruns).
+
+    An approval counts as the release will count it: one whose task history does not hold by policy
+    (a step decided by a non-member or by an annotator of the batch, ...) is recorded as ``refused``,
+    with the reason, and starts no release.
+    """
     dataset, version = package["dataset"], package["version"]
-    approved = decision["approved"]
     signoff = approval_record(decision, kind="batch_approval")
-    status = ReviewStatus.APPROVED if approved else ReviewStatus.REWORK
+    problem = _approval_problem(package, opentext_conn_id) if decision["approved"] else None
+    approved = decision["approved"] and problem is None
+    status = ReviewStatus.APPROVED if approved else ReviewStatus.REFUSED if problem else ReviewStatus.REWORK
     hook = ProdigyHook(prodigy_conn_id)
     current = review_state(hook.get_meta(dataset))
     if current.get("version") not in (None, version):
@@ -226,17 +257,22 @@ def record_review_decision(
         )
         return RecordedDecision(dataset=dataset, version=version, approved=False, signoff=signoff)
     review = {**current, "status": status, "version": version, "signoff": signoff}
-    if not approved:
+    if problem:
+        review["reason"] = problem
+        log.error("%s@%s: OpenText ended the review approved, but %s", dataset, version, problem)
+    elif not approved:
         review["rework"] = {
             "version": version,
             "comments": [c["message"] for c in signoff["comments"] if c["message"]],
         }
     hook.set_meta(dataset, {"review": review})
+    action = "batch_approved" if approved else "batch_approval_refused" if problem else "batch_rejected"
+    details = {"signoff": signoff, "package": package["package"], **({"reason": problem} if problem else {})}
     entry = record_in_audit_log(
         audit_path,
-        "batch_approved" if approved else "batch_rejected",
+        action,
         f"{dataset}@{version}",
-        {"signoff": signoff, "package": package["package"]},
+        details,
         event_key=f"{BATCH_APPROVAL_PROCESS}:{signoff['process_instance_id']}",
     )
     log.info(

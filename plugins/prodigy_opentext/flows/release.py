@@ -20,14 +20,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowSkipException
 
-from prodigy_opentext._opentext.variables import from_rest_variables
-from prodigy_opentext.core.approvals import (
-    APPROVAL_PROCESSES,
-    RELEASE_SIGNOFF_PROCESS,
-    check_approval,
-    latest_instance,
-    required_steps,
-)
+from prodigy_opentext.core.approvals import APPROVAL_PROCESSES, RELEASE_SIGNOFF_PROCESS
 from prodigy_opentext.core.audit import AuditLog
 from prodigy_opentext.core.batches import business_key, is_regulated, version_last_example_id
 from prodigy_opentext.core.export import file_digest
@@ -42,10 +35,11 @@ from prodigy_opentext.core.payloads import (
     StagedRelease,
     TrainingSet,
 )
-from prodigy_opentext.core.records import RecordSummary, annotator_of, parse_record
+from prodigy_opentext.core.records import RecordSummary, parse_record, sessions_of
 from prodigy_opentext.core.release import MANIFEST_NAME, verify_release, write_release
 from prodigy_opentext.exceptions import ApprovalRefused, ReleaseConflict
-from prodigy_opentext.failures import DatasetRefused, ReleaseDistrusted, ReleaseRefused, ReleaseVersionTaken
+from prodigy_opentext.failures import DatasetRefused, ReleaseDistrusted, ReleaseVersionTaken
+from prodigy_opentext.flows._approvals import annotators_of, read_approval, verify_approvals
 from prodigy_opentext.flows._shared import (
     checked_name,
     export_and_merge,
@@ -108,6 +102,8 @@ def stage_release_data(
     merged = export_and_merge(target["dataset"], target["last_example_id"], staging_dir, prodigy_conn_id)
     export, consensus = merged.export, merged.consensus
     whole_export(export)
+    sessions = sessions_of(merged.tasks)
+    annotators = annotators_of(target["dataset"], sessions, prodigy_conn_id)
     annotations, disputes = staging_dir / "annotations.jsonl", staging_dir / "disputes.jsonl"
     nulled = write_jsonl(annotations, consensus.merged)
     nulled += write_jsonl(disputes, (d.as_dict() for d in consensus.disputes))
@@ -124,7 +120,8 @@ def stage_release_data(
         answers=str(merged.answers),
         annotations=str(annotations),
         disputes=str(disputes),
-        sessions=sorted({a for a in map(annotator_of, merged.tasks) if a}),
+        sessions=sessions,
+        annotators=annotators,
         consensus=consensus.counts(),
         export={k: export[k] for k in ("rows", "quarantined", "quarantine_path", "sha256")},
         non_finite_as_null=nulled,
@@ -147,52 +144,18 @@ def release_signoff_request(staged: StagedRelease, validation: Mapping[str, Any]
     )
 
 
-def verify_approvals(
-    target: ApprovedVersion,
-    kinds: Iterable[str] = tuple(APPROVAL_PROCESSES),
-    reviewed_sha256: str | None = None,
-    opentext_conn_id: str = OpenTextWorkflowHook.default_conn_name,
-) -> list[ApprovalRecord]:
-    """Read the approvals of this dataset version back from OpenText; refuse when one is missing.
+def check_batch_approval(target: ReleaseTarget) -> None:
+    """The batch approval of this version holds in OpenText, checked before anything is staged (the
+    check after staging repeats it, with the data's checksum and its annotators)."""
+    verify_approvals(target, kinds=("batch_approval",))
 
-    ``reviewed_sha256`` (the checksum of the data about to be released) must be the checksum the batch
-    approval was requested for: reviewers approved exactly these answers.
-    """
-    hook = OpenTextWorkflowHook(opentext_conn_id)
-    approvals = []
-    for kind in kinds:
-        process_key = APPROVAL_PROCESSES[kind]
-        key = business_key(process_key, target["dataset"], target["version"])
-        instances = hook.historic_processes(
-            processDefinitionKey=process_key, businessKey=key, includeProcessVariables="true"
-        )
-        latest = latest_instance(instances) or {}
-        decision = hook.read_decision(latest["id"]) if latest else None
-        history = hook.historic_tasks(processInstanceId=latest["id"], finished=True) if latest else []
-        batch = kind == "batch_approval"
-        try:
-            approval = check_approval(
-                kind,
-                key,
-                instances,
-                decision,
-                from_rest_variables(latest.get("variables")),
-                steps=required_steps(process_key, regulated=target["regulated"]),
-                history=history,
-                reviewed_sha256=reviewed_sha256 if batch else None,
-            )
-        except ApprovalRefused as refused:
-            raise ReleaseRefused(str(refused)) from refused
-        log.info(
-            "%s of %s@%s: approved by %s at %s",
-            kind,
-            target["dataset"],
-            target["version"],
-            approval["approver"],
-            approval["decided_at"],
-        )
-        approvals.append(approval)
-    return approvals
+
+def check_release_approvals(staged: StagedRelease) -> list[ApprovalRecord]:
+    """Every approval the release needs holds in OpenText: of exactly the staged data, by nobody who
+    annotated it (:func:`~prodigy_opentext.flows._approvals.verify_approvals`)."""
+    return verify_approvals(
+        staged, reviewed_sha256=staged["export"]["sha256"], annotators=staged["annotators"]
+    )
 
 
 def publish_release(
@@ -362,11 +325,12 @@ def confirm_approvals(
     instances, approved); raises :class:`ReleaseDistrusted` naming the first that it does not."""
     listed = {approval.get("kind"): approval.get("process_instance_id") for approval in release["approvals"]}
     subject = ApprovedVersion(dataset=release["dataset"], version=release["version"], regulated=False)
-    try:
-        confirmed = verify_approvals(subject, opentext_conn_id=opentext_conn_id)
-    except ApprovalRefused as refused:
-        raise ReleaseDistrusted(f"release {release['path']}: {refused}") from None
-    for approval in confirmed:
+    hook = OpenTextWorkflowHook(opentext_conn_id)
+    for kind in APPROVAL_PROCESSES:
+        try:
+            approval = read_approval(hook, kind, subject)
+        except ApprovalRefused as refused:
+            raise ReleaseDistrusted(f"release {release['path']}: {refused}") from None
         if listed.get(approval["kind"]) != approval["process_instance_id"]:
             raise ReleaseDistrusted(
                 f"release {release['path']} lists {approval['kind']} {listed.get(approval['kind'])!r}, "

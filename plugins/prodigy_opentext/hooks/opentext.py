@@ -30,6 +30,7 @@ from prodigy_opentext._opentext.models import (
 from prodigy_opentext._opentext.paging import embedded_items, next_page_offset
 from prodigy_opentext._opentext.settings import OpenTextSettings
 from prodigy_opentext._opentext.variables import from_rest_variables, parse_timestamp, to_rest_variables
+from prodigy_opentext.core.approvals import duplicate_start_reason
 from prodigy_opentext.core.payloads import Decision
 from prodigy_opentext.exceptions import (
     OpenTextAuthError,
@@ -268,7 +269,7 @@ class OpenTextWorkflowHook(BaseHook):
                 the_one["id"],
                 started["id"],
             )
-            self.cancel_process(started["id"], f"duplicate start of {business_key}: {the_one['id']} stands")
+            self.cancel_process(started["id"], duplicate_start_reason(business_key, the_one["id"]))
         return the_one
 
     def find_by_business_key(self, process_definition_key: str, business_key: str) -> dict[str, Any] | None:
@@ -387,6 +388,12 @@ class OpenTextWorkflowHook(BaseHook):
 
     def historic_tasks(self, **filters: Any) -> list[dict[str, Any]]:
         return list(self.paginate("/historic-task-instances", filters))
+
+    # Identity
+
+    def user_groups(self, user: str) -> list[str]:
+        """The groups ``user`` belongs to in the tenant's directory (``/identity/groups?member=``)."""
+        return [str(group["id"]) for group in self.paginate("/identity/groups", {"member": user})]
 
     # Decisions
 
