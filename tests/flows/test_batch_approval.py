@@ -24,6 +24,7 @@ from prodigy_opentext.flows.batch_approval import (
     find_ready_batches,
     prepare_review_package,
     record_review_decision,
+    release_run,
     supersede_older_reviews,
 )
 from prodigy_opentext.flows.release import resolve_release_target
@@ -132,6 +133,39 @@ def test_a_grown_dataset_withdraws_its_older_review(prodigy_sqlite_conn, opentex
     review = ProdigyHook().get_meta(dataset)["review"]
     assert (review["status"], review["version"]) == ("requested", newer["version"]), "the newer review stands"
     assert [entry["action"] for entry in AuditLog(audit).entries()] == ["batch_superseded"]
+
+
+def test_an_annotator_cannot_approve_their_own_batch(
+    prodigy_sqlite_conn, opentext, opentext_sandbox_session, tmp_path: Path
+) -> None:
+    """Before: OpenText's approval counted whoever gave it, so an annotator who was also an SME could
+    approve their own batch and start its release."""
+    from prodigy_opentext.hooks.prodigy import ProdigyHook
+
+    dataset, sandbox = f"own_{uuid.uuid4().hex[:8]}", opentext_sandbox_session
+    session = {"_annotator_id": f"{dataset}-alice", "_session_id": f"{dataset}-alice", "answer": "accept"}
+    ProdigyHook().add_examples(
+        dataset, [dict(row, **session) for row in sample_rows("textcat_docs_issues", 3)]
+    )
+    ProdigyHook().set_meta(dataset, {"labels": ["DOCUMENTATION"]})
+    with pytest.raises(DatasetRefused, match="session\\(s\\) alice name no OpenText user"):
+        prepare_review_package(batch_to_review(dataset), tmp_path / "review")
+
+    ProdigyHook().set_meta(dataset, {"annotator_emails": {"alice": "alice.sme@example.com"}})
+    package = prepare_review_package(batch_to_review(dataset), tmp_path / "review")
+    assert package["annotators"] == ["alice.sme@example.com"]
+    process_id = start_review(opentext, package)
+    sandbox.set_user_groups("alice.sme@example.com", ["annotation-sme"])
+    (task,) = sandbox.tasks(processInstanceId=process_id)
+    sandbox.complete(task["id"], "approved", "alice.sme@example.com", comment="mine, and fine")
+
+    audit = tmp_path / "audit.jsonl"
+    recorded = record_review_decision(package, judged(opentext.read_decision(process_id)), audit)
+    assert recorded["approved"] is False and release_run(recorded)["skip_reason"]
+    review = ProdigyHook().get_meta(dataset)["review"]
+    assert review["status"] == "refused"
+    assert "alice.sme@example.com decided 'sme_review' but annotated this batch" in review["reason"]
+    assert [entry["action"] for entry in AuditLog(audit).entries()] == ["batch_approval_refused"]
 
 
 def test_two_runs_of_one_batch_at_once_make_one_process_and_one_audit_entry(
