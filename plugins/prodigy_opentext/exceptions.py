@@ -219,3 +219,8 @@ class ReleaseNotTrusted(ReleaseError):
 
 class AuditLogError(Exception):
     """The log cannot be extended: its chain is broken or its end is torn (names the line)."""
+
+
+class AuditAnchorMismatch(AuditLogError):
+    """The log no longer holds the head anchored outside it: entries were cut off, or the file was deleted
+    or rewritten (names the anchored entry, and when and where it was anchored)."""

@@ -9,8 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from prodigy_opentext.core.audit import GENESIS_HASH, AuditLog, entry_hash, verify_audit_log
-from prodigy_opentext.exceptions import AuditLogError
+from prodigy_opentext.core.audit import (
+    GENESIS_HASH,
+    AuditHead,
+    AuditLog,
+    entry_hash,
+    verify_audit_log,
+)
+from prodigy_opentext.exceptions import AuditAnchorMismatch, AuditLogError
 
 WRITERS = 2
 APPENDS_PER_WRITER = 60
@@ -133,6 +139,120 @@ def test_an_event_key_is_recorded_once_across_instances(log_path: Path) -> None:
 def test_an_absent_log_is_valid_and_empty(tmp_path: Path) -> None:
     verification = verify_audit_log(tmp_path / "none.jsonl")
     assert (verification.valid, verification.entries) == (True, 0)
+
+
+class RememberedHead:
+    """A :class:`~prodigy_opentext.core.audit.HeadAnchor` in memory; ``fail_next`` makes one anchor fail."""
+
+    def __init__(self) -> None:
+        self.head: AuditHead | None = None
+        self.writes = 0
+        self.fail_next = False
+
+    def anchored_head(self) -> AuditHead | None:
+        return self.head
+
+    def anchor(self, head: AuditHead) -> None:
+        if self.fail_next:
+            self.fail_next = False
+            raise ConnectionError("metadata database unreachable")
+        self.head = AuditHead(head.seq, head.hash, "2026-12-02T10:00:00+00:00", "the test's memory")
+        self.writes += 1
+
+
+def anchored(path: Path, seq: int) -> AuditHead:
+    """Entry ``seq`` of the log as anchored before anyone touched the file."""
+    return AuditHead(seq, lines(path)[seq - 1]["hash"], "2026-12-02T10:00:00+00:00", "Airflow Variable x")
+
+
+def test_an_intact_log_holds_its_anchored_head(log_path: Path) -> None:
+    verification = verify_audit_log(log_path, [anchored(log_path, 3)])
+    assert (verification.valid, verification.anchored_seq) == (True, 3)
+    assert str(verification) == "audit log intact: 3 entries, head anchored at seq 3"
+    older = verify_audit_log(log_path, [anchored(log_path, 2)])
+    assert (older.valid, older.anchored_seq) == (True, 2), "entries after the anchored head are allowed"
+
+
+def test_entries_cut_off_the_end_are_named_against_the_anchored_head(log_path: Path) -> None:
+    """Before: a log that lost its last entries passed every check."""
+    head = anchored(log_path, 3)
+    log_path.write_text("".join(log_path.read_text().splitlines(keepends=True)[:2]))
+    assert verify_audit_log(log_path).valid, "the chain alone cannot tell"
+    verification = verify_audit_log(log_path, [head])
+    assert (verification.valid, verification.entries) == (False, 2)
+    assert verification.reason == (
+        f"the log ends at entry 2 but entry 3 (hash {head.hash[:12]}…) was anchored at "
+        "2026-12-02T10:00:00+00:00 in Airflow Variable x"
+    )
+    assert str(verification).startswith("audit log cut short or replaced: the log ends at entry 2")
+
+
+def test_a_deleted_or_emptied_log_is_named_against_the_anchored_head(log_path: Path) -> None:
+    head = anchored(log_path, 3)
+    log_path.write_text("")
+    assert "the log ends at entry 0 but entry 3" in verify_audit_log(log_path, [head]).reason
+    log_path.unlink()
+    verification = verify_audit_log(log_path, [head])
+    assert not verification.valid
+    assert verification.reason.startswith("the log does not exist but entry 3")
+
+
+def test_a_rewrite_with_a_recomputed_chain_is_named_at_the_anchored_entry(log_path: Path) -> None:
+    """Before: a log rewritten from scratch, every hash recomputed, passed as intact."""
+    first, head = anchored(log_path, 1), anchored(log_path, 3)
+    forged = AuditLog(log_path.with_name("forged.jsonl"))
+    for subject in ("ner_news/v3", "ner_news/v3", "ner_news/v4"):
+        forged.append("airflow", "batch.approved", subject)
+    forged.path.replace(log_path)
+    assert verify_audit_log(log_path).valid, "the chain alone cannot tell"
+    verification = verify_audit_log(log_path, [head, first])
+    assert (verification.valid, verification.broken_line) == (False, 1)
+    assert "but entry 1" in verification.reason and verification.reason.endswith("the log was rewritten")
+    assert not verify_audit_log(log_path, [head]).valid
+
+
+def test_appends_anchor_the_head_and_a_no_op_anchors_nothing_new(log_path: Path) -> None:
+    remembered = RememberedHead()
+    entry, _ = AuditLog(log_path).append(
+        "airflow", "release.written", "v4", event_key="v4", anchor=remembered
+    )
+    assert remembered.head is not None
+    assert (remembered.head.seq, remembered.head.hash) == (4, entry["hash"])
+    AuditLog(log_path).append("airflow", "release.written", "v4", event_key="v4", anchor=remembered)
+    assert remembered.writes == 1
+
+
+def test_a_retry_anchors_what_a_failed_anchor_left_unanchored(log_path: Path) -> None:
+    remembered = RememberedHead()
+    remembered.fail_next = True
+    with pytest.raises(ConnectionError):
+        AuditLog(log_path).append("airflow", "release.written", "v4", event_key="v4", anchor=remembered)
+    assert len(lines(log_path)) == 4, "the entry stays"
+    again = AuditLog(log_path).append("airflow", "release.written", "v4", event_key="v4", anchor=remembered)
+    assert not again.appended
+    assert remembered.head is not None and remembered.head.seq == 4
+
+
+@pytest.mark.parametrize("damage", ["cut short", "deleted", "rewritten"])
+def test_a_log_that_lost_its_anchored_head_is_not_appended_to(log_path: Path, damage: str) -> None:
+    """Before: the next append after a deletion started a new chain at entry 1, and nothing noticed."""
+    remembered = RememberedHead()
+    AuditLog(log_path).append("airflow", "release.written", "v4", anchor=remembered)
+    before = log_path.read_text().splitlines(keepends=True)
+    if damage == "cut short":
+        log_path.write_text("".join(before[:3]))
+    elif damage == "deleted":
+        log_path.unlink()
+    else:
+        forged = AuditLog(log_path.with_name("forged.jsonl"))
+        for n in range(4):
+            forged.append("airflow", "batch.approved", f"v{n}")
+        forged.path.replace(log_path)
+    left = log_path.read_text() if log_path.exists() else None
+    with pytest.raises(AuditAnchorMismatch, match=r"entry 4 .* was anchored .*nothing appended"):
+        AuditLog(log_path).append("airflow", "release.written", "v5", anchor=remembered)
+    assert (log_path.read_text() if log_path.exists() else None) == left
+    assert remembered.head is not None and remembered.head.seq == 4, "the anchor keeps what was lost"
 
 
 def append_many(path: str, writer: int, start) -> None:

@@ -10,6 +10,11 @@ A writer that crashed mid-append leaves part of a line, without its newline, at 
 moves that fragment to ``<log>.torn`` (kept, never part of the chain) and cuts it off, and the retried
 task writes its entry again; a whole entry that only lost its newline gets it back. Any other damage is
 refused.
+
+The chain alone cannot tell a log cut short, deleted, or rewritten with a recomputed chain from an intact
+one, so the last entry's ``seq`` and ``hash`` (an :class:`AuditHead`) is also kept outside the file, by a
+:class:`HeadAnchor` (the Airflow one is :mod:`prodigy_opentext.audit`): an append refuses a log that no
+longer holds the anchored head, and :func:`verify_audit_log` checks a log against anchored heads.
 """
 
 from __future__ import annotations
@@ -19,14 +24,14 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
-from prodigy_opentext.exceptions import AuditLogError
+from prodigy_opentext.exceptions import AuditAnchorMismatch, AuditLogError
 
 GENESIS_HASH = "0" * 64
 
@@ -38,18 +43,52 @@ class AppendResult(NamedTuple):
     appended: bool
 
 
+@dataclass(frozen=True)
+class AuditHead:
+    """A log's last entry as kept outside the file: the log must still hold entry ``seq`` with ``hash``
+    (the chain then fixes every entry before it). ``anchored_at``/``anchored_in`` say when and where it
+    was kept, for the report."""
+
+    seq: int
+    hash: str
+    anchored_at: str | None = None
+    anchored_in: str | None = None
+
+    def same_entry(self, other: AuditHead) -> bool:
+        return (self.seq, self.hash) == (other.seq, other.hash)
+
+    def describe(self) -> str:
+        when = f" at {self.anchored_at}" if self.anchored_at else ""
+        where = f" in {self.anchored_in}" if self.anchored_in else ""
+        return f"entry {self.seq} (hash {self.hash[:12]}…) was anchored{when}{where}"
+
+
+class HeadAnchor(Protocol):
+    """Where one log's head is kept outside its file."""
+
+    def anchored_head(self) -> AuditHead | None: ...
+
+    def anchor(self, head: AuditHead) -> None: ...
+
+
 @dataclass
 class AuditVerification:
-    """Outcome of a chain check: entries read, and the first broken line (1-based) with the reason."""
+    """Outcome of a check: entries read, the first broken line (1-based) with the reason, or a log that
+    ends before an anchored head (``broken_line`` None); ``anchored_seq``: the latest anchored head held."""
 
     valid: bool
     entries: int
     broken_line: int | None = None
     reason: str | None = None
+    anchored_seq: int | None = None
 
     def __str__(self) -> str:
+        if self.valid and self.anchored_seq is not None:
+            return f"audit log intact: {self.entries} entries, head anchored at seq {self.anchored_seq}"
         if self.valid:
             return f"audit log intact: {self.entries} entries"
+        if self.broken_line is None:
+            return f"audit log cut short or replaced: {self.reason}"
         return f"audit log broken at entry {self.broken_line} (line {self.broken_line}): {self.reason}"
 
 
@@ -88,19 +127,32 @@ def _read_lines(path: Path, offset: int = 0) -> Iterator[bytes]:
         yield from log
 
 
-def verify_audit_log(path: str | os.PathLike) -> AuditVerification:
-    """Re-check the whole chain; an absent log is a valid empty one."""
+def verify_audit_log(path: str | os.PathLike, anchors: Iterable[AuditHead] = ()) -> AuditVerification:
+    """Re-check the whole chain, and that the log still holds every anchored head; an absent log is a
+    valid empty one only while no head was anchored."""
     path = Path(path)
-    if not path.exists():
-        return AuditVerification(valid=True, entries=0)
+    by_seq: dict[int, list[AuditHead]] = {}
+    for head in anchors:
+        by_seq.setdefault(head.seq, []).append(head)
     prev_hash = GENESIS_HASH
     line_no = 0
-    for line_no, raw in enumerate(_read_lines(path), start=1):
+    for line_no, raw in enumerate(_read_lines(path) if path.exists() else (), start=1):
         entry = _check_line(raw, line_no, prev_hash)
         if isinstance(entry, str):
             return AuditVerification(valid=False, entries=line_no - 1, broken_line=line_no, reason=entry)
+        for head in by_seq.get(line_no, ()):
+            if head.hash != entry["hash"]:
+                reason = (
+                    f"entry {line_no} has hash {entry['hash'][:12]}… but {head.describe()}: the log was "
+                    "rewritten"
+                )
+                return AuditVerification(valid=False, entries=line_no, broken_line=line_no, reason=reason)
         prev_hash = entry["hash"]
-    return AuditVerification(valid=True, entries=line_no)
+    if by_seq and max(by_seq) > line_no:
+        latest = by_seq[max(by_seq)][0]
+        held = f"the log ends at entry {line_no}" if path.exists() else "the log does not exist"
+        return AuditVerification(valid=False, entries=line_no, reason=f"{held} but {latest.describe()}")
+    return AuditVerification(valid=True, entries=line_no, anchored_seq=max(by_seq) if by_seq else None)
 
 
 class AuditLog:
@@ -201,27 +253,58 @@ class AuditLog:
         details: dict[str, Any] | None = None,
         *,
         event_key: str | None = None,
+        anchor: HeadAnchor | None = None,
     ) -> AppendResult:
-        """Append one entry (``appended=False`` and the first entry when ``event_key`` was seen before)."""
+        """Append one entry (``appended=False`` and the first entry when ``event_key`` was seen before).
+
+        With an ``anchor``, a log that no longer holds the anchored head is refused before anything is
+        written, and the head is anchored afterwards while the lock is held, so anchors never go back; a
+        no-op anchors it too, for a retry whose first anchor failed after its entry was written.
+        """
         with self._locked():
             self._catch_up()
-            if event_key is not None and event_key in self._by_event_key:
-                return AppendResult(self._by_event_key[event_key], appended=False)
-            entry = {
-                "seq": self._entries + 1,
-                "ts": datetime.now(UTC).isoformat(timespec="microseconds"),
-                "actor": actor,
-                "action": action,
-                "subject": subject,
-                "details": details or {},
-                "event_key": event_key,
-                "prev_hash": self._last_hash,
-            }
-            entry["hash"] = entry_hash(entry)
-            line = (canonical_json(entry) + "\n").encode()
-            self._write(line)
-            self._accept(entry, len(line))
-            return AppendResult(entry, appended=True)
+            anchored = anchor.anchored_head() if anchor is not None else None
+            if anchored is not None:
+                self._check_holds(anchored)
+            result = self._append_entry(actor, action, subject, details, event_key)
+            head = AuditHead(self._entries, self._last_hash)
+            if anchor is not None and (anchored is None or not anchored.same_entry(head)):
+                anchor.anchor(head)
+            return result
+
+    def _check_holds(self, anchored: AuditHead) -> None:
+        """Raise :class:`AuditAnchorMismatch` unless the log (caught up, lock held) holds ``anchored``."""
+        if anchored.same_entry(AuditHead(self._entries, self._last_hash)):
+            return
+        verification = verify_audit_log(self.path, [anchored])
+        if not verification.valid:
+            raise AuditAnchorMismatch(f"{self.path}: {verification.reason}; nothing appended")
+
+    def _append_entry(
+        self,
+        actor: str,
+        action: str,
+        subject: str,
+        details: dict[str, Any] | None,
+        event_key: str | None,
+    ) -> AppendResult:
+        if event_key is not None and event_key in self._by_event_key:
+            return AppendResult(self._by_event_key[event_key], appended=False)
+        entry = {
+            "seq": self._entries + 1,
+            "ts": datetime.now(UTC).isoformat(timespec="microseconds"),
+            "actor": actor,
+            "action": action,
+            "subject": subject,
+            "details": details or {},
+            "event_key": event_key,
+            "prev_hash": self._last_hash,
+        }
+        entry["hash"] = entry_hash(entry)
+        line = (canonical_json(entry) + "\n").encode()
+        self._write(line)
+        self._accept(entry, len(line))
+        return AppendResult(entry, appended=True)
 
     def find(self, event_key: str) -> dict[str, Any] | None:
         """The entry recorded under ``event_key``, if any (the chain is checked up to the end)."""
