@@ -3,7 +3,8 @@
 Each is a type of :mod:`prodigy_opentext.exceptions` and Airflow's ``AirflowFailException`` at once, so a
 caller catches the first and Airflow does not retry: a reviewer's rejection, data that breaks the rules,
 a name or a dataset that cannot be governed as it is, a missing connection, a release that is refused or
-distrusted. ``exceptions`` itself stays importable without Airflow, for the rules in ``core/``.
+distrusted, an audit log that no longer holds its anchored head. ``exceptions`` itself stays importable
+without Airflow, for the rules in ``core/``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from prodigy_opentext.exceptions import (
     AnnotationValidationError,
     ApprovalRefused,
     ApprovalRejectedError,
+    AuditAnchorMismatch,
     ConnectionNotConfigured,
     DatasetNotGovernable,
     QuarantineLimitExceeded,
@@ -65,3 +67,7 @@ class ConnectionMissing(ConnectionNotConfigured, AirflowFailException):
 
 class RowsQuarantined(QuarantineLimitExceeded, AirflowFailException):
     """Stored rows are not valid Prodigy examples: a batch is reviewed and released whole or not at all."""
+
+
+class AuditLogTampered(AuditAnchorMismatch, AirflowFailException):
+    """The audit log lost entries that were anchored outside it: nothing is appended until it is restored."""

@@ -16,7 +16,19 @@ from typing import Any
 
 import pytest
 
-from tests.flows.support import DAGS, DEMO_TASKS
+from tests.flows.support import ANNOTATORS, DAGS, DEMO_TASKS
+
+
+@pytest.fixture(autouse=True)
+def audit_heads(airflow_db) -> Iterator[None]:
+    """The flows anchor each audit entry in an Airflow Variable, so they need the metadata database even
+    outside a DAG run; the heads of the test's logs are forgotten after it."""
+    yield
+    from airflow.models import Variable
+
+    from prodigy_opentext.audit import AUDIT_HEAD_VARIABLE
+
+    Variable.delete(AUDIT_HEAD_VARIABLE)
 
 
 @pytest.fixture
@@ -68,11 +80,12 @@ def annotated_dataset(prodigy_server, run_prodigy, tmp_path) -> Callable[..., st
         url = prodigy_server(name, source, feed_overlap=True)
         rates = {"disagree": 0, "reject": 0, "ignore": 0, "flag": 0, **behaviour}
         run_prodigy(
-            "annotate", "--url", url, "--dataset", name, "--sessions", "alice,bob", "--seed", "7",
+            "annotate", "--url", url, "--dataset", name, "--sessions", ",".join(ANNOTATORS), "--seed", "7",
             *[arg for key, value in rates.items() for arg in (f"--{key}", str(value))],
         )  # fmt: skip
         hook = ProdigyHook()
-        hook.set_meta(name, {"labels": ["BRAND"], "review": {"status": "ready"}})
+        meta = {"labels": ["BRAND"], "annotator_emails": ANNOTATORS, "review": {"status": "ready"}}
+        hook.set_meta(name, meta)
         return name
 
     return make

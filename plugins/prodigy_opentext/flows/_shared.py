@@ -11,13 +11,14 @@ from typing import Any
 
 from airflow.sdk import Asset
 
+from prodigy_opentext.audit import VariableAnchor
 from prodigy_opentext.core.audit import AppendResult, AuditLog
 from prodigy_opentext.core.consensus import ConsensusResult, build_consensus
 from prodigy_opentext.core.paths import plain_name
 from prodigy_opentext.core.payloads import ExportManifest
 from prodigy_opentext.core.records import decode_record, standard_json
-from prodigy_opentext.exceptions import DatasetNotFoundError, UnsafeName
-from prodigy_opentext.failures import DatasetRefused, NameRefused, RowsQuarantined
+from prodigy_opentext.exceptions import AuditAnchorMismatch, DatasetNotFoundError, UnsafeName
+from prodigy_opentext.failures import AuditLogTampered, DatasetRefused, NameRefused, RowsQuarantined
 from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
 from prodigy_opentext.hooks.prodigy import ProdigyHook
 
@@ -115,5 +116,14 @@ def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]], named: int = 20) 
 def record_in_audit_log(
     audit_path: Path, action: str, subject: str, details: dict[str, Any], *, event_key: str
 ) -> AppendResult:
-    """Append what a flow did to the audit log, once per ``event_key`` however often the task runs."""
-    return AuditLog(audit_path).append(AUDIT_ACTOR, action, subject, details, event_key=event_key)
+    """Append what a flow did to the audit log, once per ``event_key`` however often the task runs, and
+    anchor its head in Airflow's metadata; a log that lost anchored entries fails the task without retries."""
+    try:
+        return AuditLog(audit_path).append(
+            AUDIT_ACTOR, action, subject, details, event_key=event_key, anchor=VariableAnchor(audit_path)
+        )
+    except AuditAnchorMismatch as mismatch:
+        raise AuditLogTampered(
+            f"{mismatch}: restore the log (python -m prodigy_opentext.audit verify {audit_path} names what "
+            "is missing)"
+        ) from None
