@@ -160,6 +160,14 @@ class ConsensusError(ValueError):
     """The answers cannot be merged as given (an unsorted stream said to be sorted, a task hash reused)."""
 
 
+class AdjudicationInvalid(ValueError):
+    """Reviewers' decisions on a case that cannot be written as they are; ``problems`` names each."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
 # --- Validation -----------------------------------------------------------------------------------------
 
 

@@ -32,14 +32,18 @@ def comment_of(raw: Mapping[str, Any]) -> Comment:
 
 
 def decision_probe(
-    process_instance_id: str, task_definition_key: str | None = None, decision_variable: str | None = None
+    process_instance_id: str,
+    task_definition_key: str | None = None,
+    decision_variable: str | None = None,
+    open_task_key: str | None = None,
 ) -> Generator[ApiCall, Any, Decision | None]:
     """Read whether a decision exists.
 
     A generator: it yields :class:`ApiCall` reads, receives their decoded JSON (or, thrown in, the
     :class:`OpenTextError` a read failed with) and returns the decision, or None while no decision
     exists. What counts as decided: the given task definition completed, else the given variable set,
-    else the instance ended. An instance that ends first is decided as well, so a cancelled process never
+    else (``open_task_key``) the process waiting at that task, Airflow's own, after people decided, else
+    the instance ended. An instance that ends first is decided as well, so a cancelled process never
     leaves a wait hanging. An unknown instance is an error; comments a service no longer keeps for a
     finished instance (404) are none.
     """
@@ -53,7 +57,13 @@ def decision_probe(
     process = found[0]
     variables = from_rest_variables(process.get("variables"))
     ended = bool(process.get("endTime"))
-    if (
+    if open_task_key and not ended:
+        waiting = yield ApiCall(
+            "/tasks", {"processInstanceId": process_instance_id, "taskDefinitionKey": open_task_key}
+        )
+        if not embedded_items(waiting):
+            return None
+    elif (
         not ended
         and not task_definition_key
         and (not decision_variable or variables.get(decision_variable) is None)
@@ -83,7 +93,15 @@ def decision_probe(
         outcome = variables.get("outcome")
     return Decision(
         process_instance_id=process_instance_id,
-        watched="variable" if decision_variable else "task" if task_definition_key else "process",
+        watched=(
+            "variable"
+            if decision_variable
+            else "task"
+            if task_definition_key
+            else "open_task"
+            if open_task_key and not ended
+            else "process"
+        ),
         business_key=process.get("businessKey"),
         outcome=outcome,
         ended=ended,
@@ -113,8 +131,11 @@ class DecisionRead:
         process_instance_id: str,
         task_definition_key: str | None = None,
         decision_variable: str | None = None,
+        open_task_key: str | None = None,
     ) -> None:
-        self._probe = decision_probe(process_instance_id, task_definition_key, decision_variable)
+        self._probe = decision_probe(
+            process_instance_id, task_definition_key, decision_variable, open_task_key
+        )
         self.pending: ApiCall | None = None
         self.decision: Decision | None = None
         self._step(lambda: next(self._probe))

@@ -101,27 +101,31 @@ def deciders(history: Sequence[Mapping[str, Any]]) -> list[str]:
     return sorted({str(t["assignee"]) for t in history if t.get("endTime") and t.get("assignee")})
 
 
-def annotator_identities(dataset: str, sessions: Iterable[str], meta: Mapping[str, Any]) -> list[str]:
-    """The people (OpenText e-mails) who annotated a batch, from its Prodigy sessions: nobody who
-    annotated a batch may approve it.
-
-    A session (``<dataset>-<name>`` or ``<name>``) is named by the dataset meta ``annotator_emails``
-    (``{"<name>": "<e-mail>"}``) or is an e-mail itself. A session nobody is named for fails the
-    check at once (:class:`DatasetNotGovernable`): without it separation of duties cannot be checked.
-    """
+def person_of(dataset: str, session: str, meta: Mapping[str, Any]) -> str | None:
+    """The OpenText user behind a Prodigy session (``<dataset>-<name>`` or ``<name>``): named by the
+    dataset meta ``annotator_emails`` (``{"<name>": "<e-mail>"}``), or the session is an e-mail itself."""
     named = meta.get(ANNOTATOR_EMAILS_META) or {}
     if not isinstance(named, Mapping):
         raise DatasetNotGovernable(
             f'dataset {dataset!r}: meta "{ANNOTATOR_EMAILS_META}" must map session names to e-mails'
         )
+    name = session.removeprefix(f"{dataset}-")
+    person = named.get(session) or named.get(name) or (session if "@" in session else None)
+    return str(person) if person else None
+
+
+def annotator_identities(dataset: str, sessions: Iterable[str], meta: Mapping[str, Any]) -> list[str]:
+    """The people (OpenText e-mails) who annotated a batch, from its Prodigy sessions
+    (:func:`person_of`): nobody who annotated a batch may approve it. A session nobody is named for
+    fails the check at once (:class:`DatasetNotGovernable`): without it separation of duties cannot be
+    checked."""
     people, unnamed = set(), []
     for session in sessions:
-        name = session.removeprefix(f"{dataset}-")
-        person = named.get(session) or named.get(name) or (session if "@" in session else None)
+        person = person_of(dataset, session, meta)
         if person:
-            people.add(str(person))
+            people.add(person)
         else:
-            unnamed.append(name)
+            unnamed.append(session.removeprefix(f"{dataset}-"))
     if unnamed:
         example = json.dumps({name: f"{name}@example.com" for name in unnamed[:2]})
         raise DatasetNotGovernable(

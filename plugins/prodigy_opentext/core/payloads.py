@@ -25,7 +25,8 @@ class Decision(TypedDict):
     """What OpenText records of a decision on a process instance (read by the decision probe).
 
     ``watched`` is what the decision was waited for: ``"process"`` (its end), ``"task"`` (one task's
-    completion) or ``"variable"`` (a process variable being set).
+    completion), ``"variable"`` (a process variable being set) or ``"open_task"`` (the process reaching
+    a task of Airflow's own after people decided; the decision is then the last completed task's).
     """
 
     process_instance_id: str
@@ -139,6 +140,64 @@ class ConsensusCounts(TypedDict):
     merged: int
     disputes: int
     resolved: int
+
+
+class ServiceTaskResult(TypedDict):
+    """What Airflow's own task of a process is completed with, and whether the work is done (a model
+    may send the case back to people and come back to the task)."""
+
+    variables: dict[str, Any]
+    done: bool
+    value: Any
+    """What the operator returns when done."""
+
+
+# --- Flow 2: escalation --------------------------------------------------------------------------------
+
+
+class ItemVersion(TypedDict):
+    """One distinct answer to an item, and the sessions that gave it."""
+
+    version: str
+    """``v1``, ``v2``, ...: most given first."""
+    sessions: list[str]
+    answer: Any
+    spans: list[Any]
+    accept: list[Any]
+    task: dict[str, Any]
+    """The stored example behind the version (kept by the flow, not shown to reviewers)."""
+
+
+class CaseItem(TypedDict):
+    """An item the annotators did not settle, as a case presents it to reviewers."""
+
+    item: str
+    input_hash: Any
+    label: Any
+    text: str
+    reasons: list[str]
+    agreement: float
+    """Share of the item's answers that gave its most common version."""
+    versions: list[ItemVersion]
+
+
+class EscalationCase(TypedDict):
+    """Up to N items of one dataset version, decided in one ``label_dispute_resolution`` process."""
+
+    dataset: str
+    version: str
+    number: int
+    business_key: str
+    items: list[CaseItem]
+
+
+class CaseOutcome(TypedDict):
+    """What a decided case wrote into Prodigy."""
+
+    business_key: str
+    process_instance_id: str
+    reviewer: str | None
+    adjudicated: int
 
 
 # --- Flow 1: batch approval ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from airflow.sdk import Asset
 from prodigy_opentext.audit import VariableAnchor
 from prodigy_opentext.core.audit import AppendResult, AuditLog
 from prodigy_opentext.core.consensus import ConsensusResult, build_consensus
+from prodigy_opentext.core.escalation import adjudication_dataset
 from prodigy_opentext.core.paths import plain_name
 from prodigy_opentext.core.payloads import ExportManifest
 from prodigy_opentext.core.records import decode_record, standard_json
@@ -81,16 +82,37 @@ class MergedBatch:
     consensus: ConsensusResult
 
 
+def adjudications_of(
+    dataset: str, prodigy_conn_id: str = ProdigyHook.default_conn_name
+) -> list[dict[str, Any]]:
+    """The reviewers' decisions on the dataset's disputes: its adjudication dataset's examples (none yet
+    when that dataset does not exist)."""
+    hook = ProdigyHook(prodigy_conn_id)
+    try:
+        return list(hook.iter_examples(adjudication_dataset(dataset, hook.get_meta(dataset))))
+    except DatasetNotFoundError:
+        return []
+
+
 def export_and_merge(
-    dataset: str, until_id: int, directory: Path, prodigy_conn_id: str = ProdigyHook.default_conn_name
+    dataset: str,
+    until_id: int,
+    directory: Path,
+    prodigy_conn_id: str = ProdigyHook.default_conn_name,
+    *,
+    min_score: float | None = None,
 ) -> MergedBatch:
-    """Export ``dataset`` up to example ``until_id`` into ``directory`` and build its consensus."""
+    """Export ``dataset`` up to example ``until_id`` into ``directory`` and build its consensus, with
+    the reviewers' adjudications settling the items they decided (``min_score``: disputes scores below)."""
     directory.mkdir(parents=True, exist_ok=True)
     answers = directory / "answers.jsonl"
     export = ProdigyHook(prodigy_conn_id).export_jsonl(dataset, answers, until_id=until_id)
     with open(answers, "rb") as lines:
         tasks = [decode_record(line, row=n) for n, line in enumerate(lines, start=1) if line.strip()]
-    return MergedBatch(answers, export, tasks, build_consensus(tasks))
+    consensus = build_consensus(
+        tasks, adjudications=adjudications_of(dataset, prodigy_conn_id), min_score=min_score
+    )
+    return MergedBatch(answers, export, tasks, consensus)
 
 
 def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]], named: int = 20) -> int:

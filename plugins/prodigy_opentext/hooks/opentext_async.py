@@ -145,9 +145,11 @@ class OpenTextWorkflowAsyncHook(BaseHook):
         process_instance_id: str,
         task_definition_key: str | None = None,
         decision_variable: str | None = None,
+        open_task_key: str | None = None,
     ) -> Decision | None:
-        """The reviewers' decision on a process instance, or None while they have not decided."""
-        read = DecisionRead(process_instance_id, task_definition_key, decision_variable)
+        """The reviewers' decision on a process instance, or None while they have not decided
+        (:func:`~prodigy_opentext._opentext.decisions.decision_probe` says what counts)."""
+        read = DecisionRead(process_instance_id, task_definition_key, decision_variable, open_task_key)
         while read.pending is not None:
             try:
                 reply = await self.request("GET", read.pending.path, params=read.pending.params)

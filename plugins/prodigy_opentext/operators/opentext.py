@@ -1,15 +1,19 @@
-"""Operators for OpenText Workflow Service: deploy models, start processes, complete tasks, comment."""
+"""Operators for OpenText Workflow Service: deploy models, start processes, complete tasks, comment, and
+work Airflow's own tasks of a process."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, conf
+from airflow.sdk.exceptions import AirflowFailException
 
-from prodigy_opentext.exceptions import OpenTextNotFoundError
+from prodigy_opentext.core.payloads import Decision, ServiceTaskResult
+from prodigy_opentext.exceptions import OpenTextError, OpenTextNotFoundError
 from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
 
 if TYPE_CHECKING:
@@ -209,3 +213,104 @@ class OpenTextDeployModelsOperator(_OpenTextOperator):
             else:
                 self.log.info("%s unchanged (%s)", path.name, result["key"])
         return deployed
+
+
+class OpenTextServiceTaskOperator(_OpenTextOperator):
+    """Work Airflow's own task of a process, as an external worker does: wait (deferred) until the process
+    reaches the user task ``task_definition_key`` (offered to the connection's own group, e.g.
+    ``airflow-service``), let ``work`` say what to complete it with, complete it.
+
+    ``work(decision, **op_kwargs)`` gets the decision of the people before (who completed the last task,
+    when, with which comments) and returns a :class:`~prodigy_opentext.core.payloads.ServiceTaskResult`:
+    the variables to complete the task with, and whether the work is ``done``. A model may loop back to
+    people (the case sent back to its reviewers); then the operator waits for the task again, as often
+    as the model comes back to it. Its XCom is the result's ``value``.
+
+    :param process_instance_id: the process instance (templated).
+    :param task_definition_key: Airflow's task in the model, e.g. ``check_decisions``.
+    :param work: the callable that does the work.
+    :param op_kwargs: keyword arguments for ``work`` (not templated: they carry annotated text).
+    :param response_timeout: how long people have, from the process start, before the wait fails.
+    :param poll_interval: seconds between two reads of OpenText while deferred.
+    :param error_budget: seconds the deferred wait tolerates OpenText being unreachable before failing.
+    """
+
+    template_fields: Sequence[str] = ("process_instance_id",)
+
+    def __init__(
+        self,
+        *,
+        process_instance_id: str,
+        task_definition_key: str,
+        work: Callable[..., ServiceTaskResult],
+        op_kwargs: dict[str, Any] | None = None,
+        response_timeout: timedelta = timedelta(days=7),
+        poll_interval: float = 30.0,
+        error_budget: float = 900.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.process_instance_id = process_instance_id
+        self.task_definition_key = task_definition_key
+        self.work = work
+        self.op_kwargs = op_kwargs or {}
+        self.response_timeout = response_timeout
+        self.poll_interval = poll_interval
+        self.error_budget = error_budget
+
+    def execute(self, context: Context) -> Any:
+        return self._next()
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        status = event.get("status")
+        if status == "decided":
+            return self._work(event["decision"])
+        if status == "timeout":
+            raise AirflowFailException(
+                f"OpenText process {self.process_instance_id} did not reach {self.task_definition_key!r} "
+                f"by {event['deadline']} ({self.response_timeout} after its start)"
+            )
+        raise OpenTextError(**event["error"])
+
+    def _next(self) -> Any:
+        decision = self.hook.read_decision(self.process_instance_id, open_task_key=self.task_definition_key)
+        if decision is not None:
+            return self._work(decision)
+        from prodigy_opentext.triggers.opentext import OpenTextProcessTrigger  # the triggerer's side
+
+        started = self.hook.process_started_at(self.process_instance_id) or datetime.now(UTC)
+        deadline = started + self.response_timeout
+        self.log.info(
+            "OpenText process %s is with people; waiting for %s (deferred) until %s",
+            self.process_instance_id,
+            self.task_definition_key,
+            deadline,
+        )
+        self.defer(
+            trigger=OpenTextProcessTrigger(
+                process_instance_id=self.process_instance_id,
+                open_task_key=self.task_definition_key,
+                opentext_conn_id=self.opentext_conn_id,
+                poll_interval=self.poll_interval,
+                deadline=deadline.isoformat(),
+                error_budget=self.error_budget,
+            ),
+            method_name="execute_complete",
+        )
+
+    def _work(self, decision: Decision) -> Any:
+        if decision["ended"]:
+            raise AirflowFailException(
+                f"OpenText process {self.process_instance_id} ended ({decision['delete_reason'] or 'at '}"
+                f"{decision['end_activity_id'] or ''}) before it reached {self.task_definition_key!r}"
+            )
+        waiting = self.hook.list_tasks(
+            processInstanceId=self.process_instance_id, taskDefinitionKey=self.task_definition_key
+        )
+        result = self.work(decision, **self.op_kwargs)
+        for task in waiting:
+            self.hook.complete_task(task["id"], None, result["variables"])
+        if result["done"]:
+            return result["value"]
+        self.log.info("%s: the process goes back to people; waiting again", self.task_definition_key)
+        return self._next()

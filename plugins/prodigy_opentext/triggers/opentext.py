@@ -18,7 +18,8 @@ class OpenTextProcessTrigger(BaseTrigger):
     """Poll a process instance until reviewers decide, then yield one event.
 
     Decided means: the task definition ``task_definition_key`` completed, else the process variable
-    ``decision_variable`` set, else the instance ended (an instance that ends first is decided too). The
+    ``decision_variable`` set, else the process waiting at Airflow's own task ``open_task_key``, else
+    the instance ended (an instance that ends first is decided too). The
     event payload is ``{"status": "decided", "decision": {...}}`` (outcome, end activity, approver, time,
     comments), ``{"status": "timeout"}`` once ``deadline`` passes, or ``{"status": "error", "error": {...}}``
     (the fields of the :class:`OpenTextError`) when OpenText refuses the request or stays unreachable longer
@@ -32,6 +33,7 @@ class OpenTextProcessTrigger(BaseTrigger):
         process_instance_id: str,
         task_definition_key: str | None = None,
         decision_variable: str | None = None,
+        open_task_key: str | None = None,
         opentext_conn_id: str = OpenTextWorkflowAsyncHook.default_conn_name,
         poll_interval: float = 30.0,
         deadline: str | None = None,
@@ -41,6 +43,7 @@ class OpenTextProcessTrigger(BaseTrigger):
         self.process_instance_id = process_instance_id
         self.task_definition_key = task_definition_key
         self.decision_variable = decision_variable
+        self.open_task_key = open_task_key
         self.opentext_conn_id = opentext_conn_id
         self.poll_interval = poll_interval
         self.deadline = deadline
@@ -53,6 +56,7 @@ class OpenTextProcessTrigger(BaseTrigger):
                 "process_instance_id": self.process_instance_id,
                 "task_definition_key": self.task_definition_key,
                 "decision_variable": self.decision_variable,
+                "open_task_key": self.open_task_key,
                 "opentext_conn_id": self.opentext_conn_id,
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
@@ -74,7 +78,10 @@ class OpenTextProcessTrigger(BaseTrigger):
             while True:
                 try:
                     decision = await hook.read_decision(
-                        self.process_instance_id, self.task_definition_key, self.decision_variable
+                        self.process_instance_id,
+                        self.task_definition_key,
+                        self.decision_variable,
+                        self.open_task_key,
                     )
                     unreachable_since = None
                 except OpenTextUnavailableError as err:

@@ -20,7 +20,11 @@ MODEL_CONTRACT = {
         {"end_approved", "end_rejected"},
     ),
     "label_dispute_resolution": (
-        {"senior_review": "senior-annotators", "lead_review": "annotation-leads"},
+        {
+            "senior_review": "senior-annotators",
+            "lead_review": "annotation-leads",
+            "check_decisions": "airflow-service",
+        },
         {"end_resolved"},
     ),
     "qa_review": ({"qa_check": "qa-reviewers"}, {"end_passed", "end_rework"}),
@@ -36,7 +40,10 @@ MODEL_CONTRACT = {
     "dataset_release_signoff": ({"release_signoff": "release-managers"}, {"end_approved", "end_rejected"}),
 }
 
-# (process key, start variables, [(task it waits at, outcome to give)], end event reached)
+ACCEPTED = {"decisions_accepted": True}
+SENT_BACK = {"decisions_accepted": False, "return_to": "senior_review"}
+
+# (process key, start variables, [(task it waits at, outcome to give[, variables])], end event reached)
 PATHS = [
     ("annotation_batch_approval", {"regulated": False}, [("sme_review", "approved")], "end_approved"),
     ("annotation_batch_approval", {"regulated": False}, [("sme_review", "rejected")], "end_rejected"),
@@ -56,7 +63,18 @@ PATHS = [
     (
         "label_dispute_resolution",
         {"escalation_after": "PT4H"},
-        [("senior_review", "resolved")],
+        [("senior_review", "resolved"), ("check_decisions", None, ACCEPTED)],
+        "end_resolved",
+    ),
+    (
+        "label_dispute_resolution",
+        {"escalation_after": "PT4H"},
+        [
+            ("senior_review", "resolved"),
+            ("check_decisions", None, SENT_BACK),
+            ("senior_review", "resolved"),
+            ("check_decisions", None, ACCEPTED),
+        ],
         "end_resolved",
     ),
     ("qa_review", {"rework_round": 1}, [("qa_check", "pass")], "end_passed"),
@@ -114,11 +132,12 @@ def test_project_ships_one_schema_valid_model_per_process_key():
 def test_model_reaches_end_state(sandbox: OpenTextSandbox, business_key, key, variables, steps, end):
     instance = sandbox.start_process(key, business_key, variables)
     groups = MODEL_CONTRACT[key][0]
-    for task_key, outcome in steps:
+    for task_key, outcome, *variables in steps:
         (task,) = sandbox.tasks(processInstanceId=instance["id"])
         assert task["taskDefinitionKey"] == task_key
         assert task["candidateGroups"] == [groups[task_key]]
-        sandbox.complete(task["id"], outcome, sandbox.member_of(groups[task_key]))
+        user = sandbox.member_of(groups[task_key])
+        sandbox.complete(task["id"], outcome, user, variables=variables[0] if variables else None)
     assert sandbox.tasks(processInstanceId=instance["id"]) == []
     assert sandbox.request("GET", f"/process-instances/{instance['id']}").status_code == 404
     history = sandbox.historic_instance(instance["id"])
@@ -129,7 +148,7 @@ def test_model_reaches_end_state(sandbox: OpenTextSandbox, business_key, key, va
     ).json()["_embedded"]["historicTaskInstances"]
     assert [(t["taskDefinitionKey"], t["outcome"], t["assignee"]) for t in tasks] == [
         (task_key, outcome, sandbox.member_of(groups[task_key]) or sandbox.client_id)
-        for task_key, outcome in steps
+        for task_key, outcome, *_ in steps
     ]
 
 
@@ -170,6 +189,14 @@ def test_dispute_escalates_to_leads_when_the_clock_passes_the_deadline(opentext_
     assert interrupted["endTime"] is not None
 
     opentext_sandbox.complete(lead["id"], "resolved", "lead@example.com")
+    (check,) = opentext_sandbox.tasks(processInstanceId=instance["id"])
+    back = {"decisions_accepted": False, "return_to": "lead_review"}
+    opentext_sandbox.complete(check["id"], None, None, variables=back)
+    (again,) = opentext_sandbox.tasks(processInstanceId=instance["id"])
+    assert again["taskDefinitionKey"] == "lead_review", "sent back to the leads, not the seniors"
+    opentext_sandbox.complete(again["id"], "resolved", "lead@example.com")
+    (check,) = opentext_sandbox.tasks(processInstanceId=instance["id"])
+    opentext_sandbox.complete(check["id"], None, None, variables={"decisions_accepted": True})
     assert opentext_sandbox.historic_instance(instance["id"])["endActivityId"] == "end_resolved"
 
 

@@ -1,0 +1,135 @@
+"""
+### Label escalation (flow 2: Prodigy → OpenText → Prodigy)
+
+The items annotators did not settle go to senior reviewers in OpenText, and every decision comes back
+into Prodigy as an adjudicated example, so batch approval and the release count the item as settled.
+
+1. **find_batch**: the dataset up to the `version` given (`b<last example id>`), else up to its last
+   example now. A name that cannot be a folder, no label scheme, or a version the dataset does not hold
+   fails at once.
+2. **find_cases**: the items that need a second look, from the merged answers: annotators disagree
+   (versions grouped as Prodigy's `review` recipe groups them), an answer `ignore` or `flagged: true`
+   (each optional), or `meta.score` below `min_score`; items already adjudicated are settled. They are
+   put in cases of up to `items_per_case`. A session the dataset's meta (`annotator_emails`) does not
+   name fails here: nobody may adjudicate an item they annotated.
+3. **open_case**: one `label_dispute_resolution` process per case (businessKey
+   `label_dispute_resolution:<dataset>:<version>:<case>`, found again on reruns), with each item's text,
+   its versions and the sessions that gave them, the reasons and the item's agreement. Senior annotators
+   decide each item (take a version, correct it, or reject it); past `escalation_after` the model hands
+   the case to the annotation leads.
+4. **adjudicate**: one per case, deferred (no worker slot held) until the reviewers have decided and the
+   process waits at its `check_decisions` step, Airflow's own. Each decision becomes an adjudicated
+   example (`_adjudicated: true`, `meta.adjudication` with the process, reviewer, time, decision and the
+   sessions whose version was taken) in the adjudication dataset (`<dataset>_adjudicated`, or the meta's
+   `adjudication_dataset`), once however often it runs. Decisions that do not fit the case (no decision,
+   an item not in the case or left out, a version the item does not have), or a reviewer who annotated
+   one of its items, send the case back in OpenText with a comment and `review_problems` saying what to
+   fix; nothing is written then, and the task waits for the next decision.
+
+Steps: `prodigy_opentext.flows.escalation`; process model:
+`include/bpmn/label_dispute_resolution.bpmn20.xml`; tests: `tests/flows/test_escalation.py`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from _governance_deployment import DEFAULT_ARGS, OPENTEXT_POLL_SECONDS, audit_log, data_dir
+from airflow.sdk import Param, dag, task
+from airflow.sdk.exceptions import AirflowSkipException
+
+from prodigy_opentext.core.escalation import CHECK_STEP, ESCALATION_PROCESS
+from prodigy_opentext.core.payloads import BatchToReview, EscalationCase, ProcessRequest
+from prodigy_opentext.flows.batch_approval import batch_to_review
+from prodigy_opentext.flows.escalation import case_request, check_and_write, find_cases
+from prodigy_opentext.operators.opentext import (
+    OpenTextDeployModelsOperator,
+    OpenTextServiceTaskOperator,
+    OpenTextStartProcessOperator,
+)
+
+
+@dag(
+    dag_id="label_escalation",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=16,
+    default_args=DEFAULT_ARGS,
+    tags=["prodigy", "opentext", "escalation"],
+    doc_md=__doc__,
+    params={
+        "dataset": Param("demo_batch", type="string", pattern=r"^[^,\s]+$", title="Dataset"),
+        "version": Param(
+            None,
+            type=["null", "string"],
+            title="Version",
+            description="b<last example id>; empty: the dataset as it is now.",
+        ),
+        "min_score": Param(
+            None,
+            type=["null", "number"],
+            title="Minimum score",
+            description="Items whose meta.score is below it go to reviewers; empty: scores are not checked.",
+        ),
+        "include_ignored": Param(True, type="boolean", title="Escalate ignored answers"),
+        "include_flagged": Param(True, type="boolean", title="Escalate flagged answers"),
+        "items_per_case": Param(25, type="integer", minimum=1, maximum=500, title="Items per case"),
+        "escalation_after": Param(
+            "PT4H",
+            type="string",
+            pattern=r"^P",
+            title="Escalate after",
+            description="ISO 8601 duration after which an undecided case goes to the annotation leads.",
+        ),
+    },
+    render_template_as_native_obj=True,
+)
+def label_escalation():
+    @task
+    def find_batch(params: dict) -> BatchToReview:
+        batch = batch_to_review(params["dataset"], params["version"])
+        if batch is None:
+            raise AirflowSkipException(f"{params['dataset']} holds no answers yet")
+        return batch
+
+    @task(task_id="find_cases")
+    def unsettled_cases(batch: BatchToReview, params: dict) -> list[EscalationCase]:
+        return find_cases(
+            batch,
+            data_dir() / "escalation",
+            min_score=params["min_score"],
+            include_ignored=params["include_ignored"],
+            include_flagged=params["include_flagged"],
+            per_case=params["items_per_case"],
+        )
+
+    @task
+    def case_requests(cases: list[EscalationCase], params: dict) -> list[ProcessRequest]:
+        return [case_request(case, params["escalation_after"]) for case in cases]
+
+    cases = unsettled_cases(find_batch())
+    deploy = OpenTextDeployModelsOperator(task_id="deploy_process_models")
+    opened = OpenTextStartProcessOperator.partial(
+        task_id="open_case", process_definition_key=ESCALATION_PROCESS
+    ).expand_kwargs(case_requests(cases))
+    deploy >> opened
+
+    @task
+    def case_work(cases: list[EscalationCase], process_ids: list[str]) -> list[dict]:
+        return [
+            {"process_instance_id": pid, "op_kwargs": {"case": case, "audit_path": str(audit_log())}}
+            for case, pid in zip(cases, process_ids, strict=True)
+        ]
+
+    OpenTextServiceTaskOperator.partial(
+        task_id="adjudicate",
+        task_definition_key=CHECK_STEP,
+        work=check_and_write,
+        poll_interval=OPENTEXT_POLL_SECONDS,
+        response_timeout=timedelta(days=7),
+    ).expand_kwargs(case_work(cases, opened.output))
+
+
+label_escalation()

@@ -1,0 +1,228 @@
+"""Escalation of the items annotators did not settle (flow 2): cases for senior reviewers, and their
+decisions turned back into adjudicated Prodigy examples.
+
+Plain Python (no Airflow import). An item's *versions* are its distinct answers, grouped as Prodigy's
+``review`` recipe groups them (one per distinct decision: answer, spans, accepted options), each listing
+the sessions that gave it. A case holds up to N items; reviewers decide each item: take one version
+(``chosen``), write a ``correction``, or ``rejected``. Each decision becomes one adjudicated example
+(``_adjudicated: true``, ``meta.adjudication`` saying who decided what, when, in which process and whose
+version it took), which the consensus then takes as the item's final example.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from prodigy_opentext.core.agreement import decision_of
+from prodigy_opentext.core.consensus import CONFLICT, FLAGGED, IGNORED, LOW_SCORE, Dispute
+from prodigy_opentext.core.payloads import CaseItem, EscalationCase, ItemVersion
+from prodigy_opentext.core.records import annotator_of
+from prodigy_opentext.exceptions import AdjudicationInvalid
+
+ESCALATION_PROCESS = "label_dispute_resolution"
+"""The process (``include/bpmn``) a case is decided in; its senior review escalates to the leads."""
+CHECK_STEP = "check_decisions"
+"""Airflow's own step of the model: check the decisions, write them, or send the case back."""
+DECISIONS_VARIABLE = "adjudications"
+"""The process variable a reviewer's form submits: one decision per item of the case."""
+ADJUDICATION_DATASET_META = "adjudication_dataset"
+"""The dataset meta naming where adjudicated examples go (default ``<dataset>_adjudicated``)."""
+DECISIONS = ("chosen", "corrected", "rejected")
+CORRECTABLE_FIELDS = ("answer", "spans", "accept", "label")
+"""What a correction may set: the fields a decision is made of (``core.agreement.decision_of``)."""
+
+
+def adjudication_dataset(dataset: str, meta: Mapping[str, Any]) -> str:
+    """Where a dataset's adjudicated examples go: its meta's choice, else ``<dataset>_adjudicated``."""
+    return str(meta.get(ADJUDICATION_DATASET_META) or f"{dataset}_adjudicated")
+
+
+def escalated_reasons(
+    dispute: Dispute, *, include_ignored: bool = True, include_flagged: bool = True
+) -> list[str]:
+    """The reasons a dispute goes to reviewers: disagreement and low scores always, ignores and flags
+    when asked for."""
+    wanted = (
+        {CONFLICT, LOW_SCORE}
+        | ({IGNORED} if include_ignored else set())
+        | ({FLAGGED} if include_flagged else set())
+    )
+    return [reason for reason in dispute.reasons if reason in wanted]
+
+
+def item_id(input_hash: Any, label: Any) -> str:
+    """An item's id in a case: its input hash, and its label for a binary question."""
+    return f"{input_hash}" if label in (None, "") else f"{input_hash}:{label}"
+
+
+def item_versions(versions: Sequence[Mapping[str, Any]]) -> list[ItemVersion]:
+    """The distinct answers to one item, most given first, each with the sessions that gave it."""
+    grouped: dict[Any, list[Mapping[str, Any]]] = {}
+    for task in versions:
+        grouped.setdefault(decision_of(task), []).append(task)
+    ordered = sorted(grouped.values(), key=lambda same: -len(same))
+    return [
+        ItemVersion(
+            version=f"v{number}",
+            sessions=sorted(str(annotator_of(task)) for task in same),
+            answer=same[0].get("answer"),
+            spans=list(same[0].get("spans") or []),
+            accept=list(same[0].get("accept") or []),
+            task=dict(same[0]),
+        )
+        for number, same in enumerate(ordered, start=1)
+    ]
+
+
+def case_items(disputes: Iterable[Dispute], **include: bool) -> list[CaseItem]:
+    """The disputes that go to reviewers, as case items (text, versions, reasons, agreement)."""
+    items = []
+    for dispute in disputes:
+        reasons = escalated_reasons(dispute, **include)
+        if not reasons:
+            continue
+        versions = item_versions(dispute.versions)
+        answered = sum(len(version["sessions"]) for version in versions)
+        items.append(
+            CaseItem(
+                item=item_id(dispute.input_hash, dispute.label),
+                input_hash=dispute.input_hash,
+                label=dispute.label,
+                text=str(dispute.versions[0].get("text") or ""),
+                reasons=reasons,
+                agreement=round(len(versions[0]["sessions"]) / answered, 3) if answered else 0.0,
+                versions=versions,
+            )
+        )
+    return items
+
+
+def cases_of(dataset: str, version: str, items: Sequence[CaseItem], per_case: int) -> list[EscalationCase]:
+    """Items in cases of up to ``per_case``, numbered from 1 in item order (stable on reruns)."""
+    if per_case < 1:
+        raise ValueError(f"items per case must be at least 1, got {per_case}")
+    return [
+        EscalationCase(
+            dataset=dataset,
+            version=version,
+            number=start // per_case + 1,
+            business_key=f"{ESCALATION_PROCESS}:{dataset}:{version}:{start // per_case + 1}",
+            items=list(items[start : start + per_case]),
+        )
+        for start in range(0, len(items), per_case)
+    ]
+
+
+def reviewer_view(case: EscalationCase) -> list[dict[str, Any]]:
+    """What the case's process carries for reviewers: each item's text, versions and reasons, without
+    the stored tasks (the flow keeps those)."""
+    return [
+        {
+            "item": item["item"],
+            "label": item["label"],
+            "text": item["text"],
+            "reasons": item["reasons"],
+            "agreement": item["agreement"],
+            "versions": [{k: v for k, v in version.items() if k != "task"} for version in item["versions"]],
+        }
+        for item in case["items"]
+    ]
+
+
+def parse_decisions(case: EscalationCase, submitted: Any) -> dict[str, dict[str, Any]]:
+    """The reviewers' decisions by item, checked against the case; :class:`AdjudicationInvalid` names
+    every problem (no decisions, an item not in the case, an item left out or decided twice, a version
+    the item does not have, a correction that sets nothing)."""
+    if isinstance(submitted, str):
+        try:
+            submitted = json.loads(submitted)
+        except ValueError:
+            raise AdjudicationInvalid([f"{DECISIONS_VARIABLE} is not JSON: {submitted[:80]!r}"]) from None
+    if not isinstance(submitted, list) or not submitted:
+        raise AdjudicationInvalid([f"no decisions: {DECISIONS_VARIABLE} must list one decision per item"])
+    items = {item["item"]: item for item in case["items"]}
+    decided: dict[str, dict[str, Any]] = {}
+    problems = []
+    for number, decision in enumerate(submitted, start=1):
+        if not isinstance(decision, Mapping):
+            problems.append(f"decision {number} is not an object")
+            continue
+        key, kind = str(decision.get("item")), decision.get("decision")
+        if key not in items:
+            problems.append(f"decision {number}: item {key!r} is not in this case")
+        elif key in decided:
+            problems.append(f"decision {number}: item {key!r} is decided twice")
+        elif kind not in DECISIONS:
+            problems.append(f"decision {number} (item {key}): {kind!r} is not one of {', '.join(DECISIONS)}")
+        elif kind == "chosen" and decision.get("version") not in {
+            v["version"] for v in items[key]["versions"]
+        }:
+            problems.append(
+                f"item {key}: version {decision.get('version')!r} is not one of the item's versions"
+            )
+        elif kind == "corrected" and not _correction(decision):
+            problems.append(f"item {key}: a correction must set one of {', '.join(CORRECTABLE_FIELDS)}")
+        else:
+            decided[key] = dict(decision)
+    missing = [key for key in items if key not in decided and not any(key in p for p in problems)]
+    problems += [f"item {key} has no decision" for key in missing]
+    if problems:
+        raise AdjudicationInvalid(problems)
+    return decided
+
+
+def _version_ids(item: CaseItem) -> set[str]:
+    return {version["version"] for version in item["versions"]}
+
+
+def _correction(decision: Mapping[str, Any]) -> dict[str, Any]:
+    correction = decision.get("correction")
+    if not isinstance(correction, Mapping):
+        return {}
+    return {field: correction[field] for field in CORRECTABLE_FIELDS if field in correction}
+
+
+def _stable_hash(*parts: Any) -> int:
+    """A task hash for a version no annotator gave (a correction or a rejection), the same on reruns."""
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).digest()
+    return int.from_bytes(digest[:4], "big", signed=True)
+
+
+def adjudicated_example(
+    item: CaseItem,
+    decision: Mapping[str, Any],
+    *,
+    reviewer: str,
+    decided_at: str | None,
+    process_instance_id: str,
+    session: str,
+) -> dict[str, Any]:
+    """The Prodigy example a reviewer's decision on ``item`` becomes (stored in the adjudication dataset
+    as ``session``)."""
+    kind = decision["decision"]
+    versions = {version["version"]: version for version in item["versions"]}
+    taken = versions[decision["version"]] if kind == "chosen" else item["versions"][0]
+    example = {k: v for k, v in taken["task"].items() if not k.startswith("_consensus")}
+    if kind == "corrected":
+        example.update(_correction(decision))
+    elif kind == "rejected":
+        example["answer"] = "reject"
+    if kind != "chosen":
+        example["_task_hash"] = _stable_hash(item["input_hash"], item["label"], kind, _correction(decision))
+    example.pop("flagged", None)
+    meta = dict(example.get("meta") or {})
+    meta["adjudication"] = {
+        "process_instance_id": process_instance_id,
+        "reviewer": reviewer,
+        "decided_at": decided_at,
+        "decision": kind,
+        "versions_from": taken["sessions"] if kind == "chosen" else [],
+        "reasons": item["reasons"],
+    }
+    if decision.get("comment"):
+        meta["adjudication"]["comment"] = str(decision["comment"])
+    example.update(meta=meta, _adjudicated=True, _annotator_id=session, _session_id=session)
+    return example
