@@ -5,7 +5,8 @@ themselves: what the directory does not let them do is refused as the API refuse
 Element ids are stable for browser tests: on ``/inbox/login`` ``#tenant``, ``#email``, ``#password``,
 ``#log-in``; on the list ``#signed-in``, ``#log-out``, ``#group``, ``#apply-filter``, ``#tasks`` rows
 ``#task-<id>`` with ``a.open-task``; on a task page ``#task-name``, ``#assignee``, ``#variables`` rows
-``[data-variable=<name>]``, ``#comments``, ``#comment``, ``#claim``, one button per outcome (``#approve``
+``[data-variable=<name>]``, ``#comments``, ``#comment``, ``#claim``, the task form's fields
+(``#form-fields``, by formKey: :mod:`sandbox.opentext.forms`) or else one button per outcome (``#approve``
 for ``approved``, ``#reject`` for ``rejected``, ``#outcome-<value>`` otherwise) or ``#complete`` with a
 free ``#outcome`` field, and ``#notice`` / ``#error`` messages.
 """
@@ -20,11 +21,13 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from sandbox.opentext.api import tenant_service
 from sandbox.opentext.auth import AuthenticationFailed, OAuthError, Principal
 from sandbox.opentext.clock import format_timestamp
 from sandbox.opentext.errors import NotFound, ServiceError
+from sandbox.opentext.forms import SHOWN_BY_FORM, SUBMIT_BUTTON, form_fields, submitted_variables
 from sandbox.opentext.service import PageRequest, WorkflowService
 
 inbox_router = APIRouter(prefix="/inbox")
@@ -232,11 +235,16 @@ def _task_page(
             + '<a id="back" href="/inbox">Back to inbox</a>'
         )
         return _html("Task not open", body, 404)
+    process_variables = service.variables_of(task["process_instance_id"])
+    values = {v.name: v.value for v in process_variables}
+    fields = form_fields(task["form_key"], values)
+    shown_by_form = SHOWN_BY_FORM.get(task["form_key"], frozenset())
     variables = "".join(
         f'<tr data-variable="{escape(v.name)}"><th>{escape(v.name)}</th>'
         f'<td class="type">{escape(v.type)}</td>'
         f'<td class="value"><pre>{escape(json.dumps(v.value, indent=2, ensure_ascii=False))}</pre></td></tr>'
-        for v in service.variables_of(task["process_instance_id"])
+        for v in process_variables
+        if v.name not in shown_by_form
     )
     comments = "".join(
         f'<li class="comment" data-author="{escape(c["author"] or "")}"><span class="author">'
@@ -273,8 +281,9 @@ def _task_page(
         f'<h2>Variables</h2><table id="variables"><tbody>{variables}</tbody></table>'
         f'<h2>Comments</h2><ul id="comments">{comments}</ul>'
         f'<form id="task-form" method="post" action="/inbox/tasks/{escape(task_id)}">'
-        '<label for="comment">Comment</label><textarea id="comment" name="comment"></textarea>'
-        f"<div>{claim}{_outcome_controls(task['outcomes'])}</div></form>"
+        + (f'<div id="form-fields">{fields}</div>' if fields else "")
+        + '<label for="comment">Comment</label><textarea id="comment" name="comment"></textarea>'
+        f"<div>{claim}{SUBMIT_BUTTON if fields else _outcome_controls(task['outcomes'])}</div></form>"
         '<a id="back" href="/inbox">Back to inbox</a>'
     )
     return _html(task["name"], body, status_code)
@@ -289,17 +298,17 @@ def task_page(
 
 
 @inbox_router.post("/tasks/{task_id}")
-def act_on_task(
-    task_id: str,
-    request: Request,
-    action: Annotated[str, Form()] = "",
-    outcome: Annotated[str, Form()] = "",
-    comment: Annotated[str, Form()] = "",
-):
-    """Claim, or complete with the outcome and comment (claiming first if unclaimed), as the signed-in
-    user."""
+async def act_on_task(task_id: str, request: Request) -> Response:
+    """Claim, or complete with the outcome (or the task form's fields) and comment, claiming first if
+    unclaimed, as the signed-in user."""
+    form = {key: value for key, value in (await request.form()).items() if isinstance(value, str)}
+    return await run_in_threadpool(_act_on_task, task_id, request, form)
+
+
+def _act_on_task(task_id: str, request: Request, form: dict[str, str]) -> Response:
     principal, service = _signed_in(request)
     user = principal.user
+    action, outcome, comment = form.get("action", ""), form.get("outcome", ""), form.get("comment", "")
     try:
         if action == "claim":
             service.claim_task(task_id, user, user)
@@ -313,11 +322,17 @@ def act_on_task(
                 error=f"This task is claimed by {task['assignee']}.",
                 status_code=409,
             )
+        values = {v.name: v.value for v in service.variables_of(task["process_instance_id"])}
+        variables, missing = submitted_variables(task["form_key"], values, form)
+        if missing:
+            return _task_page(principal, service, task_id, error="; ".join(missing), status_code=400)
+        if action == "decide":
+            outcome = "decided"
         if task["assignee"] is None:
             service.claim_task(task_id, user, user)
         if comment.strip():  # before completing: whoever reads the decision sees its comment
             service.add_comment(task["process_instance_id"], comment.strip(), user, task_id)
-        service.complete_task(task_id, outcome.strip() or None, [], user)
+        service.complete_task(task_id, outcome.strip() or None, variables, user)
     except ServiceError as failure:
         return _task_page(principal, service, task_id, error=failure.exception, status_code=failure.status)
     done = f"Completed “{task['name']}”" + (f" with outcome {outcome.strip()}." if outcome.strip() else ".")

@@ -224,3 +224,75 @@ def test_cli_lists_claims_and_completes(sandbox: OpenTextSandbox, business_key):
     assert sandbox.historic_instance(instance["id"])["endActivityId"] == "end_approved"
     comments = sandbox.request("GET", f"/process-instances/{instance['id']}/comments").json()
     assert [(c["author"], c["message"]) for c in comments] == [("rm@example.com", "Ship it.")]
+
+
+CASE = [
+    {
+        "item": "11:ORG",
+        "label": "ORG",
+        "text": "Acme hires",
+        "reasons": ["conflict"],
+        "agreement": 0.5,
+        "versions": [
+            {
+                "version": "v1",
+                "answer": "accept",
+                "spans": [{"start": 0, "end": 4, "label": "ORG"}],
+                "accept": [],
+                "sessions": ["news-alice"],
+            },
+            {"version": "v2", "answer": "reject", "spans": [], "accept": [], "sessions": ["news-bob"]},
+        ],
+    },
+    {
+        "item": "12:ORG",
+        "label": "ORG",
+        "text": "Nothing here",
+        "reasons": ["ignored"],
+        "agreement": 1.0,
+        "versions": [
+            {"version": "v1", "answer": "reject", "spans": [], "accept": [], "sessions": ["news-alice"]}
+        ],
+    },
+]
+
+
+def test_the_dispute_form_shows_the_case_and_submits_one_decision_per_item(
+    sandbox: OpenTextSandbox, business_key
+):
+    instance = sandbox.start_process(
+        "label_dispute_resolution",
+        business_key,
+        {"dataset": "news", "examples": CASE, "escalation_after": "PT4H"},
+    )
+    (task,) = sandbox.tasks(processInstanceId=instance["id"])
+    senior = _signed_in(sandbox, "senior@example.com")
+    page = _page(senior.get(f"{sandbox.inbox_url}/tasks/{task['id']}", timeout=30))
+    assert [f.get("data-item") for f in page.xpath('//fieldset[starts-with(@id, "item-")]')] == [
+        "11:ORG",
+        "12:ORG",
+    ]
+    assert page.xpath('//fieldset[@id="item-1"]//mark')[0].text == "Acme", "the version's span is marked"
+    assert _ids(page, "choice-1-v2") and _ids(page, "choice-2-rejected")
+    assert not page.xpath('//tr[@data-variable="examples"]'), "the case is shown by the form, not as JSON"
+    assert not page.xpath('//button[@class="outcome"]')
+
+    half = _post(senior, sandbox, task["id"], action="decide", **{"choice-1": "v2"})
+    assert half.status_code == 400
+    assert "item 2 has no decision" in _page(half).get_element_by_id("error").text
+    assert [t["id"] for t in sandbox.tasks(processInstanceId=instance["id"])] == [task["id"]], "still open"
+
+    done = _post(senior, sandbox, task["id"], action="decide", **{"choice-1": "v2", "choice-2": "rejected"})
+    assert done.status_code == 303, done.text
+    (check,) = sandbox.tasks(processInstanceId=instance["id"])
+    assert check["taskDefinitionKey"] == "check_decisions"
+    values = {
+        v["name"]: v["value"]
+        for v in sandbox.request("GET", f"/process-instances/{instance['id']}/variables").json()
+    }
+    assert values["adjudications"] == [
+        {"item": "11:ORG", "decision": "chosen", "version": "v2"},
+        {"item": "12:ORG", "decision": "rejected"},
+    ]
+    history = sandbox.request("GET", f"/historic-task-instances/{task['id']}").json()
+    assert (history["assignee"], history["outcome"]) == ("senior@example.com", "decided")
