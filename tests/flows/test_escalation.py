@@ -12,15 +12,17 @@ import json
 import threading
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from prodigy_opentext.core.audit import AuditLog
 from prodigy_opentext.core.escalation import ESCALATION_PROCESS
+from prodigy_opentext.flows.release import publish_release, resolve_release_target, stage_release_data
 from tests.fixtures.airflow_db import task_states
 from tests.fixtures.opentext_sandbox import OpenTextSandbox
-from tests.flows.support import ANNOTATORS
+from tests.flows.support import ANNOTATORS, batch_version
 from tests.hooks.prodigy_support import sample_rows
 from tests.hooks.test_opentext_contract import connection_json
 
@@ -237,6 +239,26 @@ def test_unsettled_items_are_adjudicated_by_reviewers_and_counted_as_settled(
     answers = list(ProdigyHook().iter_examples(dataset))
     consensus = build_consensus(answers, adjudications=adjudications_of(dataset), min_score=0.5)
     assert consensus.disputes == [] and consensus.resolved == len(DISPUTED)
+
+    target = resolve_release_target(dataset, batch_version(dataset))
+    staged = stage_release_data(target, data / "staging", "manual__escalated")
+    assert staged["consensus"]["disputes"] == 0, "adjudicated items count as settled"
+    assert sorted(numbers[entry["item"]] for entry in staged["adjudications"]) == list(DISPUTED)
+    audit_path = data / "audit" / "governance.jsonl"
+    release = publish_release(
+        staged, {"success": True}, [], release_root=data, audit_path=audit_path, run_id="manual__escalated"
+    )
+    manifest = json.loads(Path(release["manifest"]).read_text())
+    assert [(entry["item"], entry["decision"]) for entry in manifest["adjudications"]] == [
+        (entry["item"], entry["decision"]) for entry in staged["adjudications"]
+    ]
+    released = {
+        numbers[f"{row['_input_hash']}:{row['label']}"]: row["answer"]
+        for row in map(json.loads, (Path(release["path"]) / "annotations.jsonl").read_text().splitlines())
+    }
+    assert {n: released[n] for n in DISPUTED} == {n: decided[n][0] for n in DISPUTED}, (
+        "the adjudicated versions"
+    )
 
     again = dags["label_escalation"].test(run_conf=params)
     assert again.state == "success", task_states(again)

@@ -171,6 +171,7 @@ def staged(folder: Path, labels: list[str]) -> dict:
         "annotations": str(annotations),
         "disputes": str(disputes),
         "sessions": ["brands-alice"],
+        "adjudications": [],
     }
 
 

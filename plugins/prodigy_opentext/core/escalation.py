@@ -226,3 +226,14 @@ def adjudicated_example(
         meta["adjudication"]["comment"] = str(decision["comment"])
     example.update(meta=meta, _adjudicated=True, _annotator_id=session, _session_id=session)
     return example
+
+
+def adjudications_in(examples: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The reviewers' decisions behind a release's examples (for its manifest): which item, who decided
+    what and when, in which process."""
+    found = []
+    for example in examples:
+        adjudication = (example.get("meta") or {}).get("adjudication")
+        if example.get("_adjudicated") and isinstance(adjudication, Mapping):
+            found.append({"item": item_id(example.get("_input_hash"), example.get("label")), **adjudication})
+    return sorted(found, key=lambda entry: entry["item"])

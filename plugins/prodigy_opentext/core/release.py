@@ -119,6 +119,7 @@ def write_release(
     attachments: Mapping[str, str | os.PathLike] | Iterable[str | os.PathLike] = (),
     validation: Mapping[str, Any] | None = None,
     approvals: Iterable[Mapping[str, Any]] = (),
+    adjudications: Iterable[Mapping[str, Any]] = (),
     source_dataset: str | None = None,
     sessions: Iterable[str] = (),
     run_id: str | None = None,
@@ -127,7 +128,8 @@ def write_release(
     """Write release ``dataset``/``version`` under ``root`` (or find the equal one already there).
 
     ``data_files`` are JSONL Prodigy examples (checked, counted and checksummed); ``attachments`` any other
-    files (checksummed only). Both are named by their file name, or by the keys of a mapping. ``move``
+    files (checksummed only). Both are named by their file name, or by the keys of a mapping.
+    ``adjudications`` are the reviewers' decisions the examples hold, listed in the manifest. ``move``
     moves them in instead of copying (only once the release is known to be new).
     """
     target = release_path(root, dataset, version)
@@ -155,6 +157,7 @@ def write_release(
         "label_distribution": counts["by_label"],
         "validation": validation,
         "approvals": list(approvals),
+        "adjudications": list(adjudications),
         "run_id": run_id,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }

@@ -23,6 +23,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 from prodigy_opentext.core.approvals import APPROVAL_PROCESSES, RELEASE_SIGNOFF_PROCESS
 from prodigy_opentext.core.audit import AuditLog
 from prodigy_opentext.core.batches import business_key, is_regulated, version_last_example_id
+from prodigy_opentext.core.escalation import adjudications_in
 from prodigy_opentext.core.export import file_digest
 from prodigy_opentext.core.paths import run_folder_name
 from prodigy_opentext.core.payloads import (
@@ -122,6 +123,7 @@ def stage_release_data(
         disputes=str(disputes),
         sessions=sessions,
         annotators=annotators,
+        adjudications=adjudications_in(consensus.merged),
         consensus=consensus.counts(),
         export={k: export[k] for k in ("rows", "quarantined", "quarantine_path", "sha256")},
         non_finite_as_null=nulled,
@@ -177,6 +179,7 @@ def publish_release(
             attachments={"disputes.jsonl": staged["disputes"]},
             validation=validation,
             approvals=approvals,
+            adjudications=staged["adjudications"],
             source_dataset=staged["dataset"],
             sessions=staged["sessions"],
             run_id=run_id,
