@@ -169,7 +169,6 @@ class Demo:
             stack, DATASET, DEMO_DATASET_META, DEMO_TASKS, settings.prodigy_port, env, annotators
         )
         say(f"    Prodigy sandbox: {batch.url}\n    annotators: {batch.annotators_summary}")
-        say(f"    a senior reviewer settled the {batch.adjudicated} items they disagreed on (adjudicated)")
 
         site = AirflowSite(
             home=settings.airflow_home,

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
-from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,8 +25,6 @@ DEMO_TASKS = REPO / "include" / "demo" / "tasks.jsonl"
 """The demo task stream (synthetic fashion-brand NER tasks) the stories annotate."""
 REVIEWER_PASSWORD = "sandbox"
 """The password of every person in the sandbox's directory (``sandbox/opentext/directory.json``)."""
-SENIOR_REVIEWER = "senior_reviewer"
-"""Prodigy session name of the simulated senior reviewer who settles disputes."""
 DEMO_DATASET_META = {
     "labels": ["BRAND"],
     "regulated": False,
@@ -36,7 +32,6 @@ DEMO_DATASET_META = {
         "alice": "alice@example.com",
         "bob": "bob@example.com",
         "carol": "carol@example.com",
-        SENIOR_REVIEWER: "senior.annotator@example.com",
     },
 }
 """The demo dataset's meta: its label scheme, and who each Prodigy session is in OpenText (nobody who
@@ -167,32 +162,6 @@ class ProdigyProject:
         output = stack.run("annotators", command, {**env, "PRODIGY_HOME": str(self.home)})
         return output.strip().splitlines()[-1]
 
-    def adjudicate_disputes(self, dataset: str, reviewer: str) -> int:
-        """Settle the dataset's open disputes as a senior reviewer: the answer most annotators gave wins.
-
-        Each decision goes back into the dataset as an adjudicated example (``_adjudicated: true``, in the
-        reviewer's session), as escalated disputes come back from OpenText, so the batch has none open when
-        the release validates it. Returns how many disputes were settled.
-        """
-        with connection_variables({"AIRFLOW_CONN_PRODIGY_DEFAULT": self.connection()}):
-            from prodigy_opentext.core.agreement import decision_of
-            from prodigy_opentext.core.consensus import build_consensus
-            from prodigy_opentext.hooks.prodigy import ProdigyHook
-
-            hook = ProdigyHook()
-            session = f"{dataset}-{reviewer}"
-            decided = {"_adjudicated": True, "_annotator_id": session, "_session_id": session}
-            adjudicated = []
-            for dispute in build_consensus(hook.iter_examples(dataset)).disputes:
-                votes = Counter(decision_of(version) for version in dispute.versions)
-                majority = votes.most_common(1)[0][0]
-                winner = next(v for v in dispute.versions if decision_of(v) == majority)
-                unflagged = {key: value for key, value in winner.items() if key != "flagged"}
-                adjudicated.append({**unflagged, **decided, "_timestamp": int(time.time())})
-            if adjudicated:
-                hook.add_examples(dataset, adjudicated, session=session)
-            return len(adjudicated)
-
     def annotated_batch(
         self,
         stack: Stack,
@@ -203,20 +172,18 @@ class ProdigyProject:
         env: Mapping[str, str],
         annotators: Annotators,
     ) -> AnnotatedBatch:
-        """A dataset created with ``meta``, served from ``source``, fully annotated, disputes adjudicated."""
+        """A dataset created with ``meta``, served from ``source`` and fully annotated."""
         self.write_config()
         self.update_dataset(dataset, meta, create=True)
         url = self.serve(stack, dataset, source, port, env)
-        annotated = self.annotate(stack, url, dataset, annotators, env)
-        return AnnotatedBatch(url, annotated, self.adjudicate_disputes(dataset, SENIOR_REVIEWER))
+        return AnnotatedBatch(url, self.annotate(stack, url, dataset, annotators, env))
 
 
 class AnnotatedBatch(NamedTuple):
-    """A served, annotated dataset: the Prodigy server, the annotators' closing line, disputes settled."""
+    """A served, annotated dataset: the Prodigy server and the annotators' closing line."""
 
     url: str
     annotators_summary: str
-    adjudicated: int
 
 
 @contextmanager

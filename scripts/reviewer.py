@@ -85,10 +85,18 @@ class Reviewer:
         """The task's page in the reviewer inbox."""
         return f"{self.client.inbox_url}/tasks/{task['id']}"
 
-    def decide(self, task: Mapping[str, Any], user: str, outcome: str, comment: str) -> None:
-        """Claim the task, comment on its process and complete it with ``outcome``, as ``user``."""
+    def decide(
+        self,
+        task: Mapping[str, Any],
+        user: str,
+        outcome: str,
+        comment: str,
+        variables: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Claim the task, comment on its process and complete it with ``outcome`` (and the ``variables``
+        a task form submits), as ``user``."""
         with opentext_failures():
-            self.hook(user).decide_task(task, outcome, assignee=user, comment=comment)
+            self.hook(user).decide_task(task, outcome, assignee=user, comment=comment, variables=variables)
         self.log(f"    {user} {outcome} '{task['name']}': {comment}")
 
 
