@@ -3,8 +3,9 @@
 
 Every finished annotation batch is approved by business reviewers in OpenText Workflow Service before
 anything downstream may use it. One run reviews one batch, so every batch waits for its reviewers on its
-own: `annotation_ready_batches` starts a run for each dataset marked ready, and a person can start one
-from the trigger form.
+own: for each dataset marked ready, `annotation_ready_batches` starts its `label_escalation` run, which
+settles the items the annotators did not and then starts this run; a person can start one from the
+trigger form.
 
 1. **choose_start** / **wait_for_batch**: with `min_answers` / `annotators_per_input`, the run first
    waits (deferred) until the annotators are done.

@@ -3,11 +3,14 @@
 
 Every 30 minutes: the Prodigy datasets whose meta says `{"review": {"status": "ready"}}` (or
 `"requested"`: a review whose wait failed resumes with the same OpenText process) each get one
-`annotation_batch_approval` run for their current version, named `approval__<dataset>__<version>`, so
-however often a batch is found ready it is reviewed once, and each batch waits for its reviewers on its
-own. A dataset whose name cannot be a folder is marked `refused` in its meta, with the reason.
+`label_escalation` run for their current version, named `escalation__<dataset>__<version>`, which settles
+the items the annotators did not (senior reviewers in OpenText) and then starts the batch's
+`annotation_batch_approval` run, `approval__<dataset>__<version>`: reviewers see a settled batch, however
+often a batch is found ready it is reviewed once, and each batch waits for its reviewers on its own. A
+dataset whose name cannot be a folder is marked `refused` in its meta, with the reason.
 
-Steps: `prodigy_opentext.flows.batch_approval`; tests: `tests/flows/test_batch_approval.py`.
+Steps: `prodigy_opentext.flows.batch_approval`, `prodigy_opentext.flows.escalation`; tests:
+`tests/flows/test_batch_approval.py`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from _governance_deployment import DEFAULT_ARGS
 from airflow.sdk import dag, task
 
 from prodigy_opentext.core.payloads import BatchToReview
-from prodigy_opentext.flows.batch_approval import approval_run, find_ready_batches
+from prodigy_opentext.flows.batch_approval import find_ready_batches
+from prodigy_opentext.flows.escalation import escalation_run
 from prodigy_opentext.operators.dag_run import TriggerDagRunOnceOperator
 
 
@@ -38,8 +42,8 @@ def annotation_ready_batches():
         return find_ready_batches()
 
     TriggerDagRunOnceOperator.partial(
-        task_id="start_approval", trigger_dag_id="annotation_batch_approval"
-    ).expand_kwargs(find_batches().map(approval_run))
+        task_id="start_escalation", trigger_dag_id="label_escalation"
+    ).expand_kwargs(find_batches().map(escalation_run))
 
 
 annotation_ready_batches()

@@ -3,6 +3,8 @@
 
 The items annotators did not settle go to senior reviewers in OpenText, and every decision comes back
 into Prodigy as an adjudicated example, so batch approval and the release count the item as settled.
+`annotation_ready_batches` starts one run per ready batch (`escalation__<dataset>__<version>`); a person
+can start one from the trigger form.
 
 1. **find_batch**: the dataset up to the `version` given (`b<last example id>`), else up to its last
    example now. A name that cannot be a folder, no label scheme, or a version the dataset does not hold
@@ -25,6 +27,9 @@ into Prodigy as an adjudicated example, so batch approval and the release count 
    an item not in the case or left out, a version the item does not have), or a reviewer who annotated
    one of its items, send the case back in OpenText with a comment and `review_problems` saying what to
    fix; nothing is written then, and the task waits for the next decision.
+5. **start_batch_approval**: with `request_approval` (as `annotation_ready_batches` starts it), once every
+   case is decided the batch's `annotation_batch_approval` run starts (`approval__<dataset>__<version>`),
+   so reviewers approve a settled batch.
 
 Steps: `prodigy_opentext.flows.escalation`; process model:
 `include/bpmn/label_dispute_resolution.bpmn20.xml`; tests: `tests/flows/test_escalation.py`.
@@ -40,9 +45,15 @@ from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from prodigy_opentext.core.escalation import CHECK_STEP, ESCALATION_PROCESS
-from prodigy_opentext.core.payloads import BatchToReview, EscalationCase, ProcessRequest
+from prodigy_opentext.core.payloads import BatchToReview, EscalationCase, ProcessRequest, RunRequest
 from prodigy_opentext.flows.batch_approval import batch_to_review
-from prodigy_opentext.flows.escalation import case_request, check_and_write, find_cases
+from prodigy_opentext.flows.escalation import (
+    approval_after_escalation,
+    case_request,
+    check_and_write,
+    find_cases,
+)
+from prodigy_opentext.operators.dag_run import TriggerDagRunOnceOperator
 from prodigy_opentext.operators.opentext import (
     OpenTextDeployModelsOperator,
     OpenTextServiceTaskOperator,
@@ -76,6 +87,12 @@ from prodigy_opentext.operators.opentext import (
         "include_ignored": Param(True, type="boolean", title="Escalate ignored answers"),
         "include_flagged": Param(True, type="boolean", title="Escalate flagged answers"),
         "items_per_case": Param(25, type="integer", minimum=1, maximum=500, title="Items per case"),
+        "request_approval": Param(
+            False,
+            type="boolean",
+            title="Request the batch's approval afterwards",
+            description="Once every case is decided, start the batch's annotation_batch_approval run.",
+        ),
         "escalation_after": Param(
             "PT4H",
             type="string",
@@ -109,7 +126,8 @@ def label_escalation():
     def case_requests(cases: list[EscalationCase], params: dict) -> list[ProcessRequest]:
         return [case_request(case, params["escalation_after"]) for case in cases]
 
-    cases = unsettled_cases(find_batch())
+    batch = find_batch()
+    cases = unsettled_cases(batch)
     deploy = OpenTextDeployModelsOperator(task_id="deploy_process_models")
     opened = OpenTextStartProcessOperator.partial(
         task_id="open_case", process_definition_key=ESCALATION_PROCESS
@@ -123,13 +141,28 @@ def label_escalation():
             for case, pid in zip(cases, process_ids, strict=True)
         ]
 
-    OpenTextServiceTaskOperator.partial(
+    adjudicated = OpenTextServiceTaskOperator.partial(
         task_id="adjudicate",
         task_definition_key=CHECK_STEP,
         work=check_and_write,
         poll_interval=OPENTEXT_POLL_SECONDS,
         response_timeout=timedelta(days=7),
     ).expand_kwargs(case_work(cases, opened.output))
+
+    @task
+    def approval_request(batch: BatchToReview, params: dict) -> RunRequest:
+        return approval_after_escalation(batch, params["request_approval"])
+
+    approval = approval_request(batch)
+    start = TriggerDagRunOnceOperator(
+        task_id="start_batch_approval",
+        trigger_dag_id="annotation_batch_approval",
+        run_id=approval["run_id"],
+        conf=approval["conf"],
+        skip_reason=approval["skip_reason"],
+        trigger_rule="none_failed",  # no case at all skips the cases' tasks: the batch is settled
+    )
+    adjudicated >> start
 
 
 label_escalation()

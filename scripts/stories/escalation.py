@@ -1,9 +1,10 @@
 """The escalation story (flow 2): the items the annotators did not settle, decided by a senior annotator.
 
-``label_escalation`` is triggered for the annotated dataset; for each case it opens in OpenText (a
+The batch is marked ready; ``annotation_ready_batches`` (scheduled every 30 minutes, triggered here so the
+story need not wait) starts its ``label_escalation`` run; for each case that opens in OpenText (a
 ``label_dispute_resolution`` process), the senior annotator takes, for every item, the version most
-annotators gave; Airflow checks the decisions and writes them into Prodigy as adjudicated examples, so
-the batch goes to approval settled. Journal result: ``adjudicated`` (cases and items decided).
+annotators gave; Airflow checks the decisions and writes them into Prodigy as adjudicated examples, then
+starts the settled batch's approval run. Journal result: ``adjudicated`` (cases and items decided).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Any, ClassVar
 
 from scripts.stories._story import Journal, World, finish
 
+READY_BATCHES_DAG = "annotation_ready_batches"
+
 SENIOR_ANNOTATOR = "senior.annotator@example.com"
 ESCALATION_DAG = "label_escalation"
 ESCALATION_PROCESS = "label_dispute_resolution"
@@ -19,12 +22,20 @@ REVIEW_TASKS = ("senior_review", "lead_review")
 
 
 class EscalationStory:
-    dag_ids: ClassVar[tuple[str, ...]] = (ESCALATION_DAG,)
+    dag_ids: ClassVar[tuple[str, ...]] = (READY_BATCHES_DAG, ESCALATION_DAG)
     results: ClassVar[tuple[str, ...]] = ("adjudicated",)
 
     def play(self, world: World, journal: Journal) -> None:
-        run = world.api.trigger(ESCALATION_DAG, {"dataset": world.dataset})
-        world.step(f"Triggered {ESCALATION_DAG} for {world.dataset}'s unsettled items", world.run_url(run))
+        world.prodigy.update_dataset(world.dataset, {"review": {"status": "ready"}})
+        ready = world.api.trigger(READY_BATCHES_DAG)
+        world.step(
+            f"{world.dataset} marked ready for review; triggered {READY_BATCHES_DAG}", world.run_url(ready)
+        )
+        finish(world, ready, journal)
+        run = world.api.wait_for_new_run(ESCALATION_DAG, world.for_dataset, world.timeout, world.stack)
+        world.step(
+            f"It started {ESCALATION_DAG} run {run['dag_run_id']} for the unsettled items", world.run_url(run)
+        )
         decided: dict[str, int] = {}
 
         def decide_open_cases(_run: dict[str, Any], _tasks: list[dict[str, Any]]) -> bool:

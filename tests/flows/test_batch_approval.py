@@ -201,7 +201,8 @@ def test_two_runs_of_one_batch_at_once_make_one_process_and_one_audit_entry(
 @pytest.mark.slow
 def test_each_ready_batch_gets_a_run_of_its_own_once(flows) -> None:
     """Before: one scheduled run reviewed every ready batch and allowed no second run, so a batch that
-    became ready while another waited (up to 72 h) for its reviewers waited too."""
+    became ready while another waited (up to 72 h) for its reviewers waited too. Each ready batch gets its
+    escalation run (which then starts its approval run: tests/flows/test_escalation.py)."""
     from airflow.models.dagrun import DagRun
 
     from prodigy_opentext.hooks.prodigy import ProdigyHook
@@ -210,13 +211,14 @@ def test_each_ready_batch_gets_a_run_of_its_own_once(flows) -> None:
     for offset, name in enumerate(names):
         add_answers(name, 3 * offset, 3)
         ProdigyHook().set_meta(name, {"labels": ["DOCUMENTATION"], "review": {"status": "ready"}})
-    expected = {f"approval__{name}__{batch_to_review(name)['version']}" for name in names}
+    expected = {f"escalation__{name}__{batch_to_review(name)['version']}" for name in names}
 
     for _ in range(2):  # found ready twice: still one run per batch
         run = flows["dags"]["annotation_ready_batches"].test()
         assert run.state == "success", task_states(run)
-    started = [r.run_id for r in DagRun.find(dag_id="annotation_batch_approval") if r.run_id in expected]
-    assert sorted(started) == sorted(expected)
+    started = [r for r in DagRun.find(dag_id="label_escalation") if r.run_id in expected]
+    assert sorted(r.run_id for r in started) == sorted(expected), "each batch is settled, then approved"
+    assert all(r.conf["request_approval"] is True for r in started)
     assert flows["dags"]["annotation_batch_approval"].max_active_runs > 1, "batches wait side by side"
 
 

@@ -189,6 +189,7 @@ def test_unsettled_items_are_adjudicated_by_reviewers_and_counted_as_settled(
         reviewers.thread.join(30)
     assert not reviewers.failures, reviewers.failures
     assert run.state == "success", task_states(run)
+    assert task_states(run)["start_batch_approval"] == "skipped", "approval is requested only when asked"
 
     cases = sandbox.request(
         "GET", "/historic-process-instances", params={"processDefinitionKey": ESCALATION_PROCESS, "count": 50}
@@ -260,8 +261,14 @@ def test_unsettled_items_are_adjudicated_by_reviewers_and_counted_as_settled(
         "the adjudicated versions"
     )
 
-    again = dags["label_escalation"].test(run_conf=params)
+    from airflow.models.dagrun import DagRun
+
+    again = dags["label_escalation"].test(run_conf={**params, "request_approval": True})
     assert again.state == "success", task_states(again)
+    approval = f"approval__{dataset}__{batch_version(dataset)}"
+    assert [r.conf for r in DagRun.find(dag_id="annotation_batch_approval", run_id=approval)] == [
+        {"dataset": dataset, "version": batch_version(dataset)}
+    ], "a settled batch goes to approval"
     assert len(list(ProdigyHook().iter_examples(f"{dataset}_adjudicated"))) == len(DISPUTED), "no duplicate"
     total = sandbox.request(
         "GET", "/historic-process-instances", params={"processDefinitionKey": ESCALATION_PROCESS}

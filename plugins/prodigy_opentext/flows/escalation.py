@@ -33,12 +33,14 @@ from prodigy_opentext.core.payloads import (
     Decision,
     EscalationCase,
     ProcessRequest,
+    RunRequest,
     ServiceTaskResult,
 )
 from prodigy_opentext.core.records import sessions_of
 from prodigy_opentext.exceptions import AdjudicationInvalid
 from prodigy_opentext.flows._approvals import annotators_of
 from prodigy_opentext.flows._shared import checked_name, export_and_merge, record_in_audit_log
+from prodigy_opentext.flows.batch_approval import approval_run
 from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
 from prodigy_opentext.hooks.prodigy import ProdigyHook
 
@@ -79,6 +81,29 @@ def find_cases(
         per_case,
     )
     return cases
+
+
+def escalation_run(batch: BatchToReview) -> RunRequest:
+    """The escalation run of one ready batch, named by dataset and version (one however often the batch is
+    found ready); it requests the batch's approval once its items are settled."""
+    dataset, version = batch["dataset"], batch["version"]
+    return RunRequest(
+        run_id=f"escalation__{dataset}__{version}",
+        conf={"dataset": dataset, "version": version, "request_approval": True},
+        skip_reason=None,
+    )
+
+
+def approval_after_escalation(batch: BatchToReview, request_approval: bool) -> RunRequest:
+    """The batch-approval run an escalation run starts once its cases are settled, or why it starts none."""
+    run = approval_run(batch)
+    if request_approval:
+        return run
+    return RunRequest(
+        run_id=run["run_id"],
+        conf=run["conf"],
+        skip_reason=f"request_approval is off: {batch['dataset']}@{batch['version']} is not sent to approval",
+    )
 
 
 def case_request(case: EscalationCase, escalation_after: str) -> ProcessRequest:
