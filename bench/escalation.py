@@ -20,7 +20,7 @@ read once, when it exists, as the operator reads it first.
 
 Calls are counted in ``OpenTextWorkflowHook._send`` (every HTTP request of every hook: token requests,
 retries and all); Prodigy's as the hook's connections and SQL statements. The adjudicated write is the
-time inside the ``add_dataset`` and ``add_examples`` calls ``check_and_write`` makes, summed over cases;
+time inside the ``add_examples`` calls ``check_and_write`` makes, summed over cases;
 the comparison, one ``add_examples`` of the rows those calls stored into a fresh dataset.
 
     python -m bench escalation [--items 10000] [--per-case 100] [--workdir DIR]
@@ -343,9 +343,9 @@ def run(items: int, per_case: int, workdir: Path) -> tuple[list[str], bool]:
                 sandbox.complete(task["id"], "decided", REVIEWER, variables={"adjudications": adjudications})
             review_seconds = time.perf_counter() - review_start
 
-            def work(decision: Any, **kwargs: Any) -> Any:
+            def work(decision: Any, hook: Any, **kwargs: Any) -> Any:
                 with meter.within("check_and_write"):
-                    return check_and_write(decision, **kwargs)
+                    return check_and_write(decision, hook, **kwargs)
 
             outcomes = []
             for case, pid in zip(cases, process_ids, strict=True):
@@ -451,7 +451,7 @@ def report(
     step_rate = items / adjudicate
     rest = adjudicate - meter.opentext_seconds["adjudicate"] - meter.write_seconds - meter.audit_seconds
     lines += [
-        f"  adjudicated writes (check_and_write's add_dataset + add_examples, {meter.write_calls} calls): "
+        f"  adjudicated writes (check_and_write's add_examples, {meter.write_calls} calls): "
         f"{written:,} rows in {meter.write_seconds:.2f}s ({write_rate:,.0f} rows/s), of which "
         f"{meter.stored_keys_seconds:.2f}s reading the rows already stored to skip duplicates",
         f"  add_examples of the same rows into a fresh dataset, one call: {baseline_seconds:.2f}s "

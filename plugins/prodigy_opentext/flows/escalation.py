@@ -124,11 +124,11 @@ def case_request(case: EscalationCase, escalation_after: str) -> ProcessRequest:
 
 def check_and_write(
     decision: Decision,
+    opentext: OpenTextWorkflowHook,
     *,
     case: EscalationCase,
     audit_path: str | Path,
     prodigy_conn_id: str = ProdigyHook.default_conn_name,
-    opentext_conn_id: str = OpenTextWorkflowHook.default_conn_name,
 ) -> ServiceTaskResult:
     """Airflow's step ``check_decisions`` of a case: check the reviewers' decisions, then write them into
     the adjudication dataset, once (by task hash), or send the case back.
@@ -140,7 +140,6 @@ def check_and_write(
     ``review_problems`` and a comment saying what to fix; nothing is written to Prodigy then.
     """
     dataset, pid, reviewer = case["dataset"], decision["process_instance_id"], decision["approver"]
-    opentext = OpenTextWorkflowHook(opentext_conn_id)
     prodigy = ProdigyHook(prodigy_conn_id)
     meta = prodigy.get_meta(dataset)
     (process,) = opentext.historic_processes(processInstanceId=pid, includeProcessVariables="true")
@@ -173,7 +172,6 @@ def check_and_write(
         )
         for item in case["items"]
     ]
-    prodigy.add_dataset(target, {"adjudicates": dataset})
     stored = prodigy.add_examples(target, examples, session=session)
     outcome = CaseOutcome(
         business_key=case["business_key"],

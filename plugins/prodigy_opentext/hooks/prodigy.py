@@ -486,7 +486,7 @@ class ProdigyHook(BaseHook):
                 check_input(task, row=index, where="example")
         with self._connection(write=True) as conn, conn.begin():
             dataset_id, _ = self._ensure_dataset(conn, dataset, {}, False)
-            stored = self._stored_keys(conn, dataset_id)
+            stored = self._stored_keys(conn, dataset_id, {task["_task_hash"] for task in tasks})
             new = []
             for task in tasks:
                 key = dedupe_key(task)
@@ -498,23 +498,30 @@ class ProdigyHook(BaseHook):
                 self._insert(conn, new[start : start + INSERT_CHUNK], dataset_id, session, session_ids)
         return {"added": len(new), "skipped": len(tasks) - len(new)}
 
-    def _stored_keys(self, conn: sa.Connection, dataset_id: int) -> set[tuple[Any, ...]]:
+    def _stored_keys(
+        self, conn: sa.Connection, dataset_id: int, task_hashes: set[Any]
+    ) -> set[tuple[Any, ...]]:
+        """The dedupe keys of the dataset's stored examples sharing a task hash with the new ones: only those
+        can be the same example, so a dataset growing by small batches is not read whole each time."""
         import sqlalchemy as sa
 
         tables = prodigy_tables()
         example, link = tables.example, tables.link
-        query = (
-            sa.select(example.c.id, example.c.content)
-            .join(link, link.c.example_id == example.c.id)
-            .where(link.c.dataset_id == dataset_id)
-        )
+        hashes = sorted(task_hashes)
         keys = set()
-        for example_id, content in conn.execute(query):
-            try:
-                task = decode_record(as_bytes(content), row=example_id, where="example id")
-            except InvalidRecord:
-                continue  # an unreadable stored row cannot be the same example as a valid new one
-            keys.add(dedupe_key(task))
+        for start in range(0, len(hashes), INSERT_CHUNK):
+            query = (
+                sa.select(example.c.id, example.c.content)
+                .join(link, link.c.example_id == example.c.id)
+                .where(link.c.dataset_id == dataset_id)
+                .where(example.c.task_hash.in_(hashes[start : start + INSERT_CHUNK]))
+            )
+            for example_id, content in conn.execute(query):
+                try:
+                    task = decode_record(as_bytes(content), row=example_id, where="example id")
+                except InvalidRecord:
+                    continue  # an unreadable stored row cannot be the same example as a valid new one
+                keys.add(dedupe_key(task))
         return keys
 
     def _insert(

@@ -220,8 +220,9 @@ class OpenTextServiceTaskOperator(_OpenTextOperator):
     reaches the user task ``task_definition_key`` (offered to the connection's own group, e.g.
     ``airflow-service``), let ``work`` say what to complete it with, complete it.
 
-    ``work(decision, **op_kwargs)`` gets the decision of the people before (who completed the last task,
-    when, with which comments) and returns a :class:`~prodigy_opentext.core.payloads.ServiceTaskResult`:
+    ``work(decision, hook, **op_kwargs)`` gets the decision of the people before (who completed the last
+    task, when, with which comments) and the operator's hook (its token reused), and returns a
+    :class:`~prodigy_opentext.core.payloads.ServiceTaskResult`:
     the variables to complete the task with, and whether the work is ``done``. A model may loop back to
     people (the case sent back to its reviewers); then the operator waits for the task again, as often
     as the model comes back to it. Its XCom is the result's ``value``.
@@ -242,7 +243,7 @@ class OpenTextServiceTaskOperator(_OpenTextOperator):
         *,
         process_instance_id: str,
         task_definition_key: str,
-        work: Callable[..., ServiceTaskResult],
+        work: Callable[..., ServiceTaskResult],  # (decision, hook, **op_kwargs)
         op_kwargs: dict[str, Any] | None = None,
         response_timeout: timedelta = timedelta(days=7),
         poll_interval: float = 30.0,
@@ -307,7 +308,7 @@ class OpenTextServiceTaskOperator(_OpenTextOperator):
         waiting = self.hook.list_tasks(
             processInstanceId=self.process_instance_id, taskDefinitionKey=self.task_definition_key
         )
-        result = self.work(decision, **self.op_kwargs)
+        result = self.work(decision, self.hook, **self.op_kwargs)
         for task in waiting:
             self.hook.complete_task(task["id"], None, result["variables"])
         if result["done"]:
