@@ -15,8 +15,9 @@ can start one from the trigger form.
    put in cases of up to `items_per_case`. A session the dataset's meta (`annotator_emails`) does not
    name fails here: nobody may adjudicate an item they annotated.
 3. **open_case**: one `label_dispute_resolution` process per case (businessKey
-   `label_dispute_resolution:<dataset>:<version>:<case>`, found again on reruns), with each item's text,
-   its versions and the sessions that gave them, the reasons and the item's agreement. Senior annotators
+   `label_dispute_resolution:<dataset>:<version>:<digest of its items>`, found again on reruns; items a
+   rerun still finds unsettled go to a case of their own), with each item's text, its versions and the
+   sessions that gave them, the reasons and the item's agreement. Senior annotators
    decide each item (take a version, correct it, or reject it); past `escalation_after` the model hands
    the case to the annotation leads.
 4. **adjudicate**: one per case, deferred (no worker slot held) until the reviewers have decided and the

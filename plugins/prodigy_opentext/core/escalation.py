@@ -100,19 +100,27 @@ def case_items(disputes: Iterable[Dispute], **include: bool) -> list[CaseItem]:
     return items
 
 
+def case_key(dataset: str, version: str, items: Sequence[CaseItem]) -> str:
+    """A case's businessKey: its dataset version and which items it holds, so a rerun finds the same case
+    for the same items, and items left unsettled by a rerun go to a case of their own."""
+    digest = hashlib.sha256("\x1f".join(item["item"] for item in items).encode()).hexdigest()[:12]
+    return f"{ESCALATION_PROCESS}:{dataset}:{version}:{digest}"
+
+
 def cases_of(dataset: str, version: str, items: Sequence[CaseItem], per_case: int) -> list[EscalationCase]:
     """Items in cases of up to ``per_case``, numbered from 1 in item order (stable on reruns)."""
     if per_case < 1:
         raise ValueError(f"items per case must be at least 1, got {per_case}")
+    chunks = [list(items[start : start + per_case]) for start in range(0, len(items), per_case)]
     return [
         EscalationCase(
             dataset=dataset,
             version=version,
-            number=start // per_case + 1,
-            business_key=f"{ESCALATION_PROCESS}:{dataset}:{version}:{start // per_case + 1}",
-            items=list(items[start : start + per_case]),
+            number=number,
+            business_key=case_key(dataset, version, chunk),
+            items=chunk,
         )
-        for start in range(0, len(items), per_case)
+        for number, chunk in enumerate(chunks, start=1)
     ]
 
 
