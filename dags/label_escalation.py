@@ -45,7 +45,7 @@ from _governance_deployment import DEFAULT_ARGS, OPENTEXT_POLL_SECONDS, audit_lo
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from prodigy_opentext.core.escalation import CHECK_STEP, ESCALATION_PROCESS
+from prodigy_opentext.core.escalation import CHECK_STEP, ESCALATION_PROCESS, RESOLVED_END
 from prodigy_opentext.core.payloads import BatchToReview, EscalationCase, ProcessRequest, RunRequest
 from prodigy_opentext.flows.batch_approval import batch_to_review
 from prodigy_opentext.flows.escalation import (
@@ -146,6 +146,7 @@ def label_escalation():
         task_id="adjudicate",
         task_definition_key=CHECK_STEP,
         work=check_and_write,
+        done_at=(RESOLVED_END,),
         poll_interval=OPENTEXT_POLL_SECONDS,
         response_timeout=timedelta(days=7),
     ).expand_kwargs(case_work(cases, opened.output))
@@ -161,7 +162,8 @@ def label_escalation():
         run_id=approval["run_id"],
         conf=approval["conf"],
         skip_reason=approval["skip_reason"],
-        trigger_rule="none_failed",  # no case at all skips the cases' tasks: the batch is settled
+        # no case at all skips the cases' tasks (the batch is settled); no batch skips the request too
+        trigger_rule="none_failed_min_one_success",
     )
     adjudicated >> start
 

@@ -38,10 +38,9 @@ class Settings:
     timer_interval_seconds: float = 1.0
 
 
-def tenant_db_path(db_path: str, tenant_id: str, first: bool) -> str:
-    """Each tenant's data in a file of its own: the first tenant's in ``db_path``, others beside it."""
-    if first:
-        return db_path
+def tenant_db_path(db_path: str, tenant_id: str) -> str:
+    """Each tenant's data in a file named after it, beside ``db_path`` (which keeps tokens and people):
+    whatever order the directory lists tenants in, a tenant always reads its own file."""
     path = Path(db_path)
     return str(path.with_name(f"{path.stem}.{tenant_id}{path.suffix}"))
 
@@ -91,8 +90,8 @@ def create_app(settings: Settings) -> FaultMiddleware:
     home = Store(settings.db_path)
     directory = Directory.load(home, Path(settings.directory_path), settings.clients)
     services: dict[str, WorkflowService] = {}
-    for index, tenant_id in enumerate(directory.tenants):
-        store = home if index == 0 else Store(tenant_db_path(settings.db_path, tenant_id, first=False))
+    for tenant_id in directory.tenants:
+        store = Store(tenant_db_path(settings.db_path, tenant_id))
         services[tenant_id] = WorkflowService(store, SandboxClock(store), directory, tenant_id)
 
     @asynccontextmanager

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,12 @@ class Directory:
                 raise TypeError("'tenants' is not an object naming at least one tenant")
         except (OSError, ValueError, KeyError, TypeError) as broken:
             raise DirectoryError(f"{path}: not a usable directory ({broken})") from None
+        unusable = [t for t in entries if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", str(t))]
+        if unusable or not all(isinstance(entry, dict) for entry in entries.values()):
+            raise DirectoryError(
+                f"{path}: each tenant is an object under a plain id (letters, digits, '-', '_'); "
+                f"not usable: {unusable or [t for t, e in entries.items() if not isinstance(e, dict)]}"
+            )
         tenants = {tenant_id: Tenant() for tenant_id in entries}
         directory = cls(store, tenants)
         for tenant_id, entry in entries.items():

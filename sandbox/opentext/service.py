@@ -637,6 +637,12 @@ class WorkflowService:
             task = self._open_task_of_active_instance(task_id, "claim")
             if assignee is not None and task["assignee"] not in (None, assignee):
                 raise Conflict(f"Task '{task_id}' is already claimed by someone else.")
+            if assignee is None and task["assignee"] not in (None, user):
+                raise Forbidden(
+                    f"User '{user}' cannot unclaim task '{task_id}': it is claimed by '{task['assignee']}'"
+                )
+            if assignee is None and task["delegation_state"] == "pending":
+                raise BadRequest(f"Task '{task_id}' is delegated: resolve it instead of unclaiming it.")
             self._check_may_act(task, user, "claim" if assignee is not None else "unclaim")
             claim_time = None if assignee is None else (task["claim_time"] or self.clock.now())
             self.store.update("tasks", "id", task_id, {"assignee": assignee, "claim_time": claim_time})

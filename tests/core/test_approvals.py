@@ -15,6 +15,7 @@ from prodigy_opentext.core.approvals import (
     is_approved,
     judged,
     required_steps,
+    step_problems,
 )
 from prodigy_opentext.core.payloads import Decision
 from prodigy_opentext.exceptions import ApprovalRefused, DatasetNotGovernable
@@ -274,3 +275,25 @@ def test_a_duplicate_cancelled_after_a_start_race_does_not_stand_for_the_key():
         "deleteReason": duplicate_start_reason(KEY, "p2"),
     }
     assert check_approval("batch_approval", KEY, [*INSTANCES, duplicate], decision(pid="p2"), {})
+
+
+def test_a_session_named_by_an_email_is_that_person_whatever_the_case():
+    """Before: Prodigy's ``<dataset>-alice@x.com`` session was taken for the person ``news-alice@x.com``,
+    so Alice could approve what she annotated."""
+    assert annotator_identities("news", ["news-Alice@X.com"], {}) == ["alice@x.com"]
+    history = [done("sme_review", "approved", "ALICE@x.com")]
+    problems = step_problems(
+        [SME_STEP], history, memberships={"ALICE@x.com": ["annotation-sme"]}, annotators=["alice@x.com"]
+    )
+    assert problems == ["ALICE@x.com decided 'sme_review' but annotated this batch"]
+
+
+def test_a_delete_reason_alone_does_not_make_an_instance_a_duplicate():
+    """A revoking later instance cancelled with a forged duplicate reason still stands."""
+    forged = {
+        "id": "p3",
+        "startTime": "2026-11-28T09:00:00.000+0000",
+        "deleteReason": duplicate_start_reason(KEY, "no-such-process"),
+    }
+    with pytest.raises(ApprovalRefused, match="p3"):
+        check_approval("batch_approval", KEY, [*INSTANCES, forged], decision(pid="p2"), {})

@@ -96,6 +96,13 @@ def test_cases_hold_the_unsettled_items_with_their_versions_most_given_first():
             "decided twice",
         ),
         ([{"item": "2:ORG", "decision": "rejected"}], "item 3:ORG has no decision"),
+        ([{"item": "2:ORG", "decision": "chosen", "version": ["v1"]}], "version ['v1'] is not one of"),
+        ([{"item": "2:ORG", "decision": "corrected", "correction": {"answer": "maybe"}}], "answer 'maybe'"),
+        ([{"item": "2:ORG", "decision": "corrected", "correction": {"label": "PER"}}], "must set one of"),
+        (
+            [{"item": "2:ORG", "decision": "corrected", "correction": {"spans": [{"start": 0, "end": 99}]}}],
+            "spans must be a list",
+        ),
     ],
 )
 def test_decisions_that_do_not_fit_the_case_are_refused_naming_why(submitted, problem):

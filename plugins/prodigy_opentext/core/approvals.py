@@ -110,8 +110,13 @@ def person_of(dataset: str, session: str, meta: Mapping[str, Any]) -> str | None
             f'dataset {dataset!r}: meta "{ANNOTATOR_EMAILS_META}" must map session names to e-mails'
         )
     name = session.removeprefix(f"{dataset}-")
-    person = named.get(session) or named.get(name) or (session if "@" in session else None)
-    return str(person) if person else None
+    person = named.get(session) or named.get(name) or (name if "@" in name else None)
+    return same_person(str(person)) if person else None
+
+
+def same_person(email: str) -> str:
+    """An e-mail as compared for separation of duties: directories match addresses case-insensitively."""
+    return email.strip().casefold()
 
 
 def annotator_identities(dataset: str, sessions: Iterable[str], meta: Mapping[str, Any]) -> list[str]:
@@ -175,7 +180,7 @@ def step_problems(
             continue
         if step.group not in memberships.get(decider, ()):
             problems.append(f"{decider} decided {step.task!r} but is not a member of {step.group!r}")
-        if decider in annotators:
+        if same_person(decider) in {same_person(a) for a in annotators}:
             problems.append(f"{decider} decided {step.task!r} but annotated this batch")
         if decider in decided:
             twice = f"{decider} decided both {decided[decider]!r} and {step.task!r}"
@@ -193,8 +198,22 @@ def duplicate_start_reason(business_key: str, kept_id: str) -> str:
 def latest_instance(instances: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     """The process instance that stands for a businessKey: the one started last, leaving out duplicates
     cancelled when two starts raced (:func:`duplicate_start_reason`)."""
-    standing = [p for p in instances if not str(p.get("deleteReason") or "").startswith(DUPLICATE_START)]
-    return max(standing, key=lambda p: str(p.get("startTime") or ""), default=None)
+    return max(standing_instances(instances), key=lambda p: str(p.get("startTime") or ""), default=None)
+
+
+def standing_instances(instances: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The instances that count for a businessKey: all but duplicates cancelled after a start race whose
+    kept instance is among them and started earlier (a delete reason alone proves nothing)."""
+    started = {p.get("id"): str(p.get("startTime") or "") for p in instances}
+
+    def duplicate(process: Mapping[str, Any]) -> bool:
+        reason = str(process.get("deleteReason") or "")
+        if not reason.startswith(DUPLICATE_START) or not reason.endswith(" stands"):
+            return False
+        kept = reason.removesuffix(" stands").rsplit(": ", 1)[-1]
+        return kept in started and started[kept] <= str(process.get("startTime") or "")
+
+    return [p for p in instances if not duplicate(p)]
 
 
 def check_approval(

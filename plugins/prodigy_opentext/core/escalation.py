@@ -19,11 +19,13 @@ from typing import Any
 from prodigy_opentext.core.agreement import decision_of
 from prodigy_opentext.core.consensus import CONFLICT, FLAGGED, IGNORED, LOW_SCORE, Dispute
 from prodigy_opentext.core.payloads import CaseItem, EscalationCase, ItemVersion
-from prodigy_opentext.core.records import annotator_of
+from prodigy_opentext.core.records import ANSWERS, annotator_of
 from prodigy_opentext.exceptions import AdjudicationInvalid
 
 ESCALATION_PROCESS = "label_dispute_resolution"
 """The process (``include/bpmn``) a case is decided in; its senior review escalates to the leads."""
+RESOLVED_END = "end_resolved"
+"""Where a case ends once Airflow accepted and wrote its decisions."""
 CHECK_STEP = "check_decisions"
 """Airflow's own step of the model: check the decisions, write them, or send the case back."""
 DECISIONS_VARIABLE = "adjudications"
@@ -31,8 +33,9 @@ DECISIONS_VARIABLE = "adjudications"
 ADJUDICATION_DATASET_META = "adjudication_dataset"
 """The dataset meta naming where adjudicated examples go (default ``<dataset>_adjudicated``)."""
 DECISIONS = ("chosen", "corrected", "rejected")
-CORRECTABLE_FIELDS = ("answer", "spans", "accept", "label")
-"""What a correction may set: the fields a decision is made of (``core.agreement.decision_of``)."""
+CORRECTABLE_FIELDS = ("answer", "spans", "accept")
+"""What a correction may set: the fields a decision is made of (``core.agreement.decision_of``) but the
+label, which names the question itself (an item is its input and label)."""
 
 
 def adjudication_dataset(dataset: str, meta: Mapping[str, Any]) -> str:
@@ -153,33 +156,57 @@ def parse_decisions(case: EscalationCase, submitted: Any) -> dict[str, dict[str,
         raise AdjudicationInvalid([f"no decisions: {DECISIONS_VARIABLE} must list one decision per item"])
     items = {item["item"]: item for item in case["items"]}
     decided: dict[str, dict[str, Any]] = {}
+    troubled: set[str] = set()
     problems = []
     for number, decision in enumerate(submitted, start=1):
         if not isinstance(decision, Mapping):
             problems.append(f"decision {number} is not an object")
             continue
-        key, kind = str(decision.get("item")), decision.get("decision")
+        key = str(decision.get("item"))
+        problem = _decision_problem(items[key], decision) if key in items else None
         if key not in items:
             problems.append(f"decision {number}: item {key!r} is not in this case")
-        elif key in decided:
+        elif key in decided or key in troubled:
             problems.append(f"decision {number}: item {key!r} is decided twice")
-        elif kind not in DECISIONS:
-            problems.append(f"decision {number} (item {key}): {kind!r} is not one of {', '.join(DECISIONS)}")
-        elif kind == "chosen" and decision.get("version") not in {
-            v["version"] for v in items[key]["versions"]
-        }:
-            problems.append(
-                f"item {key}: version {decision.get('version')!r} is not one of the item's versions"
-            )
-        elif kind == "corrected" and not _correction(decision):
-            problems.append(f"item {key}: a correction must set one of {', '.join(CORRECTABLE_FIELDS)}")
+        elif problem:
+            problems.append(f"decision {number} (item {key}): {problem}")
+            troubled.add(key)
         else:
             decided[key] = dict(decision)
-    missing = [key for key in items if key not in decided and not any(key in p for p in problems)]
-    problems += [f"item {key} has no decision" for key in missing]
+    problems += [f"item {key} has no decision" for key in items if key not in decided and key not in troubled]
     if problems:
         raise AdjudicationInvalid(problems)
     return decided
+
+
+def _decision_problem(item: CaseItem, decision: Mapping[str, Any]) -> str | None:
+    """What is wrong with one decision on ``item`` (None when it can be written)."""
+    kind = decision.get("decision")
+    if kind not in DECISIONS:
+        return f"{kind!r} is not one of {', '.join(DECISIONS)}"
+    if kind == "chosen":
+        version = decision.get("version")
+        if not isinstance(version, str) or version not in _version_ids(item):
+            return f"version {version!r} is not one of the item's versions"
+    if kind == "corrected":
+        correction = _correction(decision)
+        if not correction:
+            return f"a correction must set one of {', '.join(CORRECTABLE_FIELDS)}"
+        if "answer" in correction and correction["answer"] not in ANSWERS:
+            return f"answer {correction['answer']!r} is not one of {', '.join(ANSWERS)}"
+        spans = correction.get("spans", [])
+        if not isinstance(spans, list) or not all(_is_span(span, item["text"]) for span in spans):
+            return "spans must be a list of {start, end, label} inside the text"
+    return None
+
+
+def _is_span(span: Any, text: str) -> bool:
+    return (
+        isinstance(span, Mapping)
+        and all(isinstance(span.get(k), int) and not isinstance(span.get(k), bool) for k in ("start", "end"))
+        and 0 <= span["start"] < span["end"] <= len(text)
+        and isinstance(span.get("label"), str)
+    )
 
 
 def _version_ids(item: CaseItem) -> set[str]:

@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 
 from prodigy_opentext._opentext.variables import from_rest_variables
-from prodigy_opentext.core.approvals import person_of
+from prodigy_opentext.core.approvals import person_of, same_person
 from prodigy_opentext.core.escalation import (
     DECISIONS_VARIABLE,
     ESCALATION_PROCESS,
@@ -137,7 +137,8 @@ def check_and_write(
     they decided, the ``adjudications`` variable their form submitted. Decisions that do not fit the case
     (no decision, an item not in the case or left out, a version the item does not have), or a reviewer
     who annotated one of the items, send the case back to the review it came from with
-    ``review_problems`` and a comment saying what to fix; nothing is written to Prodigy then.
+    ``review_problems`` and a comment saying what to fix, and clear the submitted decisions so nobody's
+    are taken for the next reviewer's; nothing is written to Prodigy then.
     """
     dataset, pid, reviewer = case["dataset"], decision["process_instance_id"], decision["approver"]
     prodigy = ProdigyHook(prodigy_conn_id)
@@ -148,7 +149,8 @@ def check_and_write(
         own = [
             item["item"]
             for item in case["items"]
-            if reviewer in {person_of(dataset, s, meta) for v in item["versions"] for s in v["sessions"]}
+            if same_person(str(reviewer))
+            in {person_of(dataset, s, meta) for v in item["versions"] for s in v["sessions"]}
         ]
         if own:
             raise AdjudicationInvalid(
@@ -225,6 +227,7 @@ def _send_back(
         event_key=f"{ESCALATION_PROCESS}:{pid}:sent_back:{decision['task_id']}",
     )
     variables = {
+        DECISIONS_VARIABLE: [],  # the next review submits its own: nothing of this one is taken as theirs
         "decisions_accepted": False,
         "return_to": decision["task_definition_key"] or "senior_review",
         "review_problems": message,

@@ -30,7 +30,7 @@ from prodigy_opentext._opentext.models import (
 from prodigy_opentext._opentext.paging import embedded_items, next_page_offset
 from prodigy_opentext._opentext.settings import OpenTextSettings
 from prodigy_opentext._opentext.variables import from_rest_variables, parse_timestamp, to_rest_variables
-from prodigy_opentext.core.approvals import duplicate_start_reason
+from prodigy_opentext.core.approvals import duplicate_start_reason, standing_instances
 from prodigy_opentext.core.payloads import Decision
 from prodigy_opentext.exceptions import (
     OpenTextAuthError,
@@ -274,13 +274,13 @@ class OpenTextWorkflowHook(BaseHook):
 
     def find_by_business_key(self, process_definition_key: str, business_key: str) -> dict[str, Any] | None:
         """The running instance with this business key (the earliest started, should several run), else
-        the most recently started finished one."""
+        the most recently started finished one, leaving out duplicates cancelled after a start race)."""
         where = {"processDefinitionKey": process_definition_key, "businessKey": business_key}
         running = self.find_processes(**where)
         if running:
             return min(running, key=lambda process: (str(process.get("startTime") or ""), process["id"]))
-        finished = self.historic_processes(**where, sort="startTime", order="desc")
-        return finished[0] if finished else None
+        finished = standing_instances(self.historic_processes(**where, sort="startTime", order="desc"))
+        return dict(finished[0]) if finished else None
 
     def get_process(self, process_instance_id: str, include_variables: bool = True) -> dict[str, Any]:
         params = {"includeProcessVariables": "true"} if include_variables else None

@@ -231,6 +231,8 @@ class OpenTextServiceTaskOperator(_OpenTextOperator):
     :param task_definition_key: Airflow's task in the model, e.g. ``check_decisions``.
     :param work: the callable that does the work.
     :param op_kwargs: keyword arguments for ``work`` (not templated: they carry annotated text).
+    :param done_at: end events that mean the work was done before (a retry after the task completed, a
+        cleared task): the operator succeeds there, with no value, instead of failing.
     :param response_timeout: how long people have, from the process start, before the wait fails.
     :param poll_interval: seconds between two reads of OpenText while deferred.
     :param error_budget: seconds the deferred wait tolerates OpenText being unreachable before failing.
@@ -245,6 +247,7 @@ class OpenTextServiceTaskOperator(_OpenTextOperator):
         task_definition_key: str,
         work: Callable[..., ServiceTaskResult],  # (decision, hook, **op_kwargs)
         op_kwargs: dict[str, Any] | None = None,
+        done_at: Sequence[str] = (),
         response_timeout: timedelta = timedelta(days=7),
         poll_interval: float = 30.0,
         error_budget: float = 900.0,
@@ -255,6 +258,7 @@ class OpenTextServiceTaskOperator(_OpenTextOperator):
         self.task_definition_key = task_definition_key
         self.work = work
         self.op_kwargs = op_kwargs or {}
+        self.done_at = tuple(done_at)
         self.response_timeout = response_timeout
         self.poll_interval = poll_interval
         self.error_budget = error_budget
@@ -300,6 +304,17 @@ class OpenTextServiceTaskOperator(_OpenTextOperator):
         )
 
     def _work(self, decision: Decision) -> Any:
+        if (
+            decision["ended"]
+            and not decision["delete_reason"]
+            and decision["end_activity_id"] in self.done_at
+        ):
+            self.log.info(
+                "OpenText process %s already ended at %s: its work was done before",
+                self.process_instance_id,
+                decision["end_activity_id"],
+            )
+            return None
         if decision["ended"]:
             raise AirflowFailException(
                 f"OpenText process {self.process_instance_id} ended ({decision['delete_reason'] or 'at '}"

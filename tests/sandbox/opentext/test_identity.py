@@ -136,3 +136,16 @@ def test_a_token_reaches_its_own_tenant_only(opentext_sandbox_factory):
     unknown = token("tenant-c")
     assert unknown.status_code == 401 and unknown.json()["error"] == "invalid_client"
     assert "tenant-c" in unknown.json()["error_description"]
+
+
+def test_only_the_assignee_unclaims_a_task(sandbox: OpenTextSandbox, business_key):
+    instance = sandbox.start_process("dataset_release_signoff", business_key)
+    (task,) = sandbox.tasks(processInstanceId=instance["id"])
+    sandbox.set_user_groups("deputy@example.com", ["release-managers"])
+    sandbox.claim(task["id"], "rm@example.com")
+    _assert_forbidden(
+        _act(sandbox, task["id"], "deputy@example.com", action="claim", assignee=None),
+        "claimed by 'rm@example.com'",
+    )
+    assert _act(sandbox, task["id"], "rm@example.com", action="claim", assignee=None).status_code == 200
+    assert sandbox.tasks(processInstanceId=instance["id"])[0]["assignee"] is None
