@@ -273,17 +273,20 @@ class OpenTextServiceTaskOperator(_OpenTextOperator):
         if status == "timeout":
             raise AirflowFailException(
                 f"OpenText process {self.process_instance_id} did not reach {self.task_definition_key!r} "
-                f"by {event['deadline']} ({self.response_timeout} after its start)"
+                f"by {event['deadline']} ({self.response_timeout} after its start, or after the work "
+                "last sent it back to people)"
             )
         raise OpenTextError(**event["error"])
 
-    def _next(self) -> Any:
+    def _next(self, since: datetime | None = None) -> Any:
+        """Work the task if the process waits there, else defer until it does: people have
+        ``response_timeout`` from the process start, or from ``since`` (the work sent it back to them)."""
         decision = self.hook.read_decision(self.process_instance_id, open_task_key=self.task_definition_key)
         if decision is not None:
             return self._work(decision)
         from prodigy_opentext.triggers.opentext import OpenTextProcessTrigger  # the triggerer's side
 
-        started = self.hook.process_started_at(self.process_instance_id) or datetime.now(UTC)
+        started = since or self.hook.process_started_at(self.process_instance_id) or datetime.now(UTC)
         deadline = started + self.response_timeout
         self.log.info(
             "OpenText process %s is with people; waiting for %s (deferred) until %s",
@@ -323,10 +326,17 @@ class OpenTextServiceTaskOperator(_OpenTextOperator):
         waiting = self.hook.list_tasks(
             processInstanceId=self.process_instance_id, taskDefinitionKey=self.task_definition_key
         )
+        if not waiting:  # the process moved on between the read and now: look again
+            self.log.info(
+                "%s is no longer open in %s; waiting again",
+                self.task_definition_key,
+                self.process_instance_id,
+            )
+            return self._next()
         result = self.work(decision, self.hook, **self.op_kwargs)
         for task in waiting:
             self.hook.complete_task(task["id"], None, result["variables"])
         if result["done"]:
             return result["value"]
         self.log.info("%s: the process goes back to people; waiting again", self.task_definition_key)
-        return self._next()
+        return self._next(since=datetime.now(UTC))
