@@ -160,12 +160,21 @@ class ConsensusError(ValueError):
     """The answers cannot be merged as given (an unsorted stream said to be sorted, a task hash reused)."""
 
 
-class AdjudicationInvalid(ValueError):
-    """Reviewers' decisions on a case that cannot be written as they are; ``problems`` names each."""
+class SubmissionInvalid(ValueError):
+    """What reviewers submitted in OpenText cannot be taken as it is; ``problems`` names each, for the
+    message that sends the task back to them."""
 
     def __init__(self, problems: list[str]):
         super().__init__("; ".join(problems))
         self.problems = problems
+
+
+class AdjudicationInvalid(SubmissionInvalid):
+    """Reviewers' decisions on a case that cannot be written as they are."""
+
+
+class QAJudgementsInvalid(SubmissionInvalid):
+    """A QA reviewer's judgements of a sample that cannot be recorded as they are."""
 
 
 # --- Validation -----------------------------------------------------------------------------------------

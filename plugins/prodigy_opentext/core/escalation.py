@@ -20,6 +20,7 @@ from prodigy_opentext.core.agreement import decision_of
 from prodigy_opentext.core.consensus import CONFLICT, FLAGGED, IGNORED, LOW_SCORE, Dispute
 from prodigy_opentext.core.payloads import CaseItem, EscalationCase, ItemVersion
 from prodigy_opentext.core.records import ANSWERS, annotator_of
+from prodigy_opentext.core.submissions import PerItemForm, per_item_entries
 from prodigy_opentext.exceptions import AdjudicationInvalid
 
 ESCALATION_PROCESS = "label_dispute_resolution"
@@ -143,40 +144,26 @@ def reviewer_view(case: EscalationCase) -> list[dict[str, Any]]:
     ]
 
 
+DECISIONS_FORM = PerItemForm(
+    variable=DECISIONS_VARIABLE,
+    entry="decision",
+    subject="item",
+    shown_in="this case",
+    twice="decided twice",
+    missing="has no decision",
+    error=AdjudicationInvalid,
+)
+
+
 def parse_decisions(case: EscalationCase, submitted: Any) -> dict[str, dict[str, Any]]:
     """The reviewers' decisions by item, checked against the case; :class:`AdjudicationInvalid` names
     every problem (no decisions, an item not in the case, an item left out or decided twice, a version
     the item does not have, a correction that sets nothing)."""
-    if isinstance(submitted, str):
-        try:
-            submitted = json.loads(submitted)
-        except ValueError:
-            raise AdjudicationInvalid([f"{DECISIONS_VARIABLE} is not JSON: {submitted[:80]!r}"]) from None
-    if not isinstance(submitted, list) or not submitted:
-        raise AdjudicationInvalid([f"no decisions: {DECISIONS_VARIABLE} must list one decision per item"])
     items = {item["item"]: item for item in case["items"]}
-    decided: dict[str, dict[str, Any]] = {}
-    troubled: set[str] = set()
-    problems = []
-    for number, decision in enumerate(submitted, start=1):
-        if not isinstance(decision, Mapping):
-            problems.append(f"decision {number} is not an object")
-            continue
-        key = str(decision.get("item"))
-        problem = _decision_problem(items[key], decision) if key in items else None
-        if key not in items:
-            problems.append(f"decision {number}: item {key!r} is not in this case")
-        elif key in decided or key in troubled:
-            problems.append(f"decision {number}: item {key!r} is decided twice")
-        elif problem:
-            problems.append(f"decision {number} (item {key}): {problem}")
-            troubled.add(key)
-        else:
-            decided[key] = dict(decision)
-    problems += [f"item {key} has no decision" for key in items if key not in decided and key not in troubled]
-    if problems:
-        raise AdjudicationInvalid(problems)
-    return decided
+    decided = per_item_entries(
+        DECISIONS_FORM, submitted, items, lambda key, decision: _decision_problem(items[key], decision)
+    )
+    return {key: dict(decision) for key, decision in decided.items()}
 
 
 def _decision_problem(item: CaseItem, decision: Mapping[str, Any]) -> str | None:
