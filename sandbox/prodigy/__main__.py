@@ -5,8 +5,9 @@
     stats [DATASET]                                     JSON: datasets and sessions, or one dataset's counts
     drop DATASET                                        delete a dataset
     serve DATASET --source TASKS.jsonl [--host H] [--port P] [--feed-overlap] [--annotations-per-task N]
+          [--route-by-meta KEY]
     annotate --url URL --dataset D --sessions alice,bob [--seed 1] [--disagree 0.15] [--reject 0.05]
-             [--ignore 0.05] [--flag 0.03] [--speed 0] [--limit N]
+             [--ignore 0.05] [--flag 0.03] [--speed 0] [--limit N] [--reference TASKS.jsonl]
 
 The database is the one ``PRODIGY_HOME/prodigy.json`` names (SQLite ``prodigy.db`` in PRODIGY_HOME by
 default). Errors go to stderr with exit status 1.
@@ -27,7 +28,7 @@ from typing import Any
 from sandbox.prodigy.config import prodigy_home
 from sandbox.prodigy.db import Database, check_dataset_name, connect
 from sandbox.prodigy.errors import ProdigyError
-from sandbox.prodigy.tasks import ANSWERS, read_jsonl, set_hashes
+from sandbox.prodigy.tasks import ANSWERS, INPUT_HASH, read_jsonl, set_hashes
 
 
 def db_in(db: Database, dataset: str, path: Path, answer: str, rehash: bool) -> str:
@@ -123,6 +124,11 @@ def parser() -> argparse.ArgumentParser:
     command.add_argument("--feed-overlap", action=argparse.BooleanOptionalAction, default=None)
     command.add_argument("--annotations-per-task", type=int, metavar="N")
     command.add_argument("--view-id", help="annotation interface (default: inferred from the first task)")
+    command.add_argument(
+        "--route-by-meta",
+        metavar="KEY",
+        help="send a task whose meta names a session under KEY to that session only (e.g. annotator)",
+    )
 
     command = commands.add_parser("annotate", help="answer a running server's tasks as simulated annotators")
     command.add_argument("--url", required=True)
@@ -135,6 +141,11 @@ def parser() -> argparse.ArgumentParser:
     command.add_argument("--flag", default=0.03, **_probability("are flagged"))
     command.add_argument("--speed", type=float, default=0.0, help="answers/second per session (0 = no wait)")
     command.add_argument("--limit", type=int, help="stop each session after this many answers")
+    command.add_argument(
+        "--reference",
+        type=Path,
+        help="JSONL of reference tasks: a task of the same input is answered from its labels (rework redone)",
+    )
     command.add_argument("--user", default=os.environ.get("PRODIGY_BASIC_AUTH_USER"), help="basic auth")
     command.add_argument("--password", default=os.environ.get("PRODIGY_BASIC_AUTH_PASS"), help="basic auth")
     return main
@@ -152,6 +163,7 @@ def run(args: argparse.Namespace) -> None:
             feed_overlap=args.feed_overlap,
             annotations_per_task=args.annotations_per_task,
             view_id=args.view_id,
+            route_by_meta=args.route_by_meta,
         )
         return
     if args.command == "annotate":
@@ -165,7 +177,14 @@ def run(args: argparse.Namespace) -> None:
         behaviour = Behaviour(args.disagree, args.reject, args.ignore, args.flag)
         auth = (args.user, args.password) if args.user else None
         log = functools.partial(print, flush=True)
-        annotate(args.url, args.dataset, names, args.seed, behaviour, args.speed, args.limit, auth, log)
+        reference = (
+            {task[INPUT_HASH]: task for task in (set_hashes(t) for _, t in read_jsonl(args.reference))}
+            if args.reference
+            else None
+        )
+        annotate(
+            args.url, args.dataset, names, args.seed, behaviour, args.speed, args.limit, auth, log, reference
+        )
         return
     with connect() as db:
         if args.command == "db-in":

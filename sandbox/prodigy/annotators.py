@@ -9,6 +9,10 @@ relabel a span, pick another option, answer a binary question the other way). Ev
 
 Sessions take turns one answer at a time (each runs at ``speed`` answers per second; 0 = no waiting), which
 keeps the order of requests, and so the way tasks are shared out, the same from run to run.
+
+With a ``reference`` (tasks by input hash, e.g. the source stream with its reference labels), a served task
+of the same input is answered from the reference's labels instead of what the task shows: an annotator
+redoing rework reads the reviewer's comment and starts again from what is right.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from sandbox.prodigy.errors import ProdigyError
 from sandbox.prodigy.tasks import ANSWERS, INPUT_HASH, TASK_HASH
 
 MANUAL_VIEW_SUFFIX = "_manual"
+REFERENCE_FIELDS = ("answer", "spans", "label", "accept")
+"""What an annotator takes from the reference task of the same input."""
 
 
 @dataclass(frozen=True)
@@ -142,10 +148,18 @@ class SimulatedAnnotator:
     behaviour: Behaviour
     labels: list[str]
     manual: bool
+    reference: dict[Any, dict[str, Any]] = field(default_factory=dict)
 
     def answer(self, task: dict[str, Any]) -> dict[str, Any]:
         rng = _rng(self.seed, self.name, task[TASK_HASH])
         answer = copy.deepcopy(task)
+        reference = self.reference.get(task.get(INPUT_HASH))
+        if reference is not None:
+            for key in REFERENCE_FIELDS:
+                answer.pop(key, None)
+                if key in reference:
+                    answer[key] = copy.deepcopy(reference[key])
+        task = answer
         answer["answer"] = task["answer"] if task.get("answer") in ANSWERS else "accept"
         options = [option["id"] for option in task.get("options") or [] if "id" in option]
         if options and "accept" not in answer:
@@ -230,6 +244,7 @@ def annotate(
     limit: int | None = None,
     auth: tuple[str, str] | None = None,
     log: Callable[[str], None] = print,
+    reference: dict[Any, dict[str, Any]] | None = None,
 ) -> dict[str, Counter[str]]:
     """Answer the server's stream as the named sessions until it runs dry (or each gave ``limit`` answers).
 
@@ -244,7 +259,10 @@ def annotate(
     manual = str(project.get("view_id", "")).endswith(MANUAL_VIEW_SUFFIX)
     behaviour = behaviour or Behaviour()
     sessions = [
-        _Session(SimulatedAnnotator(name, seed, behaviour, labels, manual), session_id=f"{dataset}-{name}")
+        _Session(
+            SimulatedAnnotator(name, seed, behaviour, labels, manual, dict(reference or {})),
+            session_id=f"{dataset}-{name}",
+        )
         for name in names
     ]
     step = 1.0 / speed if speed > 0 else 1.0

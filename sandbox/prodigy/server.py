@@ -75,11 +75,15 @@ class TaskRouter:
     """Decides which tasks a session gets next, from who answered or holds each task.
 
     ``cap`` is how many sessions get each task (None: every session, i.e. ``feed_overlap``).
+    ``route_by_meta``: a task whose ``meta`` names a session under this key goes to that session only
+    (``<dataset>-<name>``), as a recipe's custom ``task_router`` routes rework to its annotator.
     """
 
     tasks: list[dict[str, Any]]
     cap: int | None
     batch_size: int = DEFAULT_BATCH_SIZE
+    route_by_meta: str | None = None
+    dataset: str = ""
     answered: defaultdict[int, set[str]] = field(default_factory=lambda: defaultdict(set))
     held: defaultdict[int, set[str]] = field(default_factory=lambda: defaultdict(set))
     answered_count: Counter[str] = field(default_factory=Counter)
@@ -94,7 +98,7 @@ class TaskRouter:
         for task in self.tasks:
             key = task[TASK_HASH]
             answered, held = self.answered.get(key, ()), self.held.get(key, ())
-            if session_id in answered or session_id in held:
+            if session_id in answered or session_id in held or not self._routed_to(task, session_id):
                 continue
             if self.cap is not None and len(answered) + len(held) >= self.cap:
                 continue
@@ -103,6 +107,11 @@ class TaskRouter:
             if len(batch) == self.batch_size:
                 break
         return batch
+
+    def _routed_to(self, task: dict[str, Any], session_id: str) -> bool:
+        meta = task.get("meta") if self.route_by_meta else None
+        name = meta.get(self.route_by_meta) if isinstance(meta, dict) and self.route_by_meta else None
+        return name is None or session_id == f"{self.dataset}-{name}"
 
     def record(self, session_id: str, task_hash: int) -> None:
         """A session answered a task: it no longer holds it, and the answer counts towards the cap."""
@@ -313,6 +322,7 @@ def serve(
     feed_overlap: bool | None = None,
     annotations_per_task: int | None = None,
     view_id: str | None = None,
+    route_by_meta: str | None = None,
 ) -> None:
     """Run the server until SIGINT/SIGTERM. Unset options come from prodigy.json (as Prodigy reads them).
 
@@ -333,7 +343,8 @@ def serve(
     credentials = _basic_auth_credentials()
     tasks = load_stream(source)
     cap = int(annotations_per_task) if annotations_per_task is not None else (None if feed_overlap else 1)
-    router = TaskRouter(tasks, cap, int(config.get("batch_size", DEFAULT_BATCH_SIZE)))
+    batch_size = int(config.get("batch_size", DEFAULT_BATCH_SIZE))
+    router = TaskRouter(tasks, cap, batch_size, route_by_meta=route_by_meta, dataset=dataset)
     feed = Feed(
         db=connect(config),
         dataset=dataset,
