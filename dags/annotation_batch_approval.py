@@ -162,7 +162,7 @@ def annotation_batch_approval():
     run = release_request(recorded)
     TriggerDagRunOnceOperator(
         task_id="start_release",
-        trigger_dag_id="dataset_release",
+        trigger_dag_id=run["trigger_dag_id"],
         run_id=run["run_id"],
         conf=run["conf"],
         skip_reason=run["skip_reason"],

@@ -41,9 +41,9 @@ def annotation_ready_batches():
     def find_batches() -> list[BatchToReview]:
         return find_ready_batches()
 
-    TriggerDagRunOnceOperator.partial(
-        task_id="start_escalation", trigger_dag_id="label_escalation"
-    ).expand_kwargs(find_batches().map(escalation_run))
+    TriggerDagRunOnceOperator.partial(task_id="start_escalation").expand_kwargs(
+        find_batches().map(escalation_run)
+    )
 
 
 annotation_ready_batches()

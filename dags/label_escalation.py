@@ -28,9 +28,10 @@ can start one from the trigger form.
    an item not in the case or left out, a version the item does not have), or a reviewer who annotated
    one of its items, send the case back in OpenText with a comment and `review_problems` saying what to
    fix; nothing is written then, and the task waits for the next decision.
-5. **start_batch_approval**: with `request_approval` (as `annotation_ready_batches` starts it), once every
-   case is decided the batch's `annotation_batch_approval` run starts (`approval__<dataset>__<version>`),
-   so reviewers approve a settled batch.
+5. **start_next**: with `request_approval` (as `annotation_ready_batches` starts it), once every case is
+   decided the settled batch goes on: to its first QA round (`qa_rework` run `qa__<dataset>__<version>__r1`)
+   when the dataset's meta asks for QA (`qa_review`, the QA settings), else to its approval
+   (`annotation_batch_approval` run `approval__<dataset>__<version>`), so reviewers see a settled batch.
 
 Steps: `prodigy_opentext.flows.escalation`; process model:
 `include/bpmn/label_dispute_resolution.bpmn20.xml`; tests: `tests/flows/test_escalation.py`.
@@ -49,7 +50,7 @@ from prodigy_opentext.core.escalation import CHECK_STEP, ESCALATION_PROCESS, RES
 from prodigy_opentext.core.payloads import BatchToReview, EscalationCase, ProcessRequest, RunRequest
 from prodigy_opentext.flows.batch_approval import batch_to_review
 from prodigy_opentext.flows.escalation import (
-    approval_after_escalation,
+    after_escalation,
     case_request,
     check_and_write,
     find_cases,
@@ -91,8 +92,11 @@ from prodigy_opentext.operators.opentext import (
         "request_approval": Param(
             False,
             type="boolean",
-            title="Request the batch's approval afterwards",
-            description="Once every case is decided, start the batch's annotation_batch_approval run.",
+            title="Send the batch on afterwards",
+            description=(
+                "Once every case is decided, start the batch's first QA round (qa_rework) when its "
+                "dataset's meta asks for QA (qa_review), else its annotation_batch_approval run."
+            ),
         ),
         "escalation_after": Param(
             "PT4H",
@@ -152,16 +156,16 @@ def label_escalation():
     ).expand_kwargs(case_work(cases, opened.output))
 
     @task
-    def approval_request(batch: BatchToReview, params: dict) -> RunRequest:
-        return approval_after_escalation(batch, params["request_approval"])
+    def next_request(batch: BatchToReview, params: dict) -> RunRequest:
+        return after_escalation(batch, params["request_approval"])
 
-    approval = approval_request(batch)
+    following = next_request(batch)
     start = TriggerDagRunOnceOperator(
-        task_id="start_batch_approval",
-        trigger_dag_id="annotation_batch_approval",
-        run_id=approval["run_id"],
-        conf=approval["conf"],
-        skip_reason=approval["skip_reason"],
+        task_id="start_next",
+        trigger_dag_id=following["trigger_dag_id"],
+        run_id=following["run_id"],
+        conf=following["conf"],
+        skip_reason=following["skip_reason"],
         # no case at all skips the cases' tasks (the batch is settled); no batch skips the request too
         trigger_rule="none_failed_min_one_success",
     )

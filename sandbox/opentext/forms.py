@@ -6,6 +6,15 @@ variables when the reviewer completes the task.
 case (``#item-<n>``) with its text (spans marked), reasons and agreement, and one radio button per version
 (``#choice-<n>-<version>``) and to reject the item (``#choice-<n>-rejected``); submitted as the json
 variable ``adjudications``. Why the case came back (``review_problems``) shows above the items.
+
+``qa-sample-check`` (the ``qa_review`` model's QA check): the rule and the sample's strata as a table,
+then one fieldset per sampled answer (``#qa-item-<n>``) with its text (spans marked), label, annotator and
+answer, radio buttons ``#verdict-<n>-pass`` / ``#verdict-<n>-fail``, a reason (``#reason-<n>``, the
+choices of the variable ``qa_reasons``) and a comment (``#comment-<n>``); submitted as the json variable
+``qa_judgements``. A failure needs a reason.
+
+``qa-lead-review`` (the leads' decision after the last QA round failed): the round's figures
+(``qa_figures``) as tables (``#qa-figures``, ``#qa-strata``), with the task's outcome buttons.
 """
 
 from __future__ import annotations
@@ -15,7 +24,15 @@ from html import escape
 from typing import Any
 
 DISPUTE_FORM = "label-dispute-review"
-SHOWN_BY_FORM = {DISPUTE_FORM: frozenset({"examples", "review_problems", "adjudications"})}
+QA_FORM = "qa-sample-check"
+QA_LEAD_FORM = "qa-lead-review"
+SHOWN_BY_FORM = {
+    DISPUTE_FORM: frozenset({"examples", "review_problems", "adjudications"}),
+    QA_FORM: frozenset({"sample", "strata", "review_problems", "qa_judgements", "qa_reasons"}),
+    QA_LEAD_FORM: frozenset(
+        {"sample", "strata", "qa_judgements", "qa_reasons", "qa_figures", "review_problems"}
+    ),
+}
 """Variables a form presents itself, left out of the task page's variable table."""
 
 
@@ -43,10 +60,15 @@ def _version_label(item: Mapping[str, Any], version: Mapping[str, Any]) -> str:
     return f"{escape(str(version['version']))}: {answer}{accepted}{shown} <em>(given by {given})</em>"
 
 
+def _problems(values: Mapping[str, Any]) -> str:
+    """Why the task came back to the reviewer, above the form."""
+    problems = values.get("review_problems")
+    return f'<p id="review-problems" class="error">{escape(str(problems))}</p>' if problems else ""
+
+
 def _dispute_fields(values: Mapping[str, Any]) -> str:
     items = values.get("examples") or []
-    problems = values.get("review_problems")
-    parts = [f'<p id="review-problems" class="error">{escape(str(problems))}</p>' if problems else ""]
+    parts = [_problems(values)]
     parts.append(
         f'<p id="case-summary">{len(items)} item(s) to decide: take one version, or reject the item.</p>'
     )
@@ -70,24 +92,113 @@ def _dispute_fields(values: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
+def _percent(value: Any) -> str:
+    return f"{float(value or 0):.1%}"
+
+
+def _table(table_id: str, header: list[str], rows: list[list[str]]) -> str:
+    """A table of already escaped cells."""
+    head = "".join(f"<th>{cell}</th>" for cell in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _strata_table(table_id: str, strata: Mapping[str, Mapping[str, Any]], columns: tuple[str, ...]) -> str:
+    rows = []
+    for stratum, counts in strata.items():
+        label, _, annotator = str(stratum).rpartition("|")
+        shown = "(no label)" if label == "None" else label
+        rows.append([escape(shown), escape(annotator), *(escape(str(counts.get(c, 0))) for c in columns)])
+    return _table(table_id, ["Label", "Annotator", *(c.capitalize() for c in columns)], rows)
+
+
+def _readable(reason: str) -> str:
+    return reason.replace("_", " ")
+
+
+def _qa_fields(values: Mapping[str, Any]) -> str:
+    sample = values.get("sample") or []
+    reasons = values.get("qa_reasons") or []
+    parts = [
+        _problems(values),
+        f'<p id="qa-rule">Round {escape(str(values.get("rework_round")))}: {len(sample)} of '
+        f"{escape(str(values.get('population')))} answers sampled. The batch passes when the error rate's "
+        f"upper bound at {_percent(values.get('confidence'))} confidence is within "
+        f"{_percent(values.get('max_error_rate'))}. Pass each answer, or fail it with a reason and a comment "
+        "for the annotator.</p>",
+        _strata_table("qa-sample-strata", values.get("strata") or {}, ("population", "sampled")),
+    ]
+    options = '<option value="">reason…</option>' + "".join(
+        f'<option value="{escape(str(r))}">{escape(_readable(str(r)))}</option>' for r in reasons
+    )
+    for number, item in enumerate(sample, start=1):
+        answer = f"answer <strong>{escape(str(item.get('answer')))}</strong>"
+        label = f", label <strong>{escape(str(item['label']))}</strong>" if item.get("label") else ""
+        accepted = f", accepted {escape(', '.join(map(str, item['accept'])))}" if item.get("accept") else ""
+        verdicts = "".join(
+            f'<label class="choice"><input type="radio" id="verdict-{number}-{v}" name="verdict-{number}" '
+            f'value="{v}"> {v}</label>'
+            for v in ("pass", "fail")
+        )
+        parts.append(
+            f'<fieldset id="qa-item-{number}" data-item="{escape(str(item["item"]))}">'
+            f"<legend>Answer {number} by {escape(str(item.get('annotator')))}: {answer}{label}{accepted}"
+            "</legend>"
+            f'<blockquote class="text">{_marked(str(item.get("text") or ""), item.get("spans") or [])}'
+            f"</blockquote>{verdicts}"
+            f'<select id="reason-{number}" name="reason-{number}">{options}</select>'
+            f'<textarea id="comment-{number}" name="comment-{number}" '
+            'placeholder="comment for the annotator"></textarea></fieldset>'
+        )
+    return "".join(parts)
+
+
+def _lead_fields(values: Mapping[str, Any]) -> str:
+    figures = values.get("qa_figures") or {}
+    rows = [
+        ["Round", f"{escape(str(figures.get('round')))} of {escape(str(values.get('max_rounds')))}"],
+        [
+            "Answers sampled",
+            f"{escape(str(figures.get('sampled')))} of {escape(str(figures.get('population')))}",
+        ],
+        ["Failed", escape(str(figures.get("failed")))],
+        ["Error rate", _percent(figures.get("error_rate"))],
+        [
+            "Upper bound",
+            f"{_percent(figures.get('upper_bound'))} at {_percent(figures.get('confidence'))} confidence",
+        ],
+        ["Allowed", _percent(figures.get("max_error_rate"))],
+        *[
+            [f"Failed: {escape(_readable(str(reason)))}", escape(str(n))]
+            for reason, n in (figures.get("by_reason") or {}).items()
+        ],
+    ]
+    return (
+        _problems(values)
+        + '<p id="qa-lead-summary">Every QA round of this batch failed. Accept it as it is, or reject it.</p>'
+        + _table("qa-figures", ["Figure", "Value"], rows)
+        + _strata_table("qa-strata", figures.get("by_stratum") or {}, ("sampled", "failed"))
+    )
+
+
 SUBMIT_BUTTON = (
     '<button id="submit-decisions" type="submit" name="action" value="decide">Submit decisions</button>'
 )
+FIELDS = {DISPUTE_FORM: _dispute_fields, QA_FORM: _qa_fields, QA_LEAD_FORM: _lead_fields}
+SUBMITTING_FORMS = frozenset({DISPUTE_FORM, QA_FORM})
+"""Forms whose fields are the decision (sent with :data:`SUBMIT_BUTTON`); the others show what the
+reviewer decides on, beside the task's outcome buttons."""
 
 
 def form_fields(form_key: str | None, values: Mapping[str, Any]) -> str | None:
-    """The form's fields for a task, or None when the task has no form of its own (outcome buttons);
-    the form is sent with :data:`SUBMIT_BUTTON`."""
-    return _dispute_fields(values) if form_key == DISPUTE_FORM else None
+    """The form's fields for a task, or None when the task has no form of its own (outcome buttons)."""
+    fields = FIELDS.get(form_key or "")
+    return fields(values) if fields else None
 
 
-def submitted_variables(
-    form_key: str | None, values: Mapping[str, Any], form: Mapping[str, str]
+def _dispute_submission(
+    values: Mapping[str, Any], form: Mapping[str, str]
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """The process variables a submitted form sets, and what the reviewer must still fill in (the task
-    stays open until nothing is missing)."""
-    if form_key != DISPUTE_FORM:
-        return [], []
     decisions, missing = [], []
     for number, item in enumerate(values.get("examples") or [], start=1):
         choice = form.get(f"choice-{number}")
@@ -98,3 +209,39 @@ def submitted_variables(
         else:
             decisions.append({"item": item["item"], "decision": "chosen", "version": choice})
     return [{"name": "adjudications", "type": "json", "value": decisions}], missing
+
+
+def _qa_submission(
+    values: Mapping[str, Any], form: Mapping[str, str]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    judgements, missing = [], []
+    for number, item in enumerate(values.get("sample") or [], start=1):
+        verdict, reason = form.get(f"verdict-{number}"), form.get(f"reason-{number}") or None
+        comment = (form.get(f"comment-{number}") or "").strip()
+        if verdict not in ("pass", "fail"):
+            missing.append(f"answer {number} has no verdict: pass or fail it")
+            continue
+        if verdict == "fail" and not reason:
+            missing.append(f"answer {number} failed without a reason: choose one")
+            continue
+        judgements.append(
+            {
+                "item": item["item"],
+                "verdict": verdict,
+                "reason": reason if verdict == "fail" else None,
+                "comment": comment,
+            }
+        )
+    return [{"name": "qa_judgements", "type": "json", "value": judgements}], missing
+
+
+SUBMISSIONS = {DISPUTE_FORM: _dispute_submission, QA_FORM: _qa_submission}
+
+
+def submitted_variables(
+    form_key: str | None, values: Mapping[str, Any], form: Mapping[str, str]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The process variables a submitted form sets, and what the reviewer must still fill in (the task
+    stays open until nothing is missing)."""
+    submission = SUBMISSIONS.get(form_key or "")
+    return submission(values, form) if submission else ([], [])

@@ -27,7 +27,13 @@ from sandbox.opentext.api import tenant_service
 from sandbox.opentext.auth import AuthenticationFailed, OAuthError, Principal
 from sandbox.opentext.clock import format_timestamp
 from sandbox.opentext.errors import NotFound, ServiceError
-from sandbox.opentext.forms import SHOWN_BY_FORM, SUBMIT_BUTTON, form_fields, submitted_variables
+from sandbox.opentext.forms import (
+    SHOWN_BY_FORM,
+    SUBMIT_BUTTON,
+    SUBMITTING_FORMS,
+    form_fields,
+    submitted_variables,
+)
 from sandbox.opentext.service import PageRequest, WorkflowService
 
 inbox_router = APIRouter(prefix="/inbox")
@@ -238,6 +244,7 @@ def _task_page(
     process_variables = service.variables_of(task["process_instance_id"])
     values = {v.name: v.value for v in process_variables}
     fields = form_fields(task["form_key"], values)
+    submits = fields is not None and task["form_key"] in SUBMITTING_FORMS
     shown_by_form = SHOWN_BY_FORM.get(task["form_key"], frozenset())
     variables = "".join(
         f'<tr data-variable="{escape(v.name)}"><th>{escape(v.name)}</th>'
@@ -283,7 +290,7 @@ def _task_page(
         f'<form id="task-form" method="post" action="/inbox/tasks/{escape(task_id)}">'
         + (f'<div id="form-fields">{fields}</div>' if fields else "")
         + '<label for="comment">Comment</label><textarea id="comment" name="comment"></textarea>'
-        f"<div>{claim}{SUBMIT_BUTTON if fields else _outcome_controls(task['outcomes'])}</div></form>"
+        f"<div>{claim}{SUBMIT_BUTTON if submits else _outcome_controls(task['outcomes'])}</div></form>"
         '<a id="back" href="/inbox">Back to inbox</a>'
     )
     return _html(task["name"], body, status_code)

@@ -90,3 +90,57 @@ def test_clicking_approve_in_the_inbox_resumes_the_waiting_dag(
         "2-task.png",
         "3-after-approval.png",
     ]
+
+
+@pytest.mark.browser
+def test_a_qa_reviewer_judges_the_sample_in_the_inbox_form(
+    chromium: Path, opentext_sandbox_session: Any
+) -> None:
+    """The QA form in Chromium: marked spans, a verdict per answer, a reason and comment for a failure."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.sandbox.opentext.test_inbox import QA_ROUND
+
+    sandbox = opentext_sandbox_session
+    suffix = uuid.uuid4().hex[:8]
+    instance = sandbox.start_process("qa_review", f"qa-form-{suffix}", QA_ROUND)
+    (task,) = sandbox.tasks(processInstanceId=instance["id"])
+    shots = ARTIFACTS / f"inbox-qa-form-{suffix}"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(f"{sandbox.inbox_url}/tasks/{task['id']}")
+            page.wait_for_selector("#login-form")
+            page.fill("#email", "qa@example.com")
+            page.fill("#password", PASSWORD)
+            page.click("#log-in")
+            page.goto(f"{sandbox.inbox_url}/tasks/{task['id']}")
+            assert page.locator("#qa-item-1 mark").inner_text() == "Acme"
+            page.check("#verdict-1-pass")
+            page.check("#verdict-2-fail")
+            page.screenshot(path=shots / "0-qa-form.png", full_page=True)
+            page.click("#submit-decisions")
+            assert "failed without a reason" in page.wait_for_selector("#error").inner_text()
+            page.check("#verdict-1-pass")
+            page.check("#verdict-2-fail")
+            page.select_option("#reason-2", "missed_span")
+            page.fill("#comment-2", "Initech is an organisation too.")
+            page.screenshot(path=shots / "1-qa-form-filled.png", full_page=True)
+            page.click("#submit-decisions")
+            notice = page.wait_for_selector("#notice").inner_text()
+            page.screenshot(path=shots / "2-after-submit.png", full_page=True)
+            assert "QA check of annotation sample" in notice, notice
+        finally:
+            browser.close()
+    values = {
+        v["name"]: v["value"]
+        for v in sandbox.request("GET", f"/process-instances/{instance['id']}/variables").json()
+    }
+    assert values["qa_judgements"][1] == {
+        "item": "12:ORG@news-bob",
+        "verdict": "fail",
+        "reason": "missed_span",
+        "comment": "Initech is an organisation too.",
+    }

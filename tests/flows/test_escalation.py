@@ -189,7 +189,7 @@ def test_unsettled_items_are_adjudicated_by_reviewers_and_counted_as_settled(
         reviewers.thread.join(30)
     assert not reviewers.failures, reviewers.failures
     assert run.state == "success", task_states(run)
-    assert task_states(run)["start_batch_approval"] == "skipped", "approval is requested only when asked"
+    assert task_states(run)["start_next"] == "skipped", "approval is requested only when asked"
 
     cases = sandbox.request(
         "GET", "/historic-process-instances", params={"processDefinitionKey": ESCALATION_PROCESS, "count": 50}

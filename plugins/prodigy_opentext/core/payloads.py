@@ -200,6 +200,99 @@ class CaseOutcome(TypedDict):
     adjudicated: int
 
 
+# --- Flow 6: QA and rework ----------------------------------------------------------------------------
+
+
+class QAItem(TypedDict):
+    """One sampled answer, as QA reviewers see it."""
+
+    item: str
+    """``<input hash>[:<label>]@<session>``: the item and who answered it."""
+    input_hash: Any
+    label: Any
+    text: str
+    annotator: str
+    stratum: str
+    """``<label>|<session>``: what the sample is stratified by."""
+    answer: Any
+    spans: list[Any]
+    accept: list[Any]
+    task: dict[str, Any]
+    """The stored answer (kept by the flow, not shown to reviewers)."""
+
+
+class QARound(TypedDict):
+    """One QA round of a dataset version: its sample, and the rule it is judged by."""
+
+    dataset: str
+    version: str
+    round: int
+    max_rounds: int
+    business_key: str
+    population: int
+    """How many current answers the batch has (the sample is drawn from them)."""
+    strata: dict[str, dict[str, int]]
+    max_error_rate: float
+    confidence: float
+    annotators: list[str]
+    """The people (OpenText e-mails) who annotated the batch: none of them may judge it."""
+    items: list[QAItem]
+
+
+class QAJudgement(TypedDict):
+    """A QA reviewer's verdict on one sampled answer."""
+
+    item: str
+    verdict: str
+    reason: str | None
+    comment: str
+
+
+class QAFigures(TypedDict):
+    """What a QA round found, as recorded on its process and in the audit log."""
+
+    round: int
+    population: int
+    sampled: int
+    failed: int
+    error_rate: float
+    upper_bound: float
+    max_error_rate: float
+    confidence: float
+    passed: bool
+    by_reason: dict[str, int]
+    by_stratum: dict[str, dict[str, int]]
+
+
+class QAOutcome(TypedDict):
+    """How a QA round ended, read back from its process: passed, rework, or escalated to the leads."""
+
+    dataset: str
+    version: str
+    round: int
+    business_key: str
+    process_instance_id: str
+    result: str
+    reviewer: str | None
+    figures: QAFigures | None
+    lead_decision: str | None
+    """The annotation leads' outcome when every round failed (``accepted`` or ``rejected``)."""
+
+
+class ReworkBatch(TypedDict):
+    """A failed round's rework dataset: the answers sent back to their annotators."""
+
+    dataset: str
+    """The rework dataset, ``<dataset>_rework_r<round>``."""
+    source: str
+    version: str
+    round: int
+    stream_path: str
+    tasks: int
+    sessions: list[str]
+    """The session names the tasks are served to (``meta.annotator``)."""
+
+
 # --- Flow 1: batch approval ---------------------------------------------------------------------------
 
 
@@ -245,6 +338,7 @@ class RecordedDecision(TypedDict):
 class RunRequest(TypedDict):
     """A DAG run to start once, or why not: the keyword arguments of ``TriggerDagRunOnceOperator``."""
 
+    trigger_dag_id: str
     run_id: str
     conf: dict[str, Any]
     skip_reason: str | None

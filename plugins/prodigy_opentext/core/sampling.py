@@ -28,7 +28,7 @@ class QASample:
     strata: dict[str, dict[str, int]]
 
 
-def stratum_of(task: dict[str, Any]) -> Stratum:
+def stratum_of(task: Mapping[str, Any]) -> Stratum:
     """An example's stratum: its first label (span, task label or accepted option) and its annotator."""
     labels = record_labels(task)
     return (labels[0] if labels else None, annotator_of(task))

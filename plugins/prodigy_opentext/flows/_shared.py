@@ -6,17 +6,20 @@ import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import count
 from pathlib import Path
 from typing import Any
 
 from airflow.sdk import Asset
 
 from prodigy_opentext.audit import VariableAnchor
+from prodigy_opentext.core.agreement import item_key
 from prodigy_opentext.core.audit import AppendResult, AuditLog
 from prodigy_opentext.core.consensus import ConsensusResult, build_consensus
 from prodigy_opentext.core.escalation import adjudication_dataset
 from prodigy_opentext.core.paths import plain_name
 from prodigy_opentext.core.payloads import ExportManifest
+from prodigy_opentext.core.qa import correction_of, rework_dataset
 from prodigy_opentext.core.records import decode_record, standard_json
 from prodigy_opentext.exceptions import AuditAnchorMismatch, DatasetNotFoundError, UnsafeName
 from prodigy_opentext.failures import AuditLogTampered, DatasetRefused, NameRefused, RowsQuarantined
@@ -80,6 +83,8 @@ class MergedBatch:
     export: ExportManifest
     tasks: list[dict[str, Any]]
     consensus: ConsensusResult
+    corrections: list[dict[str, Any]]
+    """The annotators' answers from QA rework, each as its annotator's newest answer to the item."""
 
 
 def adjudications_of(
@@ -94,6 +99,29 @@ def adjudications_of(
         return []
 
 
+def corrections_of(
+    dataset: str,
+    tasks: Iterable[Mapping[str, Any]],
+    prodigy_conn_id: str = ProdigyHook.default_conn_name,
+    *,
+    before_round: int | None = None,
+) -> list[dict[str, Any]]:
+    """The corrections QA rework brought to the items of ``tasks``: the answers in the dataset's rework
+    datasets (``<dataset>_rework_r1``, ``_r2``, ... up to the first that does not exist, or those of the
+    rounds before ``before_round``), each as the answer of the annotator whose answer it replaces
+    (:func:`~prodigy_opentext.core.qa.correction_of`)."""
+    hook = ProdigyHook(prodigy_conn_id)
+    items = {item_key(task) for task in tasks}
+    found: list[dict[str, Any]] = []
+    for qa_round in range(1, before_round) if before_round is not None else count(1):
+        try:
+            rows = list(hook.iter_examples(rework_dataset(dataset, qa_round)))
+        except DatasetNotFoundError:
+            break
+        found += [c for c in map(correction_of, rows) if c is not None and item_key(c) in items]
+    return found
+
+
 def export_and_merge(
     dataset: str,
     until_id: int,
@@ -101,18 +129,22 @@ def export_and_merge(
     prodigy_conn_id: str = ProdigyHook.default_conn_name,
     *,
     min_score: float | None = None,
+    before_round: int | None = None,
 ) -> MergedBatch:
     """Export ``dataset`` up to example ``until_id`` into ``directory`` and build its consensus, with
-    the reviewers' adjudications settling the items they decided (``min_score``: disputes scores below)."""
+    the corrections from QA rework replacing the answers they redo and the reviewers' adjudications
+    settling the items they decided (``min_score``: disputes scores below; ``before_round``: only the
+    corrections of the QA rounds before it, so a round sees the batch as it was when it began)."""
     directory.mkdir(parents=True, exist_ok=True)
     answers = directory / "answers.jsonl"
     export = ProdigyHook(prodigy_conn_id).export_jsonl(dataset, answers, until_id=until_id)
     with open(answers, "rb") as lines:
         tasks = [decode_record(line, row=n) for n, line in enumerate(lines, start=1) if line.strip()]
+    corrections = corrections_of(dataset, tasks, prodigy_conn_id, before_round=before_round)
     consensus = build_consensus(
-        tasks, adjudications=adjudications_of(dataset, prodigy_conn_id), min_score=min_score
+        [*tasks, *corrections], adjudications=adjudications_of(dataset, prodigy_conn_id), min_score=min_score
     )
-    return MergedBatch(answers, export, tasks, consensus)
+    return MergedBatch(answers, export, tasks, consensus, corrections)
 
 
 def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]], named: int = 20) -> int:

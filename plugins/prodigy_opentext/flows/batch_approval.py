@@ -116,6 +116,7 @@ def approval_run(batch: BatchToReview) -> RunRequest:
     and however often a batch is found ready, it gets one run."""
     dataset, version = batch["dataset"], batch["version"]
     return RunRequest(
+        trigger_dag_id="annotation_batch_approval",
         run_id=f"approval__{dataset}__{version}",
         conf={"dataset": dataset, "version": version},
         skip_reason=None,
@@ -291,6 +292,7 @@ def release_run(recorded: RecordedDecision) -> RunRequest:
     """The release run an approved batch starts, named by dataset and version so it starts once."""
     dataset, version = recorded["dataset"], recorded["version"]
     return RunRequest(
+        trigger_dag_id="dataset_release",
         run_id=f"release__{dataset}__{version}",
         conf={"dataset": dataset, "version": version},
         skip_reason=None if recorded["approved"] else f"{dataset}@{version} was not approved: no release",

@@ -41,6 +41,7 @@ from prodigy_opentext.exceptions import AdjudicationInvalid
 from prodigy_opentext.flows._approvals import annotators_of
 from prodigy_opentext.flows._shared import checked_name, export_and_merge, record_in_audit_log
 from prodigy_opentext.flows.batch_approval import approval_run
+from prodigy_opentext.flows.qa import QA_SETTINGS_META, qa_run
 from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
 from prodigy_opentext.hooks.prodigy import ProdigyHook
 
@@ -88,22 +89,25 @@ def escalation_run(batch: BatchToReview) -> RunRequest:
     found ready); it requests the batch's approval once its items are settled."""
     dataset, version = batch["dataset"], batch["version"]
     return RunRequest(
+        trigger_dag_id="label_escalation",
         run_id=f"escalation__{dataset}__{version}",
         conf={"dataset": dataset, "version": version, "request_approval": True},
         skip_reason=None,
     )
 
 
-def approval_after_escalation(batch: BatchToReview, request_approval: bool) -> RunRequest:
-    """The batch-approval run an escalation run starts once its cases are settled, or why it starts none."""
-    run = approval_run(batch)
+def after_escalation(
+    batch: BatchToReview, request_approval: bool, prodigy_conn_id: str = ProdigyHook.default_conn_name
+) -> RunRequest:
+    """The run an escalation run starts once its cases are settled, or why it starts none: the batch's
+    first QA round when its dataset's meta asks for QA (``qa_review``: the QA settings), else its
+    approval."""
+    settings = ProdigyHook(prodigy_conn_id).get_meta(batch["dataset"]).get(QA_SETTINGS_META)
+    run = approval_run(batch) if settings is None else qa_run(batch, dict(settings), request_approval)
     if request_approval:
         return run
-    return RunRequest(
-        run_id=run["run_id"],
-        conf=run["conf"],
-        skip_reason=f"request_approval is off: {batch['dataset']}@{batch['version']} is not sent to approval",
-    )
+    reason = f"request_approval is off: {batch['dataset']}@{batch['version']} goes no further"
+    return RunRequest(**{**run, "skip_reason": reason})
 
 
 def case_request(case: EscalationCase, escalation_after: str) -> ProcessRequest:
@@ -143,7 +147,7 @@ def check_and_write(
     dataset, pid, reviewer = case["dataset"], decision["process_instance_id"], decision["approver"]
     prodigy = ProdigyHook(prodigy_conn_id)
     meta = prodigy.get_meta(dataset)
-    (process,) = opentext.historic_processes(processInstanceId=pid, includeProcessVariables="true")
+    process = opentext.decided_process(decision)
     try:
         decided = parse_decisions(case, from_rest_variables(process.get("variables")).get(DECISIONS_VARIABLE))
         own = [

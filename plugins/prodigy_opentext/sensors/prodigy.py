@@ -57,7 +57,8 @@ class ProdigyBatchSensor(BaseSensorOperator):
         self.min_answers = min_answers
         self.annotators_per_input = annotators_per_input
         self.min_inputs = min_inputs
-        if not any(isinstance(value, str) for value in (min_answers, annotators_per_input, min_inputs)):
+        given = (min_answers, annotators_per_input, min_inputs)
+        if all(value is None or isinstance(value, int) for value in given):  # not templated nor an XComArg
             BatchTarget.from_rendered(min_answers, annotators_per_input, min_inputs)  # fails the DAG file
         self.prodigy_conn_id = prodigy_conn_id
         self.deferrable = deferrable

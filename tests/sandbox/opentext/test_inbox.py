@@ -127,15 +127,32 @@ def test_reviewer_claims_and_approves_with_a_comment(sandbox: OpenTextSandbox, b
 
 
 def test_outcome_buttons_follow_the_model(sandbox: OpenTextSandbox, business_key):
-    qa = sandbox.start_process("qa_review", business_key)
-    (qa_task,) = sandbox.tasks(processInstanceId=qa["id"])
+    improvement = sandbox.start_process("model_improvement_request", business_key)
+    (improvement_task,) = sandbox.tasks(processInstanceId=improvement["id"])
     page = _page(
-        _signed_in(sandbox, "qa@example.com").get(f"{sandbox.inbox_url}/tasks/{qa_task['id']}", timeout=30)
+        _signed_in(sandbox, "ml@example.com").get(
+            f"{sandbox.inbox_url}/tasks/{improvement_task['id']}", timeout=30
+        )
     )
     assert [(b.get("id"), b.get("value")) for b in page.xpath('//button[@class="outcome"]')] == [
-        ("outcome-pass", "pass"),
-        ("outcome-rework", "rework"),
+        ("approve", "approved"),
+        ("reject", "rejected"),
     ]
+    qa = sandbox.start_process("qa_review", business_key, {"rework_round": 3})
+    (check,) = sandbox.tasks(processInstanceId=qa["id"])
+    sandbox.complete(check["id"], None, "qa@example.com")
+    (record,) = sandbox.tasks(processInstanceId=qa["id"])
+    sandbox.complete(record["id"], None, None, variables={"qa_result": "escalated"})
+    (lead_task,) = sandbox.tasks(processInstanceId=qa["id"])
+    page = _page(
+        _signed_in(sandbox, "lead@example.com").get(
+            f"{sandbox.inbox_url}/tasks/{lead_task['id']}", timeout=30
+        )
+    )
+    assert [(b.get("id"), b.get("value")) for b in page.xpath('//button[@class="outcome"]')] == [
+        ("outcome-accepted", "accepted"),
+        ("reject", "rejected"),
+    ], "the leads' form shows the figures beside the model's declared outcomes"
     intake = sandbox.start_process("annotation_request_intake", business_key)
     (approval,) = sandbox.tasks(processInstanceId=intake["id"])
     sandbox.complete(approval["id"], "approved", "owner@example.com")
@@ -296,3 +313,119 @@ def test_the_dispute_form_shows_the_case_and_submits_one_decision_per_item(
     ]
     history = sandbox.request("GET", f"/historic-task-instances/{task['id']}").json()
     assert (history["assignee"], history["outcome"]) == ("senior@example.com", "decided")
+
+
+SAMPLE = [
+    {
+        "item": "11:ORG@news-alice",
+        "input_hash": 11,
+        "label": None,
+        "text": "Acme buys Initech",
+        "annotator": "news-alice",
+        "stratum": "ORG|news-alice",
+        "answer": "accept",
+        "spans": [{"start": 0, "end": 4, "label": "ORG"}],
+        "accept": [],
+    },
+    {
+        "item": "12:ORG@news-bob",
+        "input_hash": 12,
+        "label": None,
+        "text": "Nothing here",
+        "annotator": "news-bob",
+        "stratum": "None|news-bob",
+        "answer": "accept",
+        "spans": [],
+        "accept": [],
+    },
+]
+QA_ROUND = {
+    "dataset": "news",
+    "rework_round": 1,
+    "max_rounds": 2,
+    "population": 40,
+    "max_error_rate": 0.1,
+    "confidence": 0.95,
+    "sample": SAMPLE,
+    "strata": {
+        "ORG|news-alice": {"population": 20, "sampled": 1},
+        "None|news-bob": {"population": 20, "sampled": 1},
+    },
+    "qa_reasons": ["wrong_label", "missed_span", "other"],
+}
+
+
+def test_the_qa_form_shows_the_sample_and_submits_one_judgement_per_answer(
+    sandbox: OpenTextSandbox, business_key
+):
+    instance = sandbox.start_process("qa_review", business_key, QA_ROUND)
+    (task,) = sandbox.tasks(processInstanceId=instance["id"])
+    qa = _signed_in(sandbox, "qa@example.com")
+    page = _page(qa.get(f"{sandbox.inbox_url}/tasks/{task['id']}", timeout=30))
+    assert [f.get("data-item") for f in page.xpath('//fieldset[starts-with(@id, "qa-item-")]')] == [
+        "11:ORG@news-alice",
+        "12:ORG@news-bob",
+    ]
+    assert page.xpath('//fieldset[@id="qa-item-1"]//mark')[0].text == "Acme", "the answer's span is marked"
+    assert [o.get("value") for o in page.xpath('//select[@id="reason-2"]/option')] == [
+        "",
+        "wrong_label",
+        "missed_span",
+        "other",
+    ]
+    strata = [
+        [c.text_content() for c in row.xpath("td")]
+        for row in page.xpath('//table[@id="qa-sample-strata"]/tbody/tr')
+    ]
+    assert strata == [["ORG", "news-alice", "20", "1"], ["(no label)", "news-bob", "20", "1"]]
+    assert "within 10.0%" in page.get_element_by_id("qa-rule").text_content()
+    assert not page.xpath('//tr[@data-variable="sample"]'), "the sample is shown by the form, not as JSON"
+
+    unjudged = _post(qa, sandbox, task["id"], action="decide", **{"verdict-1": "pass"})
+    assert unjudged.status_code == 400
+    assert "answer 2 has no verdict" in _page(unjudged).get_element_by_id("error").text
+    no_reason = _post(qa, sandbox, task["id"], action="decide", **{"verdict-1": "pass", "verdict-2": "fail"})
+    assert "answer 2 failed without a reason" in _page(no_reason).get_element_by_id("error").text
+    assert [t["id"] for t in sandbox.tasks(processInstanceId=instance["id"])] == [task["id"]], "still open"
+
+    form = {"verdict-1": "pass", "verdict-2": "fail", "reason-2": "missed_span", "comment-2": " Initech "}
+    done = _post(qa, sandbox, task["id"], action="decide", **form)
+    assert done.status_code == 303, done.text
+    (record,) = sandbox.tasks(processInstanceId=instance["id"])
+    assert record["taskDefinitionKey"] == "record_qa"
+    values = {
+        v["name"]: v["value"]
+        for v in sandbox.request("GET", f"/process-instances/{instance['id']}/variables").json()
+    }
+    assert values["qa_judgements"] == [
+        {"item": "11:ORG@news-alice", "verdict": "pass", "reason": None, "comment": ""},
+        {"item": "12:ORG@news-bob", "verdict": "fail", "reason": "missed_span", "comment": "Initech"},
+    ]
+
+    figures = {
+        "round": 2,
+        "population": 40,
+        "sampled": 2,
+        "failed": 1,
+        "error_rate": 0.5,
+        "upper_bound": 0.9747,
+        "max_error_rate": 0.1,
+        "confidence": 0.95,
+        "passed": False,
+        "by_reason": {"missed_span": 1},
+        "by_stratum": {"None|news-bob": {"sampled": 1, "failed": 1}},
+    }
+    sandbox.complete(record["id"], None, None, variables={"qa_result": "escalated", "qa_figures": figures})
+    (lead_task,) = sandbox.tasks(processInstanceId=instance["id"])
+    lead_page = _page(
+        _signed_in(sandbox, "lead@example.com").get(
+            f"{sandbox.inbox_url}/tasks/{lead_task['id']}", timeout=30
+        )
+    )
+    shown = {
+        row.xpath("td")[0].text_content(): row.xpath("td")[1].text_content()
+        for row in lead_page.xpath('//table[@id="qa-figures"]/tbody/tr')
+    }
+    assert shown["Upper bound"] == "97.5% at 95.0% confidence" and shown["Failed: missed span"] == "1"
+    assert not lead_page.xpath('//tr[@data-variable="qa_figures"]'), "figures in a table, not as JSON"
+    assert "{" not in lead_page.get_element_by_id("form-fields").text_content()

@@ -156,10 +156,10 @@ def test_delegation_hands_over_and_back(sandbox: OpenTextSandbox, business_key):
 
 
 def test_history_filters(sandbox: OpenTextSandbox, business_key):
-    done = sandbox.start_process("qa_review", business_key)
-    open_one = sandbox.start_process("qa_review", business_key)
+    done = sandbox.start_process("model_improvement_request", business_key)
+    open_one = sandbox.start_process("model_improvement_request", business_key)
     (task,) = sandbox.tasks(processInstanceId=done["id"])
-    sandbox.complete(task["id"], "pass", "qa@example.com")
+    sandbox.complete(task["id"], "approved", "ml@example.com")
 
     def ids(path: str, **params: str) -> list[str]:
         body = sandbox.request("GET", path, params={"businessKey": business_key, **params}).json()
@@ -168,14 +168,16 @@ def test_history_filters(sandbox: OpenTextSandbox, business_key):
     assert ids("/historic-process-instances") == [done["id"], open_one["id"]]
     assert ids("/historic-process-instances", finished="true") == [done["id"]]
     assert ids("/historic-process-instances", finished="false") == [open_one["id"]]
-    assert ids("/historic-task-instances", taskAssignee="qa@example.com") == [task["id"]]
-    assert ids("/historic-task-instances", finished="true", processDefinitionKey="qa_review") == [task["id"]]
+    assert ids("/historic-task-instances", taskAssignee="ml@example.com") == [task["id"]]
+    assert ids(
+        "/historic-task-instances", finished="true", processDefinitionKey="model_improvement_request"
+    ) == [task["id"]]
     with_variables = sandbox.request(
         "GET",
         "/historic-process-instances",
         params={"processInstanceId": done["id"], "includeProcessVariables": "true"},
     ).json()["_embedded"]["historicProcessInstances"][0]
-    assert {"outcome": "pass", "qa_check_outcome": "pass"}.items() <= {
+    assert {"outcome": "approved", "improvement_approval_outcome": "approved"}.items() <= {
         v["name"]: v["value"] for v in with_variables["variables"]
     }.items()
     assert sandbox.request("GET", "/historic-task-instances", params={"finished": "maybe"}).status_code == 400

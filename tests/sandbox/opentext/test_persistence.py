@@ -16,9 +16,9 @@ def test_restart_keeps_every_kind_of_state(opentext_sandbox: OpenTextSandbox):
     sandbox.complete(sme["id"], "approved", "sme@example.com", comment="Labels look right.")
     (compliance,) = sandbox.tasks(processInstanceId=approval["id"])
     sandbox.claim(compliance["id"], "officer@example.com")
-    finished = sandbox.start_process("qa_review", "qa-7")
-    (qa,) = sandbox.tasks(processInstanceId=finished["id"])
-    sandbox.complete(qa["id"], "pass", "qa@example.com")
+    finished = sandbox.start_process("model_improvement_request", "improvement-7")
+    (improvement,) = sandbox.tasks(processInstanceId=finished["id"])
+    sandbox.complete(improvement["id"], "approved", "ml@example.com")
     dispute = sandbox.start_process("label_dispute_resolution", "dispute-7", {"escalation_after": "PT2H"})
     sandbox.advance_clock(3600)
     token_before = sandbox.token()
@@ -40,7 +40,7 @@ def test_restart_keeps_every_kind_of_state(opentext_sandbox: OpenTextSandbox):
     assert (still_open["id"], still_open["assignee"]) == (compliance["id"], "officer@example.com")
     comments = sandbox.request("GET", f"/process-instances/{approval['id']}/comments").json()
     assert [(c["author"], c["message"]) for c in comments] == [("sme@example.com", "Labels look right.")]
-    assert sandbox.historic_instance(finished["id"])["endActivityId"] == "end_passed"
+    assert sandbox.historic_instance(finished["id"])["endActivityId"] == "end_approved"
     history = sandbox.request("GET", f"/historic-task-instances/{sme['id']}").json()
     assert (history["assignee"], history["outcome"]) == ("sme@example.com", "approved")
 

@@ -27,7 +27,15 @@ MODEL_CONTRACT = {
         },
         {"end_resolved"},
     ),
-    "qa_review": ({"qa_check": "qa-reviewers"}, {"end_passed", "end_rework"}),
+    "qa_review": (
+        {
+            "qa_check": "qa-reviewers",
+            "record_qa": "airflow-service",
+            "lead_review": "annotation-leads",
+            "record_lead": "airflow-service",
+        },
+        {"end_passed", "end_rework", "end_lead_accepted", "end_lead_rejected"},
+    ),
     "annotation_request_intake": (
         {"request_approval": "data-owners", "provision_dataset": "airflow-service"},
         {"end_provisioned", "end_rejected"},
@@ -42,6 +50,7 @@ MODEL_CONTRACT = {
 
 ACCEPTED = {"decisions_accepted": True}
 SENT_BACK = {"decisions_accepted": False, "return_to": "senior_review"}
+QA_PASSED = {"qa_result": "passed"}
 
 # (process key, start variables, [(task it waits at, outcome to give[, variables])], end event reached)
 PATHS = [
@@ -77,8 +86,42 @@ PATHS = [
         ],
         "end_resolved",
     ),
-    ("qa_review", {"rework_round": 1}, [("qa_check", "pass")], "end_passed"),
-    ("qa_review", {"rework_round": 1}, [("qa_check", "rework")], "end_rework"),
+    ("qa_review", {"rework_round": 1}, [("qa_check", None), ("record_qa", None, QA_PASSED)], "end_passed"),
+    (
+        "qa_review",
+        {"rework_round": 1},
+        [
+            ("qa_check", None),
+            ("record_qa", None, {"qa_result": "sent_back"}),
+            ("qa_check", None),
+            ("record_qa", None, {"qa_result": "rework"}),
+        ],
+        "end_rework",
+    ),
+    (
+        "qa_review",
+        {"rework_round": 3},
+        [
+            ("qa_check", None),
+            ("record_qa", None, {"qa_result": "escalated"}),
+            ("lead_review", "accepted"),
+            ("record_lead", None, {"lead_result": "sent_back"}),
+            ("lead_review", "accepted"),
+            ("record_lead", None, {"lead_result": "accepted"}),
+        ],
+        "end_lead_accepted",
+    ),
+    (
+        "qa_review",
+        {"rework_round": 3},
+        [
+            ("qa_check", None),
+            ("record_qa", None, {"qa_result": "escalated"}),
+            ("lead_review", "rejected"),
+            ("record_lead", None, {"lead_result": "rejected"}),
+        ],
+        "end_lead_rejected",
+    ),
     (
         "annotation_request_intake",
         {"source": "s3://bucket/tickets.jsonl"},
