@@ -33,11 +33,11 @@ from typing import Any
 from scripts import stories
 from scripts.configure_airflow_home import REPO
 from scripts.launchers import (
+    DEMO_ANNOTATORS,
     DEMO_DATASET_META,
     DEMO_TASKS,
     REVIEWER_PASSWORD,
     AirflowSite,
-    Annotators,
     ProdigyProject,
     start_airflow_standalone,
     start_opentext_sandbox,
@@ -158,15 +158,16 @@ class Demo:
             f"sme.reviewer@example.com or release.manager@example.com, password {REVIEWER_PASSWORD})"
         )
 
-        annotators = Annotators()
+        names = [name for team in DEMO_ANNOTATORS for name in team.names]
         step(
             f"Prodigy: dataset {DATASET} {json.dumps(DEMO_DATASET_META)} "
             f"served from {DEMO_TASKS.relative_to(REPO)}; "
-            f"simulated annotators {', '.join(annotators.names)} answer every task (seed {annotators.seed})"
+            f"simulated annotators {', '.join(names)} answer every task (carol departs from the guidelines "
+            "on about a third of them)"
         )
         prodigy = ProdigyProject.sqlite(data / "prodigy")
         batch = prodigy.annotated_batch(
-            stack, DATASET, DEMO_DATASET_META, DEMO_TASKS, settings.prodigy_port, env, annotators
+            stack, DATASET, DEMO_DATASET_META, DEMO_TASKS, settings.prodigy_port, env, DEMO_ANNOTATORS
         )
         say(f"    Prodigy sandbox: {batch.url}\n    annotators: {batch.annotators_summary}")
 
@@ -198,6 +199,11 @@ def print_closing_summary(summary: dict[str, Any]) -> None:
         lines.append(f"  {dag_id:27} {run['state']:8} {run['url']}")
     for approval in summary["approvals"]:
         lines.append(f"  {approval['reviewer']} approved '{approval['task']}': {approval['url']}")
+    for qa in summary.get("qa_rounds") or []:
+        rework = qa["rework"]
+        done = f", {rework['tasks']} tasks reworked in {rework['dataset']}" if rework else ": passed"
+        failed = f"{qa['failed']} of {qa['sampled']} sampled answers failed"
+        lines.append(f"  QA round {qa['round']}: {failed}{done}")
     lines.append(f"  release: {summary['release']['path']}")
     lines.append(f"  summary: {summary['data_dir']}/summary.json")
     say("\n".join(lines))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +33,14 @@ DEMO_DATASET_META = {
         "bob": "bob@example.com",
         "carol": "carol@example.com",
     },
+    "qa_review": {
+        "rework_scope": "stratum",
+        "instructions": "Mark every brand name, and nothing else, as BRAND.",
+    },
 }
-"""The demo dataset's meta: its label scheme, and who each Prodigy session is in OpenText (nobody who
-annotated a batch may approve it)."""
+"""The demo dataset's meta: its label scheme, who each Prodigy session is in OpenText (nobody who
+annotated a batch may approve it), and its QA settings (its settled batches go through QA before their
+approval; every answer of an annotator and label with a failure goes to rework)."""
 
 
 @dataclass(frozen=True)
@@ -94,13 +99,20 @@ class Annotators:
     reject: float = 0.0
     ignore: float = 0.0
     flag: float = 0.0
+    reference: Path | None = None
+    """Tasks whose labels an annotator starts from on the same input (rework redone)."""
 
     def arguments(self) -> list[str]:
         rates = {"disagree": self.disagree, "reject": self.reject, "ignore": self.ignore, "flag": self.flag}
         arguments = ["--sessions", ",".join(self.names), "--seed", str(self.seed)]
         for name, rate in rates.items():
             arguments += [f"--{name}", str(rate)]
-        return arguments
+        return arguments + (["--reference", str(self.reference)] if self.reference else [])
+
+
+DEMO_ANNOTATORS = (Annotators(("alice", "bob"), disagree=0.0), Annotators(("carol",), disagree=0.3))
+"""alice and bob follow the guidelines; carol departs from them on about a third of the tasks: the
+escalation story settles the disputes she raises, QA finds her errors, and she reworks them."""
 
 
 @dataclass(frozen=True)
@@ -138,12 +150,21 @@ class ProdigyProject:
                 hook.add_dataset(dataset, dict(meta))
             return hook.set_meta(dataset, dict(meta))
 
-    def serve(self, stack: Stack, dataset: str, source: Path, port: int, env: Mapping[str, str]) -> str:
-        """``python -m sandbox.prodigy serve`` with feed overlap (every annotator sees every task)."""
+    def serve(
+        self,
+        stack: Stack,
+        dataset: str,
+        source: Path,
+        port: int,
+        env: Mapping[str, str],
+        options: Sequence[str] = (),
+    ) -> str:
+        """``python -m sandbox.prodigy serve`` with feed overlap (every annotator sees every task) and any
+        further ``options`` (``--route-by-meta annotator``)."""
         url = f"http://127.0.0.1:{port}"
         command = [sys.executable, "-m", "sandbox.prodigy", "serve", dataset, "--source", str(source)]
-        command += ["--host", "127.0.0.1", "--port", str(port), "--feed-overlap"]
-        stack.start("prodigy-sandbox", command, {**env, "PRODIGY_HOME": str(self.home)})
+        command += ["--host", "127.0.0.1", "--port", str(port), "--feed-overlap", *options]
+        stack.start(f"prodigy-sandbox-{dataset}", command, {**env, "PRODIGY_HOME": str(self.home)})
         wait_for(
             lambda: answers_http(f"{url}/project"),
             timeout=120,
@@ -170,13 +191,25 @@ class ProdigyProject:
         source: Path,
         port: int,
         env: Mapping[str, str],
-        annotators: Annotators,
+        annotators: Sequence[Annotators],
     ) -> AnnotatedBatch:
-        """A dataset created with ``meta``, served from ``source`` and fully annotated."""
+        """A dataset created with ``meta``, served from ``source`` and fully annotated by each team."""
         self.write_config()
         self.update_dataset(dataset, meta, create=True)
         url = self.serve(stack, dataset, source, port, env)
-        return AnnotatedBatch(url, self.annotate(stack, url, dataset, annotators, env))
+        summaries = [self.annotate(stack, url, dataset, team, env) for team in annotators]
+        return AnnotatedBatch(url, "; ".join(summaries))
+
+    def dataset_meta(self, dataset: str) -> dict[str, Any] | None:
+        """The dataset's meta, or None while it does not exist."""
+        with connection_variables({"AIRFLOW_CONN_PRODIGY_DEFAULT": self.connection()}):
+            from prodigy_opentext.exceptions import DatasetNotFoundError
+            from prodigy_opentext.hooks.prodigy import ProdigyHook
+
+            try:
+                return ProdigyHook().get_meta(dataset)
+            except DatasetNotFoundError:
+                return None
 
 
 class AnnotatedBatch(NamedTuple):

@@ -1,6 +1,6 @@
 """The batch approval story (flow 1): a settled batch approved by an SME in OpenText.
 
-The escalation run that settled the batch (the escalation story) starts its ``annotation_batch_approval``
+The QA round that passed the settled batch (the QA story) starts its ``annotation_batch_approval``
 run; once that run waits deferred for the OpenText task, the SME approves it with a comment, and the run
 records the sign-off.
 """

@@ -4,7 +4,8 @@ The batch is marked ready; ``annotation_ready_batches`` (scheduled every 30 minu
 story need not wait) starts its ``label_escalation`` run; for each case that opens in OpenText (a
 ``label_dispute_resolution`` process), the senior annotator takes, for every item, the version most
 annotators gave; Airflow checks the decisions and writes them into Prodigy as adjudicated examples, then
-starts the settled batch's approval run. Journal result: ``adjudicated`` (cases and items decided).
+starts the settled batch's first QA round (the demo dataset's meta asks for QA). Journal result:
+``adjudicated`` (cases and items decided).
 """
 
 from __future__ import annotations

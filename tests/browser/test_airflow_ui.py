@@ -122,7 +122,7 @@ def release_site(tmp: Path) -> Iterator[ReleaseSite]:
             reviewer.deploy_models()
             prodigy = ProdigyProject.sqlite(tmp / "prodigy")
             prodigy.annotated_batch(
-                stack, DATASET, DEMO_DATASET_META, DEMO_TASKS, free_port(), env, Annotators(disagree=0.0)
+                stack, DATASET, DEMO_DATASET_META, DEMO_TASKS, free_port(), env, (Annotators(disagree=0.0),)
             )
             home = tmp / "airflow-home"
             home.mkdir()
