@@ -264,6 +264,11 @@ def test_a_failed_round_is_reworked_by_its_annotators_and_the_next_round_passes(
         audit_path=data / "audit" / "governance.jsonl",
         run_id="manual__qa",
     )
+    manifest = json.loads(Path(release["manifest"]).read_text())
+    assert len(manifest["reworked"]) == ITEMS and {e["session"] for e in manifest["reworked"]} == {
+        f"{dataset}_rework_r1-bob"
+    }, "the manifest lists every answer bob redid"
+    assert {e["round"] for e in manifest["reworked"]} == {1}
     released = [
         json.loads(line) for line in (Path(release["path"]) / "annotations.jsonl").read_text().splitlines()
     ]

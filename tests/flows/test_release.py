@@ -172,6 +172,7 @@ def staged(folder: Path, labels: list[str]) -> dict:
         "disputes": str(disputes),
         "sessions": ["brands-alice"],
         "adjudications": [],
+        "reworked": [],
     }
 
 

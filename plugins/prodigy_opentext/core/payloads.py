@@ -373,6 +373,8 @@ class StagedRelease(ReleaseTarget):
     """The people (OpenText e-mails) behind ``sessions``: none of them may approve this data."""
     adjudications: list[dict[str, Any]]
     """The reviewers' decisions on items the annotators did not settle, as the manifest lists them."""
+    reworked: list[dict[str, Any]]
+    """The answers QA sent back and their annotators redid, as the manifest lists them."""
     consensus: ConsensusCounts
     export: dict[str, Any]
     non_finite_as_null: int

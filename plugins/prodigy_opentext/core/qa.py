@@ -341,3 +341,22 @@ def correction_of(answer: Mapping[str, Any]) -> dict[str, Any] | None:
     if not replaces or answer.get("answer") not in ("accept", "reject"):
         return None
     return {**answer, "_annotator_id": str(replaces)}
+
+
+def reworks_in(corrections: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The QA rework behind a release's answers (for its manifest): which answer was redone, in which
+    round and process, why, by which rework session, and the answer it became."""
+    found = []
+    for correction in corrections:
+        meta = correction.get("meta") or {}
+        found.append(
+            {
+                "item": answer_id(correction),
+                "round": meta.get("rework_round"),
+                "qa_process": meta.get("qa_process"),
+                "reason": meta.get("qa_reason"),
+                "session": correction.get("_session_id"),
+                "answer": correction.get("answer"),
+            }
+        )
+    return sorted(found, key=lambda entry: (entry["item"], str(entry["round"])))

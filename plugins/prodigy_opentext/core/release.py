@@ -120,6 +120,7 @@ def write_release(
     validation: Mapping[str, Any] | None = None,
     approvals: Iterable[Mapping[str, Any]] = (),
     adjudications: Iterable[Mapping[str, Any]] = (),
+    reworked: Iterable[Mapping[str, Any]] = (),
     source_dataset: str | None = None,
     sessions: Iterable[str] = (),
     run_id: str | None = None,
@@ -129,7 +130,8 @@ def write_release(
 
     ``data_files`` are JSONL Prodigy examples (checked, counted and checksummed); ``attachments`` any other
     files (checksummed only). Both are named by their file name, or by the keys of a mapping.
-    ``adjudications`` are the reviewers' decisions the examples hold, listed in the manifest. ``move``
+    ``adjudications`` are the reviewers' decisions the examples hold, ``reworked`` the answers QA sent back
+    and their annotators redid, both listed in the manifest. ``move``
     moves them in instead of copying (only once the release is known to be new).
     """
     target = release_path(root, dataset, version)
@@ -158,6 +160,7 @@ def write_release(
         "validation": validation,
         "approvals": list(approvals),
         "adjudications": list(adjudications),
+        "reworked": list(reworked),
         "run_id": run_id,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }

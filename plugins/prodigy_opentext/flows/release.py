@@ -36,6 +36,7 @@ from prodigy_opentext.core.payloads import (
     StagedRelease,
     TrainingSet,
 )
+from prodigy_opentext.core.qa import reworks_in
 from prodigy_opentext.core.records import RecordSummary, parse_record, sessions_of
 from prodigy_opentext.core.release import MANIFEST_NAME, verify_release, write_release
 from prodigy_opentext.exceptions import ApprovalRefused, ReleaseConflict
@@ -124,6 +125,7 @@ def stage_release_data(
         sessions=sessions,
         annotators=annotators,
         adjudications=adjudications_in(consensus.merged),
+        reworked=reworks_in(merged.corrections),
         consensus=consensus.counts(),
         export={k: export[k] for k in ("rows", "quarantined", "quarantine_path", "sha256")},
         non_finite_as_null=nulled,
@@ -180,6 +182,7 @@ def publish_release(
             validation=validation,
             approvals=approvals,
             adjudications=staged["adjudications"],
+            reworked=staged["reworked"],
             source_dataset=staged["dataset"],
             sessions=staged["sessions"],
             run_id=run_id,
