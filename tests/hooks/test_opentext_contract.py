@@ -292,3 +292,29 @@ def test_persistent_503_gives_up_within_the_budget(sandbox, connect) -> None:
         hook.find_processes(businessKey="none")
     assert unavailable.value.status == 503
     assert "temporarily unavailable" in str(unavailable.value)
+
+
+def test_a_start_reads_the_history_once_before_and_the_running_instances_once_after(
+    hook: OpenTextWorkflowHook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Running instances are in the history too: one read finds a running or finished instance, and
+    the read after the start, of the running instances, is what converges racing starters."""
+    sent: list[tuple[str, str]] = []
+    send = OpenTextWorkflowHook._send
+
+    def counted(self: OpenTextWorkflowHook, method: str, url: str, **kwargs: Any) -> Any:
+        if url != self.settings.token_url:
+            sent.append((method, url.rsplit("/workflow/v1", 1)[-1]))
+        return send(self, method, url, **kwargs)
+
+    monkeypatch.setattr(OpenTextWorkflowHook, "_send", counted)
+    business_key = unique("calls")
+    started = hook.start_process(BATCH_APPROVAL, business_key, {"dataset": "ner", "regulated": False})
+    assert sent == [
+        ("GET", "/historic-process-instances"),
+        ("POST", "/process-instances"),
+        ("GET", "/process-instances"),
+    ]
+    sent.clear()
+    assert hook.start_process(BATCH_APPROVAL, business_key)["id"] == started["id"]
+    assert sent == [("GET", "/historic-process-instances")]

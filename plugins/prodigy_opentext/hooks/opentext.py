@@ -237,6 +237,9 @@ class OpenTextWorkflowHook(BaseHook):
         starts in flight to land, then takes the earliest running instance with the key (by start time,
         then id) as the one, cancels its own instance if that is not it, and returns the one. Every
         starter picks the same instance, so one stays running whatever the number of workers.
+
+        Three calls for a new instance: the history (running and finished instances alike) before, the
+        start, the running instances after (the runtime, which has every start that landed).
         """
         body: dict[str, Any] = {
             "processDefinitionKey": process_definition_key,
@@ -246,10 +249,12 @@ class OpenTextWorkflowHook(BaseHook):
         if name:
             body["name"] = name
 
-        def existing() -> dict[str, Any] | None:
-            return self.find_by_business_key(process_definition_key, business_key)
+        where = {"processDefinitionKey": process_definition_key, "businessKey": business_key}
 
-        found = existing()
+        def running() -> dict[str, Any] | None:
+            return _earliest(self.find_processes(**where))
+
+        found = self.find_by_business_key(process_definition_key, business_key)
         if found is not None:
             self.log.info(
                 "Process %s with business key %s exists: %s",
@@ -258,9 +263,13 @@ class OpenTextWorkflowHook(BaseHook):
                 found["id"],
             )
             return found
-        started = self._post_once("/process-instances", body, existing)
+        started = self._post_once(
+            "/process-instances",
+            body,
+            lambda: self.find_by_business_key(process_definition_key, business_key),
+        )
         time.sleep(self.settings.start_settle_seconds)
-        the_one = existing() or started
+        the_one = running() or started
         if the_one["id"] != started["id"]:
             self.log.warning(
                 "Process %s with business key %s was started twice at once: keeping %s, cancelling %s",
@@ -274,12 +283,16 @@ class OpenTextWorkflowHook(BaseHook):
 
     def find_by_business_key(self, process_definition_key: str, business_key: str) -> dict[str, Any] | None:
         """The running instance with this business key (the earliest started, should several run), else
-        the most recently started finished one, leaving out duplicates cancelled after a start race)."""
+        the most recently started finished one, leaving out duplicates cancelled after a start race).
+
+        One read: the history holds running instances (no ``endTime``) beside finished ones.
+        """
         where = {"processDefinitionKey": process_definition_key, "businessKey": business_key}
-        running = self.find_processes(**where)
-        if running:
-            return min(running, key=lambda process: (str(process.get("startTime") or ""), process["id"]))
-        finished = standing_instances(self.historic_processes(**where, sort="startTime", order="desc"))
+        instances = self.historic_processes(**where, sort="startTime", order="desc")
+        running = _earliest([process for process in instances if not process.get("endTime")])
+        if running is not None:
+            return running
+        finished = standing_instances(instances)
         return dict(finished[0]) if finished else None
 
     def get_process(self, process_instance_id: str, include_variables: bool = True) -> dict[str, Any]:
@@ -415,3 +428,10 @@ class OpenTextWorkflowHook(BaseHook):
             else:
                 read.answered(reply)
         return read.decision
+
+
+def _earliest(instances: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The instance that stands among running ones with one business key: the earliest started (then by id)."""
+    if not instances:
+        return None
+    return min(instances, key=lambda process: (str(process.get("startTime") or ""), process["id"]))
