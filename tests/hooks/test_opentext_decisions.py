@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from prodigy_opentext.core.payloads import Decision
 from prodigy_opentext.exceptions import OpenTextNotFoundError
 from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
 from prodigy_opentext.hooks.opentext_async import OpenTextWorkflowAsyncHook
@@ -127,3 +128,37 @@ def test_comments_gone_with_a_finished_process_give_the_same_decision_on_both_ho
     assert without["sync"] == without["async"]
     assert without["sync"]["comments"] == []
     assert {**without["sync"], "comments": with_comments["sync"]["comments"]} == with_comments["sync"]
+
+
+def test_waiting_at_a_task_is_read_with_what_the_work_needs_and_nothing_is_read_twice(
+    sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sync hook keeps what its decision read saw: the task that waits (its id, to complete it) and
+    the process with its variables, so a service task's work reads neither again; a decision from
+    elsewhere (a trigger's event) gets the variables read anew."""
+    process_id = start_batch(sandbox, regulated=True)
+    hook = OpenTextWorkflowHook()
+    assert hook.read_decision(process_id, open_task_key="compliance_review") is None
+    decide(sandbox, process_id, "approved")
+    decision = hook.read_decision(process_id, open_task_key="compliance_review")
+    assert decision is not None and (decision["watched"], decision["approver"]) == ("open_task", SME)
+    (waiting,) = sandbox.tasks(processInstanceId=process_id)
+    seen = hook.seen_with(decision)
+    assert seen is not None
+    assert [task["id"] for task in seen.open_tasks("compliance_review") or []] == [waiting["id"]]
+
+    sent: list[str] = []
+    send = OpenTextWorkflowHook._send
+    monkeypatch.setattr(
+        OpenTextWorkflowHook,
+        "_send",
+        lambda self, method, url, **kw: sent.append(url) or send(self, method, url, **kw),
+    )
+    process = hook.decided_process(decision)
+    assert sent == [] and process["id"] == process_id
+    assert {v["name"]: v["value"] for v in process["variables"]}["sme_review_outcome"] == "approved"
+
+    from_elsewhere = Decision(**decision)  # equal, but not the one this hook read
+    assert hook.seen_with(from_elsewhere) is None
+    assert hook.decided_process(from_elsewhere)["id"] == process_id
+    assert [url.rsplit("/workflow/v1", 1)[-1] for url in sent] == ["/historic-process-instances"]

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from prodigy_opentext._opentext.paging import embedded_items
-from prodigy_opentext._opentext.variables import from_rest_variables
+from prodigy_opentext._opentext.paging import embedded_items, next_page_offset
+from prodigy_opentext._opentext.variables import from_rest_variables, parse_timestamp
 from prodigy_opentext.core.payloads import Comment, Decision
 from prodigy_opentext.exceptions import OpenTextError, OpenTextNotFoundError
 
@@ -26,9 +27,56 @@ class ApiCall:
     params: dict[str, Any] | None = None
 
 
+# Tasks per page when the probe reads a process's task history (most processes hold a handful).
+TASK_PAGE = 100
+
+
+@dataclass
+class ProbeSeen:
+    """What a decision probe read on its way, besides the decision: the process instance (with its
+    variables) and, where it looked at them, the process's tasks (open and finished, from its history)."""
+
+    process: dict[str, Any] | None = None
+    tasks: list[dict[str, Any]] | None = None
+
+    def open_tasks(self, task_definition_key: str) -> list[dict[str, Any]] | None:
+        """The process's open tasks of that definition when the probe read its tasks, else None."""
+        if self.tasks is None:
+            return None
+        return [
+            task
+            for task in self.tasks
+            if not task.get("endTime") and task.get("taskDefinitionKey") == task_definition_key
+        ]
+
+
 def comment_of(raw: Mapping[str, Any]) -> Comment:
     """A comment as OpenText lists it, reduced to who said what when."""
     return Comment(author=raw.get("author"), message=raw.get("message"), time=raw.get("time"))
+
+
+def _process_tasks(process_instance_id: str) -> Generator[ApiCall, Any, list[dict[str, Any]]]:
+    """Every task of the process, open (no ``endTime``) and finished, from its task history, page by page
+    (one page for most processes)."""
+    tasks: list[dict[str, Any]] = []
+    offset: int | None = 0
+    while offset is not None:
+        params = {
+            "processInstanceId": process_instance_id,
+            "sort": "startTime",
+            "order": "asc",
+            "offset": offset,
+            "count": TASK_PAGE,
+        }
+        answer = yield ApiCall("/historic-task-instances", params)
+        items = embedded_items(answer)
+        tasks += items
+        offset = next_page_offset(answer, offset, len(items), TASK_PAGE)
+    return tasks
+
+
+def _ended_at(task: Mapping[str, Any]) -> tuple[datetime, str]:
+    return parse_timestamp(str(task["endTime"])), str(task.get("startTime") or "")
 
 
 def decision_probe(
@@ -36,6 +84,7 @@ def decision_probe(
     task_definition_key: str | None = None,
     decision_variable: str | None = None,
     open_task_key: str | None = None,
+    seen: ProbeSeen | None = None,
 ) -> Generator[ApiCall, Any, Decision | None]:
     """Read whether a decision exists.
 
@@ -46,6 +95,10 @@ def decision_probe(
     the instance ended. An instance that ends first is decided as well, so a cancelled process never
     leaves a wait hanging. An unknown instance is an error; comments a service no longer keeps for a
     finished instance (404) are none.
+
+    Waiting at ``open_task_key`` is read from the process's task history, which holds its open tasks (no
+    ``endTime``) beside the finished ones: one read says both whether the process waits there and who
+    decided last. ``seen``, when given, gets the process and those tasks.
     """
     process_answer = yield ApiCall(
         "/historic-process-instances",
@@ -55,29 +108,42 @@ def decision_probe(
     if not found:
         raise OpenTextNotFoundError(f"process instance {process_instance_id} does not exist", status=404)
     process = found[0]
+    if seen is not None:
+        seen.process = process
     variables = from_rest_variables(process.get("variables"))
     ended = bool(process.get("endTime"))
     if open_task_key and not ended:
-        waiting = yield ApiCall(
-            "/tasks", {"processInstanceId": process_instance_id, "taskDefinitionKey": open_task_key}
-        )
-        if not embedded_items(waiting):
+        tasks = yield from _process_tasks(process_instance_id)
+        if seen is not None:
+            seen.tasks = tasks
+        if not any(not t.get("endTime") and t.get("taskDefinitionKey") == open_task_key for t in tasks):
             return None
+        finished_tasks = sorted(
+            (
+                t
+                for t in tasks
+                if t.get("endTime")
+                and (not task_definition_key or t.get("taskDefinitionKey") == task_definition_key)
+            ),
+            key=_ended_at,
+            reverse=True,
+        )
     elif (
         not ended
         and not task_definition_key
         and (not decision_variable or variables.get(decision_variable) is None)
     ):
         return None
-    task_filter = {
-        "processInstanceId": process_instance_id,
-        "finished": "true",
-        "sort": "endTime",
-        "order": "desc",
-    }
-    if task_definition_key:
-        task_filter["taskDefinitionKey"] = task_definition_key
-    finished_tasks = embedded_items((yield ApiCall("/historic-task-instances", task_filter)))
+    else:
+        task_filter = {
+            "processInstanceId": process_instance_id,
+            "finished": "true",
+            "sort": "endTime",
+            "order": "desc",
+        }
+        if task_definition_key:
+            task_filter["taskDefinitionKey"] = task_definition_key
+        finished_tasks = embedded_items((yield ApiCall("/historic-task-instances", task_filter)))
     task = finished_tasks[0] if finished_tasks else {}
     if task_definition_key and not task and not ended:
         return None
@@ -121,7 +187,8 @@ class DecisionRead:
     """The decision probe stepped for a hook: the one driver of the sync and the async hook.
 
     The hook sends :attr:`pending` and reports back with :meth:`answered` or :meth:`failed` until
-    :attr:`pending` is None; then :attr:`decision` holds the result (see either hook's ``read_decision``).
+    :attr:`pending` is None; then :attr:`decision` holds the result (see either hook's ``read_decision``)
+    and :attr:`seen` what the reads saw besides it.
     A failed read goes back into the probe, which either carries on (comments gone with a finished
     instance) or re-raises it from :meth:`failed`.
     """
@@ -133,8 +200,9 @@ class DecisionRead:
         decision_variable: str | None = None,
         open_task_key: str | None = None,
     ) -> None:
+        self.seen = ProbeSeen()
         self._probe = decision_probe(
-            process_instance_id, task_definition_key, decision_variable, open_task_key
+            process_instance_id, task_definition_key, decision_variable, open_task_key, self.seen
         )
         self.pending: ApiCall | None = None
         self.decision: Decision | None = None

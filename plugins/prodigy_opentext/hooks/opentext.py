@@ -20,7 +20,7 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.sdk.log import mask_secret
 
 from prodigy_opentext._opentext.answers import TokenCache, decode_answer, query_params, unreachable
-from prodigy_opentext._opentext.decisions import DecisionRead
+from prodigy_opentext._opentext.decisions import DecisionRead, ProbeSeen
 from prodigy_opentext._opentext.models import (
     content_checksum,
     model_process_key,
@@ -63,6 +63,7 @@ class OpenTextWorkflowHook(BaseHook):
         super().__init__(**kwargs)
         self.opentext_conn_id = opentext_conn_id
         self._tokens = TokenCache()
+        self._last_read: DecisionRead | None = None
 
     @cached_property
     def settings(self) -> OpenTextSettings:
@@ -427,7 +428,27 @@ class OpenTextWorkflowHook(BaseHook):
                 read.failed(err)
             else:
                 read.answered(reply)
+        self._last_read = read
         return read.decision
+
+    def seen_with(self, decision: Decision) -> ProbeSeen | None:
+        """What this hook's last :meth:`read_decision` saw besides ``decision`` (the process with its
+        variables; its tasks, open and finished, where it read them), or None when ``decision`` came from
+        elsewhere (a trigger's event, an older read): what the same moment's reads said, not read again."""
+        read = self._last_read
+        return read.seen if read is not None and read.decision is decision else None
+
+    def decided_process(self, decision: Decision) -> dict[str, Any]:
+        """The process instance of ``decision`` with its variables: as read with the decision when this
+        hook read it (the variables the decision was made with), else as OpenText holds it now."""
+        seen = self.seen_with(decision)
+        if seen is not None and seen.process is not None:
+            return seen.process
+        pid = decision["process_instance_id"]
+        found = self.historic_processes(processInstanceId=pid, includeProcessVariables="true")
+        if not found:
+            raise OpenTextNotFoundError(f"process instance {pid} does not exist", status=404)
+        return found[0]
 
 
 def _earliest(instances: list[dict[str, Any]]) -> dict[str, Any] | None:

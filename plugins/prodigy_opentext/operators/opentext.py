@@ -221,7 +221,9 @@ class OpenTextServiceTaskOperator(_OpenTextOperator):
     ``airflow-service``), let ``work`` say what to complete it with, complete it.
 
     ``work(decision, hook, **op_kwargs)`` gets the decision of the people before (who completed the last
-    task, when, with which comments) and the operator's hook (its token reused), and returns a
+    task, when, with which comments) and the operator's hook (its token reused;
+    ``hook.decided_process(decision)`` gives the process variables the decision was read with, without
+    reading them again where the operator read the decision itself), and returns a
     :class:`~prodigy_opentext.core.payloads.ServiceTaskResult`:
     the variables to complete the task with, and whether the work is ``done``. A model may loop back to
     people (the case sent back to its reviewers); then the operator waits for the task again, as often
@@ -323,9 +325,14 @@ class OpenTextServiceTaskOperator(_OpenTextOperator):
                 f"OpenText process {self.process_instance_id} ended ({decision['delete_reason'] or 'at '}"
                 f"{decision['end_activity_id'] or ''}) before it reached {self.task_definition_key!r}"
             )
-        waiting = self.hook.list_tasks(
-            processInstanceId=self.process_instance_id, taskDefinitionKey=self.task_definition_key
-        )
+        # Where this hook just read the decision, that read's task history says which tasks wait; a
+        # decision from the trigger is older, so whether the task is still open is read again.
+        seen = self.hook.seen_with(decision)
+        waiting = seen.open_tasks(self.task_definition_key) if seen is not None else None
+        if waiting is None:
+            waiting = self.hook.list_tasks(
+                processInstanceId=self.process_instance_id, taskDefinitionKey=self.task_definition_key
+            )
         if not waiting:  # the process moved on between the read and now: look again
             self.log.info(
                 "%s is no longer open in %s; waiting again",
