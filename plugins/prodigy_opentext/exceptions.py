@@ -177,6 +177,10 @@ class QAJudgementsInvalid(SubmissionInvalid):
     """A QA reviewer's judgements of a sample that cannot be recorded as they are."""
 
 
+class RequestRefused(SubmissionInvalid):
+    """An annotation request, or its source, that cannot be provisioned as it is."""
+
+
 # --- Validation -----------------------------------------------------------------------------------------
 
 

@@ -293,6 +293,40 @@ class ReworkBatch(TypedDict):
     """The session names the tasks are served to (``meta.annotator``)."""
 
 
+# --- Flow 4: annotation request intake --------------------------------------------------------------
+
+
+class AnnotationRequest(TypedDict):
+    """An approved annotation request waiting in OpenText for its dataset, as checked."""
+
+    process_instance_id: str
+    task_id: str
+    """Its open ``provision_dataset`` task."""
+    title: str
+    source: str
+    task_type: str
+    labels: list[str]
+    instructions: str
+    priority: int
+    due_date: str | None
+    approvers: list[str]
+    annotators: dict[str, str]
+    """Prodigy session name -> e-mail, for the team that annotates."""
+    annotations_per_task: int
+    dataset: str
+
+
+class ProvisionedDataset(TypedDict):
+    """What provisioning a request created (or found from an earlier run), or why it refused."""
+
+    process_instance_id: str
+    dataset: str | None
+    tasks: int
+    duplicates: int
+    stream_path: str | None
+    refused: list[str]
+
+
 # --- Flow 1: batch approval ---------------------------------------------------------------------------
 
 

@@ -29,6 +29,9 @@ HASH_KEYS = ("_input_hash", "_task_hash")
 RawRecord = bytes | bytearray | memoryview | str
 
 
+SOURCE_FORMATS = ("jsonl", "json", "csv", "txt")
+
+
 def check_dataset_name(name: str) -> str:
     """Prodigy's rule for dataset names: not empty, no commas, no whitespace."""
     if not isinstance(name, str) or not name or "," in name or any(char.isspace() for char in name):
@@ -182,19 +185,27 @@ def set_hashes(task: dict[str, Any]) -> dict[str, Any]:
 def read_task_source(
     path: Path | str, *, source_format: str | None = None, text_column: str = "text"
 ) -> list[dict[str, Any]]:
-    """Tasks from a JSONL or CSV file, with hashes; all bad lines are named in one :class:`InvalidRecords`.
+    """Tasks from a JSONL, CSV or plain-text file, with hashes; all bad lines are named in one
+    :class:`InvalidRecords`.
 
-    A CSV row becomes ``{"text": <text_column>, "meta": {<the other columns>}}``. The format comes from the
-    file suffix (``.jsonl``/``.json``/``.csv``) unless ``source_format`` names it.
+    A CSV row becomes ``{"text": <text_column>, "meta": {<the other columns>}}``, a line of plain text
+    ``{"text": <line>}``. The format comes from the file suffix (``.jsonl``/``.json``/``.csv``/``.txt``)
+    unless ``source_format`` names it.
     """
     path = Path(path)
     source_format = (source_format or path.suffix.lstrip(".")).lower()
-    if source_format not in ("jsonl", "json", "csv"):
-        raise ValueError(f"{path}: source format {source_format!r} is not jsonl or csv")
+    if source_format not in SOURCE_FORMATS:
+        raise ValueError(f"{path}: source format {source_format!r} is not one of {', '.join(SOURCE_FORMATS)}")
     errors: list[InvalidRecord] = []
     tasks: list[dict[str, Any]] = []
     with path.open(encoding="utf-8", newline="") as handle:
-        rows = _csv_tasks(handle, text_column) if source_format == "csv" else _jsonl_tasks(handle)
+        rows = (
+            _csv_tasks(handle, text_column)
+            if source_format == "csv"
+            else _text_tasks(handle)
+            if source_format == "txt"
+            else _jsonl_tasks(handle)
+        )
         for row in rows:
             if isinstance(row, InvalidRecord):
                 errors.append(row)
@@ -203,6 +214,12 @@ def read_task_source(
     if errors:
         raise InvalidRecords(str(path), errors)
     return tasks
+
+
+def _text_tasks(handle: Iterable[str]) -> Iterator[dict[str, Any] | InvalidRecord]:
+    for text in handle:
+        if text.strip():
+            yield {"text": text.rstrip("\r\n")}
 
 
 def _jsonl_tasks(handle: Iterable[str]) -> Iterator[dict[str, Any] | InvalidRecord]:

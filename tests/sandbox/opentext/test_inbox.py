@@ -164,8 +164,8 @@ def test_outcome_buttons_follow_the_model(sandbox: OpenTextSandbox, business_key
     refused = _post(owner, sandbox, provision["id"], action="complete")
     assert refused.status_code == 403
     assert "airflow-service" in _page(refused).get_element_by_id("error").text
-    sandbox.complete(provision["id"], None, None)  # Airflow's own step, done by its client
-    assert sandbox.historic_instance(intake["id"])["endActivityId"] == "end_provisioned"
+    sandbox.complete(provision["id"], None, None, variables={"provisioned": False})  # Airflow's own step
+    assert sandbox.historic_instance(intake["id"])["endActivityId"] == "end_source_refused"
 
 
 def test_inbox_shows_what_a_reviewer_may_do_and_refuses_the_rest(sandbox: OpenTextSandbox, business_key):

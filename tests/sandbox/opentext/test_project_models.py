@@ -37,8 +37,12 @@ MODEL_CONTRACT = {
         {"end_passed", "end_rework", "end_lead_accepted", "end_lead_rejected"},
     ),
     "annotation_request_intake": (
-        {"request_approval": "data-owners", "provision_dataset": "airflow-service"},
-        {"end_provisioned", "end_rejected"},
+        {
+            "request_approval": "data-owners",
+            "provision_dataset": "airflow-service",
+            "track_progress": "airflow-service",
+        },
+        {"end_annotated", "end_source_refused", "end_rejected"},
     ),
     "regulated_content_access": (
         {"access_approval": "compliance-officers", "case_closure": "compliance-officers"},
@@ -125,8 +129,18 @@ PATHS = [
     (
         "annotation_request_intake",
         {"source": "s3://bucket/tickets.jsonl"},
-        [("request_approval", "approved"), ("provision_dataset", None)],
-        "end_provisioned",
+        [
+            ("request_approval", "approved"),
+            ("provision_dataset", None, {"provisioned": True}),
+            ("track_progress", None),
+        ],
+        "end_annotated",
+    ),
+    (
+        "annotation_request_intake",
+        {"source": "s3://bucket/tickets.jsonl"},
+        [("request_approval", "approved"), ("provision_dataset", None, {"provisioned": False})],
+        "end_source_refused",
     ),
     ("annotation_request_intake", {}, [("request_approval", "rejected")], "end_rejected"),
     (
