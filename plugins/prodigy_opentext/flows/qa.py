@@ -169,7 +169,7 @@ def record_round(
     fix, the judgements cleared; nothing is recorded then.
     """
     pid, reviewer = decision["process_instance_id"], decision["approver"]
-    _, variables = _process(opentext, pid)
+    variables = from_rest_variables(opentext.decided_process(decision).get("variables"))
     try:
         if _annotated_by(qa_round, reviewer):
             raise QAJudgementsInvalid(
