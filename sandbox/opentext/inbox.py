@@ -8,7 +8,11 @@ Element ids are stable for browser tests: on ``/inbox/login`` ``#tenant``, ``#em
 ``[data-variable=<name>]``, ``#comments``, ``#comment``, ``#claim``, the task form's fields
 (``#form-fields``, by formKey: :mod:`sandbox.opentext.forms`) or else one button per outcome (``#approve``
 for ``approved``, ``#reject`` for ``rejected``, ``#outcome-<value>`` otherwise) or ``#complete`` with a
-free ``#outcome`` field, and ``#notice`` / ``#error`` messages.
+free ``#outcome`` field, and ``#notice`` / ``#error`` messages. ``/inbox/requests/new`` (linked as
+``#new-request``) is the form a business user submits an annotation request with: it starts an
+``annotation_request_intake`` process by its message ``annotationRequest``, as that user, with the fields
+``#title``, ``#source``, ``#task-type``, ``#labels``, ``#instructions``, ``#priority``, ``#due-date``,
+``#approvers``, ``#annotators``, ``#annotations-per-task`` and ``#dataset`` (``#submit-request``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 from html import escape
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
@@ -191,9 +195,117 @@ def inbox(
         '<label for="group">Group (shows all of its open tasks; empty: yours and those you may claim)</label>'
         f'<input id="group" name="group" value="{escape(group or "")}">'
         '<button id="apply-filter" type="submit">Show tasks</button></form>'
-        f'<p id="task-count">{page.total} open task(s)</p>' + table
+        f'<p id="task-count">{page.total} open task(s)</p>'
+        + table
+        + '<p><a id="new-request" href="/inbox/requests/new">New annotation request</a></p>'
     )
     return _html("Reviewer inbox", body)
+
+
+REQUEST_MESSAGE = "annotationRequest"
+REQUEST_FIELDS = (
+    ("title", "Title", "input", "What the annotation work is for"),
+    ("source", "Source", "input", "A file in the intake folder: JSONL, CSV or plain text, one task per line"),
+    ("task-type", "Task type", ("ner", "textcat", "choice"), ""),
+    ("labels", "Labels", "input", "Comma-separated, e.g. BRAND, PRODUCT"),
+    ("instructions", "Instructions", "textarea", "What annotators must do"),
+    ("priority", "Priority", ("normal", "high", "urgent", "low"), ""),
+    ("due-date", "Due date", "date", ""),
+    ("approvers", "Approvers", "input", "E-mails of the data owners asked to approve"),
+    ("annotators", "Annotators", "input", "E-mails of the team, comma-separated"),
+    ("annotations-per-task", "Annotations per task", "number", ""),
+    ("dataset", "Dataset (optional)", "input", "Prodigy dataset name; empty: made from the title"),
+)
+LIST_FIELDS = ("labels", "approvers", "annotators")
+
+
+def _request_field(field: str, label: str, kind: str | tuple[str, ...], hint: str, value: str) -> str:
+    attributes = f'id="{field}" name="{field}"'
+    if isinstance(kind, tuple):
+        options = "".join(
+            f'<option value="{o}"{" selected" if o == value else ""}>{o}</option>' for o in kind
+        )
+        control = f"<select {attributes}>{options}</select>"
+    elif kind == "textarea":
+        control = f"<textarea {attributes}>{escape(value)}</textarea>"
+    else:
+        extra = ' min="1"' if kind == "number" else ""
+        shown = "text" if kind == "input" else kind
+        control = f'<input {attributes} type="{shown}"{extra} value="{escape(value)}">'
+    return f'<label for="{field}">{label}</label>{control}' + (
+        f"<small>{escape(hint)}</small>" if hint else ""
+    )
+
+
+def _request_page(
+    principal: Principal,
+    service: WorkflowService,
+    form: dict[str, str],
+    error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    defaults = {"annotations-per-task": "1", **form}
+    fields = "".join(
+        _request_field(f, label, kind, hint, defaults.get(f, "")) for f, label, kind, hint in REQUEST_FIELDS
+    )
+    body = (
+        "<h1>New annotation request</h1>"
+        + _signed_in_bar(principal, service)
+        + _messages(None, error)
+        + f'<form id="request-form" method="post" action="/inbox/requests/new">{fields}'
+        '<button id="submit-request" type="submit">Submit request</button></form>'
+        '<a id="back" href="/inbox">Back to inbox</a>'
+    )
+    return _html("New annotation request", body, status_code)
+
+
+@inbox_router.get("/requests/new", response_class=HTMLResponse)
+def new_request_page(request: Request) -> HTMLResponse:
+    principal, service = _signed_in(request)
+    return _request_page(principal, service, {})
+
+
+@inbox_router.post("/requests/new")
+async def submit_request(request: Request) -> Response:
+    """Start the request's intake process as the signed-in user, by the model's start message."""
+    form = {key: value for key, value in (await request.form()).items() if isinstance(value, str)}
+    return await run_in_threadpool(_submit_request, request, form)
+
+
+def _submit_request(request: Request, form: dict[str, str]) -> Response:
+    principal, service = _signed_in(request)
+    missing = [
+        label
+        for f, label, _, _ in REQUEST_FIELDS
+        if f in ("title", "source", "labels", "annotators") and not form.get(f, "").strip()
+    ]
+    if missing:
+        return _request_page(principal, service, form, f"Fill in: {', '.join(missing)}.", 400)
+    variables: list[dict[str, Any]] = []
+    for field, _, kind, _ in REQUEST_FIELDS:
+        value = form.get(field, "").strip()
+        name = field.replace("-", "_")
+        if field in LIST_FIELDS:
+            variables.append(
+                {"name": name, "type": "json", "value": [v.strip() for v in value.split(",") if v.strip()]}
+            )
+        elif kind == "number":
+            variables.append({"name": name, "type": "integer", "value": int(value or 1)})
+        elif value:
+            variables.append({"name": name, "type": "string", "value": value})
+    try:
+        instance = service.start_instance(
+            message=REQUEST_MESSAGE,
+            business_key=f"request:{form['title'].strip()[:60]}",
+            name=f"Annotation request: {form['title'].strip()}",
+            variables=variables,
+            user=principal.user,
+            tenant_id=principal.tenant_id,
+        )
+    except ServiceError as failure:
+        return _request_page(principal, service, form, failure.exception, failure.status)
+    done = f"Request “{form['title'].strip()}” submitted ({instance['id']}): the data owners decide on it."
+    return RedirectResponse(_link("/inbox", notice=done), 303)
 
 
 def _signed_in_bar(principal: Principal, service: WorkflowService) -> str:

@@ -429,3 +429,64 @@ def test_the_qa_form_shows_the_sample_and_submits_one_judgement_per_answer(
     assert shown["Upper bound"] == "97.5% at 95.0% confidence" and shown["Failed: missed span"] == "1"
     assert not lead_page.xpath('//tr[@data-variable="qa_figures"]'), "figures in a table, not as JSON"
     assert "{" not in lead_page.get_element_by_id("form-fields").text_content()
+
+
+def test_a_business_user_submits_an_annotation_request_from_the_inbox(sandbox: OpenTextSandbox):
+    sandbox.set_user_groups("business@example.com", [])
+    user = _signed_in(sandbox, "business@example.com")
+    form = _page(user.get(f"{sandbox.inbox_url}/requests/new", timeout=30))
+    assert [o.get("value") for o in form.xpath('//select[@id="task-type"]/option')] == [
+        "ner",
+        "textcat",
+        "choice",
+    ]
+    missing = _post_request(user, sandbox, title="Brands in reviews")
+    assert missing.status_code == 400
+    assert "Fill in: Source, Labels, Annotators" in _page(missing).get_element_by_id("error").text
+    title = f"Brands {os.getpid()}-{id(user)}"
+    done = _post_request(
+        user,
+        sandbox,
+        title=title,
+        source="reviews.jsonl",
+        **{"task-type": "ner", "labels": "BRAND, PRODUCT", "annotators": "alice@example.com,bob@example.com"},
+        **{
+            "annotations-per-task": "2",
+            "priority": "high",
+            "due-date": "2027-01-31",
+            "instructions": "Mark brands.",
+        },
+    )
+    assert done.status_code == 303, done.text
+    (instance,) = [
+        p
+        for p in sandbox.request(
+            "GET",
+            "/historic-process-instances",
+            params={"processDefinitionKey": "annotation_request_intake", "count": 200},
+        ).json()["_embedded"]["historicProcessInstances"]
+        if p.get("name") == f"Annotation request: {title}"
+    ]
+    assert (
+        instance["startActivityId"] == "start_by_message"
+        and instance["startUserId"] == "business@example.com"
+    )
+    values = {
+        v["name"]: v["value"]
+        for v in sandbox.request("GET", f"/process-instances/{instance['id']}/variables").json()
+    }
+    assert values["labels"] == ["BRAND", "PRODUCT"] and values["annotators"] == [
+        "alice@example.com",
+        "bob@example.com",
+    ]
+    assert (values["annotations_per_task"], values["priority"], values["due_date"]) == (
+        2,
+        "high",
+        "2027-01-31",
+    )
+    (approval,) = sandbox.tasks(processInstanceId=instance["id"])
+    assert approval["taskDefinitionKey"] == "request_approval", "the data owners decide on it next"
+
+
+def _post_request(session, sandbox: OpenTextSandbox, **fields: str):
+    return session.post(f"{sandbox.inbox_url}/requests/new", data=fields, allow_redirects=False, timeout=30)
