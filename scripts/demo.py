@@ -186,7 +186,7 @@ class Demo:
         api = start_airflow_standalone(stack, site, site.environment(env, connections))
         say(f"    Airflow UI: {api.url}  (user admin, password {api.password})")
         world = stories.World(
-            api, reviewer, prodigy, DATASET, stack=stack, step=step, review_pause=settings.review_pause
+            api, reviewer, prodigy, DATASET, data, stack=stack, step=step, review_pause=settings.review_pause
         )
         stories.enable_dags(world)
         say(f"    unpaused {', '.join(stories.DAG_IDS)}")
@@ -199,6 +199,11 @@ def print_closing_summary(summary: dict[str, Any]) -> None:
         lines.append(f"  {dag_id:27} {run['state']:8} {run['url']}")
     for approval in summary["approvals"]:
         lines.append(f"  {approval['reviewer']} approved '{approval['task']}': {approval['url']}")
+    if request := summary.get("request"):
+        lines.append(
+            f"  request '{request['title']}': dataset {request['dataset']}, "
+            f"{request['progress']['answers']} answers, review run {request['review_run']}"
+        )
     for qa in summary.get("qa_rounds") or []:
         rework = qa["rework"]
         done = f", {rework['tasks']} tasks reworked in {rework['dataset']}" if rework else ": passed"

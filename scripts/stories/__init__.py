@@ -11,10 +11,17 @@ from __future__ import annotations
 from scripts.stories._story import FlowFailed, Journal, Story, World
 from scripts.stories.batch_approval import BatchApprovalStory
 from scripts.stories.escalation import EscalationStory
+from scripts.stories.intake import IntakeStory
 from scripts.stories.qa import QAStory
 from scripts.stories.release import ReleaseStory
 
-STORIES: tuple[Story, ...] = (EscalationStory(), QAStory(), BatchApprovalStory(), ReleaseStory())
+STORIES: tuple[Story, ...] = (
+    IntakeStory(),
+    EscalationStory(),
+    QAStory(),
+    BatchApprovalStory(),
+    ReleaseStory(),
+)
 DAG_IDS = tuple(dag_id for story in STORIES for dag_id in story.dag_ids)
 
 __all__ = ["DAG_IDS", "STORIES", "FlowFailed", "Journal", "World", "enable_dags", "new_journal", "play"]

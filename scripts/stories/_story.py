@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from scripts.airflow_api import AirflowApi, task_label
@@ -44,6 +45,8 @@ class World:
     reviewer: Reviewer
     prodigy: ProdigyProject
     dataset: str
+    data_dir: Path
+    """Airflow's data folder (``PROJECT_DATA_DIR``): the intake folder requests name their sources in."""
     stack: Stack | None = None
     step: Step = print_step
     review_pause: float = 0.0
