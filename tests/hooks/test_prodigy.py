@@ -128,6 +128,61 @@ def test_examples_the_hook_adds_read_back_through_prodigy(prodigy_conn, run_prod
     assert stats["meta"]["request"] == "REQ-7"
 
 
+def task_hash_indexes(hook: ProdigyHook) -> list[list[str]]:
+    import sqlalchemy as sa
+
+    with hook.get_conn().connect() as conn:
+        indexes = sa.inspect(conn).get_indexes("example")
+    return [index["column_names"] for index in indexes if index["column_names"] == ["task_hash"]]
+
+
+def test_a_dataset_written_case_by_case_is_indexed_by_task_hash_and_a_rerun_adds_nothing(
+    prodigy_conn, run_prodigy
+):
+    """Prodigy's own tables have no index on example(task_hash): the hook's first write adds it, once,
+    so a dataset written in small batches finds its stored examples by hash, not by reading itself."""
+    run_prodigy("db-in", "issues", SAMPLES / "textcat_docs_issues.jsonl")
+    answers = [
+        dict(row, _session_id="issues-dana", _annotator_id="issues-dana")
+        for row in sample_rows("textcat_docs_issues", 9)
+    ]
+    hook = ProdigyHook()
+    assert task_hash_indexes(hook) == []
+    for start in range(0, 9, 3):
+        assert ProdigyHook().add_examples("issues_adjudicated", answers[start : start + 3]) == {
+            "added": 3,
+            "skipped": 0,
+        }
+    assert task_hash_indexes(hook) == [["task_hash"]]
+    again = ProdigyHook()
+    assert again.add_examples("issues_adjudicated", answers) == {"added": 0, "skipped": 9}
+    assert again.add_examples("issues", answers[:2]) == {"added": 2, "skipped": 0}, "another dataset's own"
+    assert task_hash_indexes(hook) == [["task_hash"]]
+    assert jsonl_lines(run_prodigy("db-out", "issues_adjudicated").stdout) == answers
+
+
+def test_a_database_that_refuses_the_index_is_written_without_it_just_as_once(
+    prodigy_conn, run_prodigy, monkeypatch, capsys
+):
+    import sqlalchemy as sa
+
+    def refused(index: sa.Index, bind: sa.Connection, checkfirst: bool = False) -> None:
+        raise sa.exc.ProgrammingError("CREATE INDEX", {}, Exception("permission denied for table example"))
+
+    run_prodigy("db-in", "issues", SAMPLES / "textcat_docs_issues.jsonl")
+    monkeypatch.setattr(sa.Index, "create", refused)
+    answers = [
+        dict(row, _session_id="issues-dana", _annotator_id="issues-dana")
+        for row in sample_rows("textcat_docs_issues", 4)
+    ]
+    assert ProdigyHook().add_examples("issues_adjudicated", answers[:2]) == {"added": 2, "skipped": 0}
+    assert ProdigyHook().add_examples("issues_adjudicated", answers) == {"added": 2, "skipped": 2}
+    logged = capsys.readouterr().out
+    assert "refused the index ix_example_task_hash (permission denied for table example)" in logged
+    assert task_hash_indexes(ProdigyHook()) == []
+    assert ProdigyHook().count("issues_adjudicated") == 4
+
+
 def test_tasks_without_answers_are_kept_once_per_task_hash(prodigy_conn):
     hook = ProdigyHook()
     tasks = [

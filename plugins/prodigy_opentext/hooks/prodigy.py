@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +48,31 @@ INSERT_CHUNK = 500
 SQLITE_IDS_PER_QUERY = 500
 
 
+# The queries of a write that every call runs, as SQL text: each hook has its own engine, so its own
+# statement cache, and a hook is built per task; text costs a fraction of what compiling Core constructs does.
+@cache
+def _dataset_id_query() -> sa.TextClause:
+    import sqlalchemy as sa
+
+    return sa.text("SELECT id FROM dataset WHERE name = :name")
+
+
+@cache
+def _stored_keys_query(indexed: bool) -> sa.TextClause:
+    """The stored examples of a dataset with one of the task hashes: looked up by task hash, each hit's
+    links by example id, when ``example(task_hash)`` is indexed (``+ 0`` keeps SQLite's planner off
+    link(dataset_id), which would walk the whole dataset); else by walking the dataset's links, the cheaper
+    way without that index."""
+    import sqlalchemy as sa
+
+    in_dataset = "link.dataset_id + 0 = :dataset_id" if indexed else "link.dataset_id = :dataset_id"
+    sql = (
+        "SELECT example.id, example.content FROM example JOIN link ON link.example_id = example.id "
+        f"WHERE {in_dataset} AND example.task_hash IN :hashes"
+    )
+    return sa.text(sql).bindparams(sa.bindparam("hashes", expanding=True))
+
+
 def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
@@ -74,6 +99,7 @@ class ProdigyHook(BaseHook):
         self.prodigy_conn_id = prodigy_conn_id
         self.pooled = pooled
         self._tables_exist = False
+        self._task_hash_indexed: bool | None = None  # known on the first write
 
     # Connection and engine
 
@@ -130,11 +156,45 @@ class ProdigyHook(BaseHook):
                 f"{_first_line(err.orig or err)}"
             ) from err
         with conn:
-            if write and not self._tables_exist:
-                with conn.begin():
-                    prodigy_tables().metadata.create_all(conn, checkfirst=True)
-                self._tables_exist = True
+            if write and self._task_hash_indexed is None:
+                self._prepare_for_writes(conn)
             yield conn
+
+    def _prepare_for_writes(self, conn: sa.Connection) -> None:
+        """Create Prodigy's tables where missing, and learn whether ``example(task_hash)`` is indexed,
+        creating the index in a database Prodigy created (once: one scan of the example table). One look
+        at the schema, once per hook. A database that refuses the index (no right to change the table) is
+        written without it: the same de-duplication, reading each dataset's stored examples on every write.
+        """
+        import sqlalchemy as sa
+
+        tables = prodigy_tables()
+        with conn.begin():
+            inspector = sa.inspect(conn)
+            missing = {"dataset", "example", "link"} - set(inspector.get_table_names())
+            if missing:
+                tables.metadata.create_all(conn, checkfirst=True)  # a new example table comes indexed
+            indexed = "example" in missing or any(
+                found.get("column_names") == ["task_hash"] for found in inspector.get_indexes("example")
+            )
+        self._tables_exist = True
+        if not indexed:
+            index = tables.task_hash_index
+            try:
+                with conn.begin():
+                    index.create(conn, checkfirst=True)
+            except sa.exc.DBAPIError as err:
+                self.log.warning(
+                    "Prodigy's %s refused the index %s (%s): examples are de-duplicated without it, "
+                    "reading each dataset's stored examples on every write",
+                    self.target.description,
+                    index.name,
+                    _first_line(err.orig or err),
+                )
+            else:
+                self.log.info("Indexed example(task_hash) in Prodigy's %s", self.target.description)
+                indexed = True
+        self._task_hash_indexed = indexed
 
     def _has_tables(self, conn: sa.Connection) -> bool:
         import sqlalchemy as sa
@@ -245,7 +305,7 @@ class ProdigyHook(BaseHook):
         import sqlalchemy as sa
 
         table = prodigy_tables().dataset
-        existing = conn.execute(sa.select(table.c.id).where(table.c.name == name)).scalar()
+        existing = conn.execute(_dataset_id_query(), {"name": name}).scalar()
         if existing is not None:
             return existing, False
         values = {
@@ -502,21 +562,16 @@ class ProdigyHook(BaseHook):
         self, conn: sa.Connection, dataset_id: int, task_hashes: set[Any]
     ) -> set[tuple[Any, ...]]:
         """The dedupe keys of the dataset's stored examples sharing a task hash with the new ones: only those
-        can be the same example, so a dataset growing by small batches is not read whole each time."""
-        import sqlalchemy as sa
-
-        tables = prodigy_tables()
-        example, link = tables.example, tables.link
+        can be the same example. They are found through the index on example(task_hash), so a dataset
+        written in small batches (a case at a time) costs each batch the same, however much it holds."""
+        query = _stored_keys_query(bool(self._task_hash_indexed))
         hashes = sorted(task_hashes)
         keys = set()
         for start in range(0, len(hashes), INSERT_CHUNK):
-            query = (
-                sa.select(example.c.id, example.c.content)
-                .join(link, link.c.example_id == example.c.id)
-                .where(link.c.dataset_id == dataset_id)
-                .where(example.c.task_hash.in_(hashes[start : start + INSERT_CHUNK]))
+            found = conn.execute(
+                query, {"dataset_id": dataset_id, "hashes": hashes[start : start + INSERT_CHUNK]}
             )
-            for example_id, content in conn.execute(query):
+            for example_id, content in found:
                 try:
                     task = decode_record(as_bytes(content), row=example_id, where="example id")
                 except InvalidRecord:
