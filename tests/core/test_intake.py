@@ -342,9 +342,9 @@ def test_labels_outside_the_request_are_named_by_row() -> None:
     with pytest.raises(RequestRefused) as refused:
         request_tasks(request(), tasks)
     assert refused.value.problems == [
-        "row 2: label(s) LOC, MISC not among the request's labels",
-        "row 4: label(s) GPE not among the request's labels",
-        "row 5: label(s) X not among the request's labels",
+        "task 2: label(s) LOC, MISC not among the request's labels",
+        "task 4: label(s) GPE not among the request's labels",
+        "task 5: label(s) X not among the request's labels",
     ]
 
 
@@ -355,7 +355,7 @@ def test_only_the_first_rows_are_named_and_the_rest_counted(bad, named) -> None:
         request_tasks(request(), tasks)
     problems = refused.value.problems
     assert problems[:named] == [
-        f"row {n}: label(s) LOC not among the request's labels" for n in range(1, named + 1)
+        f"task {n}: label(s) LOC not among the request's labels" for n in range(1, named + 1)
     ]
     rest = bad - named
     assert problems[named:] == ([f"... and {rest} more rows use other labels"] if rest else [])

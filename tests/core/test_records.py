@@ -241,7 +241,7 @@ def test_task_sources_name_every_bad_line(tmp_path):
     ]
     with pytest.raises(InvalidRecords, match="line 1: field 'text': no such column"):
         read_task_source(table)
-    with pytest.raises(ValueError, match="source format 'xml' is not jsonl or csv"):
+    with pytest.raises(ValueError, match="source format 'xml' is not one of jsonl, json, csv, txt"):
         read_task_source(tmp_path / "tasks.xml")
 
 

@@ -102,7 +102,7 @@ def test_approved_requests_become_datasets_and_close_when_their_team_is_done(
         submit(sandbox, request_variables(f"broken_{tag}", "broken.jsonl")): "line 2",
         submit(sandbox, request_variables(f"nocol_{tag}", "no_text.csv")): "line 3: field 'text': empty text",
         submit(sandbox, request_variables(f"empty_{tag}", "empty.jsonl")): "the source holds no tasks",
-        submit(sandbox, request_variables(f"foreign_{tag}", "foreign.jsonl")): "row 2: label(s) ORG",
+        submit(sandbox, request_variables(f"foreign_{tag}", "foreign.jsonl")): "task 2: label(s) ORG",
         submit(sandbox, request_variables(f"outside_{tag}", "/etc/hostname")): "outside the intake folder",
         submit(
             sandbox, request_variables(f"fields_{tag}", "brands.jsonl", task_type="poem")

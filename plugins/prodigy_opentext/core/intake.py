@@ -10,14 +10,16 @@ request or its source is named at once (the request gets it as a comment) before
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
+from prodigy_opentext.core.paths import plain_name
 from prodigy_opentext.core.payloads import AnnotationRequest
 from prodigy_opentext.core.records import check_dataset_name, record_labels, set_hashes
-from prodigy_opentext.exceptions import RequestRefused
+from prodigy_opentext.exceptions import RequestRefused, UnsafeName
 
 INTAKE_PROCESS = "annotation_request_intake"
 PROVISION_STEP = "provision_dataset"
@@ -33,11 +35,14 @@ _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 
 def priority_of(value: Any) -> int | None:
-    """A request's priority as a number (higher first), or None when it is neither a number nor a name."""
+    """A request's priority as a number from 0 to 100 (higher first), or None when it is neither such a
+    number (or its text) nor a name."""
     if isinstance(value, bool):
         return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
     if isinstance(value, int | float):
-        return int(value)
+        return int(value) if math.isfinite(value) and 0 <= value <= 100 else None
     return PRIORITIES.get(str(value).strip().lower())
 
 
@@ -79,8 +84,15 @@ def parse_request(
     if not labels:
         problems.append("labels is empty: list the labels annotators may use")
     annotators = _list_of_text(values.get("annotators"))
-    if not annotators or not all("@" in a for a in annotators):
+    if not annotators or not all(re.fullmatch(r"[^@\s]+@[^@\s]+", a) for a in annotators):
         problems.append("annotators must list the team's e-mail addresses")
+        annotators = []
+    team = {session_name(email): email for email in annotators}
+    clashes = sorted(name for name in team if sum(session_name(e) == name for e in set(annotators)) > 1)
+    if clashes:
+        problems.append(
+            f"annotators {', '.join(clashes)}: two e-mails give one Prodigy session name (the part before @)"
+        )
     priority = priority_of(values.get("priority", "normal"))
     if priority is None:
         problems.append(
@@ -92,18 +104,18 @@ def parse_request(
     per_task = values.get("annotations_per_task", 1)
     if isinstance(per_task, bool) or not isinstance(per_task, int) or per_task < 1:
         problems.append(f"annotations_per_task {per_task!r} must be a whole number of at least 1")
+    elif team and per_task > len(team):
+        problems.append(
+            f"annotations_per_task {per_task} needs at least {per_task} annotators, not {len(team)}"
+        )
     dataset = str(values.get("dataset") or "").strip() or _dataset_for(title, process_instance_id)
     try:
         check_dataset_name(dataset)
-    except ValueError as bad:
+        plain_name(dataset, "dataset")
+    except (ValueError, UnsafeName) as bad:
         problems.append(f"dataset {dataset!r}: {bad}")
     if problems:
         raise RequestRefused(problems)
-    team = {session_name(email): email for email in annotators or []}
-    if isinstance(per_task, int) and per_task > len(team):
-        raise RequestRefused(
-            [f"annotations_per_task {per_task} needs at least {per_task} annotators, not {len(team)}"]
-        )
     return AnnotationRequest(
         process_instance_id=process_instance_id,
         task_id=task_id,
@@ -149,9 +161,9 @@ def request_tasks(request: AnnotationRequest, tasks: Sequence[Mapping[str, Any]]
         raise RequestRefused(["the source holds no tasks: it is empty"])
     allowed = set(request["labels"])
     foreign = [
-        f"row {row}: label(s) {', '.join(sorted(set(labels) - allowed))} not among the request's labels"
-        for row, labels in ((n, record_labels(task)) for n, task in enumerate(tasks, start=1))
-        if set(labels) - allowed
+        f"task {number}: label(s) {', '.join(sorted(labels - allowed))} not among the request's labels"
+        for number, labels in ((n, _labels_used(task)) for n, task in enumerate(tasks, start=1))
+        if labels - allowed
     ]
     if foreign:
         raise RequestRefused(_named(foreign, "rows use other labels"))
@@ -164,11 +176,17 @@ def request_tasks(request: AnnotationRequest, tasks: Sequence[Mapping[str, Any]]
         if request["task_type"] in ("textcat", "choice"):
             ready.setdefault("options", options)
         meta = dict(ready.get("meta") or {})
-        meta.setdefault("request", request["process_instance_id"])
+        meta["request"] = request["process_instance_id"]
         ready["meta"] = meta
         set_hashes(ready)
         prepared.setdefault(ready["_task_hash"], ready)
     return list(prepared.values())
+
+
+def _labels_used(task: Mapping[str, Any]) -> set[str]:
+    """Every label a task names: its spans, its label, accepted options and the options it offers."""
+    offered = {str(o.get("id")) for o in task.get("options") or [] if isinstance(o, Mapping)}
+    return set(record_labels(task)) | offered
 
 
 def _named(problems: list[str], what: str) -> list[str]:

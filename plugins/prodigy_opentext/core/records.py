@@ -198,7 +198,7 @@ def read_task_source(
         raise ValueError(f"{path}: source format {source_format!r} is not one of {', '.join(SOURCE_FORMATS)}")
     errors: list[InvalidRecord] = []
     tasks: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8", newline="") as handle:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
         rows = (
             _csv_tasks(handle, text_column)
             if source_format == "csv"
