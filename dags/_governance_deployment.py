@@ -13,6 +13,8 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+from airflow.sdk import Param
+
 OWNER = "annotation-governance"
 
 DEFAULT_ARGS = {
@@ -21,6 +23,17 @@ DEFAULT_ARGS = {
     "retry_delay": timedelta(seconds=20),
     "retry_exponential_backoff": True,
 }
+
+BATCH_PARAMS = {
+    "dataset": Param("demo_batch", type="string", pattern=r"^[^,\s]+$", title="Dataset"),
+    "version": Param(
+        None,
+        type=["null", "string"],
+        title="Version",
+        description="b<last example id>; empty: the dataset as it is now.",
+    ),
+}
+"""The trigger form's fields naming the batch a flow works on (label escalation, QA)."""
 
 OPENTEXT_POLL_SECONDS = float(os.environ.get("OPENTEXT_POLL_SECONDS", "30"))
 """How often waits read OpenText; a decision resumes its task within this interval (plus a little)."""

@@ -38,7 +38,6 @@ from datetime import timedelta
 import pendulum
 from _governance_deployment import DEFAULT_ARGS, OPENTEXT_POLL_SECONDS, audit_log, data_dir
 from airflow.sdk import Param, dag, task
-from airflow.sdk.exceptions import AirflowSkipException
 
 from prodigy_opentext.core.approvals import BATCH_APPROVAL_PROCESS
 from prodigy_opentext.core.payloads import (
@@ -50,7 +49,7 @@ from prodigy_opentext.core.payloads import (
     RunRequest,
 )
 from prodigy_opentext.flows.batch_approval import (
-    batch_to_review,
+    batch_to_work_on,
     prepare_review_package,
     record_review_decision,
     release_run,
@@ -112,10 +111,7 @@ def annotation_batch_approval():
 
     @task(trigger_rule="none_failed_min_one_success")
     def find_batch(params: dict) -> BatchToReview:
-        batch = batch_to_review(params["dataset"], params["version"] or None)
-        if batch is None:
-            raise AirflowSkipException(f"dataset {params['dataset']} holds no answers yet: nothing to review")
-        return batch
+        return batch_to_work_on(params["dataset"], params["version"])
 
     @task
     def prepare_package(batch: BatchToReview) -> ReviewPackage:
@@ -162,10 +158,7 @@ def annotation_batch_approval():
     run = release_request(recorded)
     TriggerDagRunOnceOperator(
         task_id="start_release",
-        trigger_dag_id=run["trigger_dag_id"],
-        run_id=run["run_id"],
-        conf=run["conf"],
-        skip_reason=run["skip_reason"],
+        run=run,
     )
 
     choose_start() >> [wait_for_batch, batch]

@@ -42,13 +42,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from _governance_deployment import DEFAULT_ARGS, OPENTEXT_POLL_SECONDS, audit_log, data_dir
+from _governance_deployment import BATCH_PARAMS, DEFAULT_ARGS, OPENTEXT_POLL_SECONDS, audit_log, data_dir
 from airflow.sdk import Param, dag, task
-from airflow.sdk.exceptions import AirflowSkipException
 
 from prodigy_opentext.core.escalation import CHECK_STEP, ESCALATION_PROCESS, RESOLVED_END
 from prodigy_opentext.core.payloads import BatchToReview, EscalationCase, ProcessRequest, RunRequest
-from prodigy_opentext.flows.batch_approval import batch_to_review
+from prodigy_opentext.flows.batch_approval import batch_to_work_on
 from prodigy_opentext.flows.escalation import (
     after_escalation,
     case_request,
@@ -73,13 +72,7 @@ from prodigy_opentext.operators.opentext import (
     tags=["prodigy", "opentext", "escalation"],
     doc_md=__doc__,
     params={
-        "dataset": Param("demo_batch", type="string", pattern=r"^[^,\s]+$", title="Dataset"),
-        "version": Param(
-            None,
-            type=["null", "string"],
-            title="Version",
-            description="b<last example id>; empty: the dataset as it is now.",
-        ),
+        **BATCH_PARAMS,
         "min_score": Param(
             None,
             type=["null", "number"],
@@ -111,10 +104,7 @@ from prodigy_opentext.operators.opentext import (
 def label_escalation():
     @task
     def find_batch(params: dict) -> BatchToReview:
-        batch = batch_to_review(params["dataset"], params["version"])
-        if batch is None:
-            raise AirflowSkipException(f"{params['dataset']} holds no answers yet")
-        return batch
+        return batch_to_work_on(params["dataset"], params["version"])
 
     @task(task_id="find_cases")
     def unsettled_cases(batch: BatchToReview, params: dict) -> list[EscalationCase]:
@@ -162,10 +152,7 @@ def label_escalation():
     following = next_request(batch)
     start = TriggerDagRunOnceOperator(
         task_id="start_next",
-        trigger_dag_id=following["trigger_dag_id"],
-        run_id=following["run_id"],
-        conf=following["conf"],
-        skip_reason=following["skip_reason"],
+        run=following,
         # no case at all skips the cases' tasks (the batch is settled); no batch skips the request too
         trigger_rule="none_failed_min_one_success",
     )

@@ -13,6 +13,8 @@ import json
 import logging
 from pathlib import Path
 
+from airflow.sdk.exceptions import AirflowSkipException
+
 from prodigy_opentext._opentext.variables import from_rest_variables
 from prodigy_opentext.core.agreement import annotation_agreement
 from prodigy_opentext.core.approvals import BATCH_APPROVAL_PROCESS, approval_record
@@ -109,6 +111,15 @@ def batch_to_review(
         last_example_id=last_id,
         regulated=is_regulated(meta),
     )
+
+
+def batch_to_work_on(dataset: str, version: str | None) -> BatchToReview:
+    """:func:`batch_to_review` for a flow's first task: a dataset that holds no answers yet skips the task,
+    and the run's steps after it, saying so."""
+    batch = batch_to_review(dataset, version or None)
+    if batch is None:
+        raise AirflowSkipException(f"dataset {dataset} holds no answers yet: nothing to do")
+    return batch
 
 
 def approval_run(batch: BatchToReview) -> RunRequest:

@@ -452,7 +452,8 @@ class OpenTextWorkflowHook(BaseHook):
 
 
 def _earliest(instances: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The instance that stands among running ones with one business key: the earliest started (then by id)."""
+    """The instance that stands among running ones with one business key: the earliest started (then by
+    id)."""
     if not instances:
         return None
     return min(instances, key=lambda process: (str(process.get("startTime") or ""), process["id"]))

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowSkipException, DagRunTriggerException
 
+from prodigy_opentext.core.payloads import RunRequest
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -28,36 +30,48 @@ class TriggerDagRunOnceOperator(BaseOperator):
     :param run_id: the run id, unique per work item (templated).
     :param conf: the run's params (templated).
     :param skip_reason: when set, start nothing and skip, saying why (templated).
+    :param run: all four at once, as a task worked them out (a
+        :class:`~prodigy_opentext.core.payloads.RunRequest`, e.g. another task's XCom); instead of them.
     """
 
-    template_fields: Sequence[str] = ("trigger_dag_id", "run_id", "conf", "skip_reason")
+    template_fields: Sequence[str] = ("trigger_dag_id", "run_id", "conf", "skip_reason", "run")
     template_fields_renderers = {"conf": "json"}
     ui_color = "#ffefeb"
 
     def __init__(
         self,
         *,
-        trigger_dag_id: str,
-        run_id: str,
+        trigger_dag_id: str | None = None,
+        run_id: str | None = None,
         conf: dict[str, Any] | None = None,
         skip_reason: str | None = None,
+        run: RunRequest | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if (run is None) == (trigger_dag_id is None or run_id is None):
+            raise ValueError(f"{self.task_id}: give either run, or trigger_dag_id and run_id")
         self.trigger_dag_id = trigger_dag_id
         self.run_id = run_id
         self.conf = conf
         self.skip_reason = skip_reason
+        self.run = run
 
     def execute(self, context: Context) -> None:
-        if self.skip_reason:
-            raise AirflowSkipException(self.skip_reason)
-        self.log.info("starting run %s of %s", self.run_id, self.trigger_dag_id)
+        request = self.run or RunRequest(
+            trigger_dag_id=str(self.trigger_dag_id),
+            run_id=str(self.run_id),
+            conf=dict(self.conf or {}),
+            skip_reason=self.skip_reason,
+        )
+        if request["skip_reason"]:
+            raise AirflowSkipException(request["skip_reason"])
+        self.log.info("starting run %s of %s", request["run_id"], request["trigger_dag_id"])
         now = datetime.now(UTC)
         raise DagRunTriggerException(
-            trigger_dag_id=self.trigger_dag_id,
-            dag_run_id=self.run_id,
-            conf=dict(self.conf or {}),
+            trigger_dag_id=request["trigger_dag_id"],
+            dag_run_id=request["run_id"],
+            conf=dict(request["conf"] or {}),
             logical_date=now,
             run_after=now,
             reset_dag_run=False,
