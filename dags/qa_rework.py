@@ -22,7 +22,7 @@ asks for QA (`qa_review`: these params, `{}` for the defaults); a person can sta
    `review_problems`.
 5. **what_follows**, read from the process (so reruns see what was recorded):
    - passed → **start_batch_approval** (with `request_approval`);
-   - rework → **create_rework**: dataset `<dataset>_rework_r<round>` and its task stream (its meta
+   - rework → **create_rework**: dataset `<dataset>_rework_<version>_r<round>` and its task stream (its meta
      names it), the failed answers (with `rework_scope` `stratum`, every answer of each annotator/label
      pair with a failure), each task's meta carrying the `instructions` and the reviewer's reason and
      comment, served to the session that gave it (`meta.annotator`); **wait_for_rework** (deferred) until
@@ -41,10 +41,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from _governance_deployment import DEFAULT_ARGS, OPENTEXT_POLL_SECONDS, audit_log, data_dir
+from _governance_deployment import BATCH_PARAMS, DEFAULT_ARGS, OPENTEXT_POLL_SECONDS, audit_log, data_dir
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import Param, dag, task
-from airflow.sdk.exceptions import AirflowSkipException
 
 from prodigy_opentext.core.payloads import (
     BatchToReview,
@@ -59,13 +58,15 @@ from prodigy_opentext.core.qa import (
     ENDS,
     ESCALATED,
     LEAD_ENDS,
+    LEAD_REVIEW,
     PASSED,
     QA_PROCESS,
     REASONS,
     REJECTED,
+    REWORK,
     SCOPES,
 )
-from prodigy_opentext.flows.batch_approval import batch_to_review
+from prodigy_opentext.flows.batch_approval import batch_to_work_on
 from prodigy_opentext.flows.qa import (
     LEAD_STEP,
     approval_after_qa,
@@ -97,13 +98,7 @@ from prodigy_opentext.sensors.prodigy import ProdigyBatchSensor
     tags=["prodigy", "opentext", "qa"],
     doc_md=__doc__,
     params={
-        "dataset": Param("demo_batch", type="string", pattern=r"^[^,\s]+$", title="Dataset"),
-        "version": Param(
-            None,
-            type=["null", "string"],
-            title="Version",
-            description="b<last example id>; empty: the dataset as it is now.",
-        ),
+        **BATCH_PARAMS,
         "round": Param(1, type="integer", minimum=1, title="QA round"),
         "max_rounds": Param(
             3,
@@ -165,10 +160,7 @@ from prodigy_opentext.sensors.prodigy import ProdigyBatchSensor
 def qa_rework():
     @task
     def find_batch(params: dict) -> BatchToReview:
-        batch = batch_to_review(params["dataset"], params["version"])
-        if batch is None:
-            raise AirflowSkipException(f"{params['dataset']} holds no answers yet")
-        return batch
+        return batch_to_work_on(params["dataset"], params["version"])
 
     @task(task_id="draw_sample")
     def sample(batch: BatchToReview, params: dict) -> QARound:
@@ -180,7 +172,7 @@ def qa_rework():
             max_error_rate=params["max_error_rate"],
             confidence=params["confidence"],
             size=params["sample_size"],
-            fraction=params["sample_fraction"] if params["sample_size"] is None else None,
+            fraction=params["sample_fraction"],
         )
 
     @task
@@ -212,6 +204,7 @@ def qa_rework():
         task_definition_key=CHECK_STEP,
         work=record_round,
         done_at=tuple(ENDS),
+        done_while_open=(LEAD_REVIEW, LEAD_STEP),  # escalated before: the leads have the round now
         poll_interval=OPENTEXT_POLL_SECONDS,
         response_timeout=timedelta(days=7),
     ).expand_kwargs(work)
@@ -225,8 +218,13 @@ def qa_rework():
 
     @task.branch
     def what_follows(outcome: QAOutcome) -> str:
-        follows = {PASSED: "passed", ESCALATED: "leads_decide", REJECTED: "leads_decide"}
-        return follows.get(outcome["result"], "create_rework")
+        follows = {
+            PASSED: "passed",
+            REWORK: "create_rework",
+            ESCALATED: "leads_decide",
+            REJECTED: "leads_decide",
+        }
+        return follows[outcome["result"]]
 
     passed = EmptyOperator(task_id="passed")
     leads = OpenTextServiceTaskOperator.partial(
@@ -268,13 +266,12 @@ def qa_rework():
     redone >> following
     TriggerDagRunOnceOperator(
         task_id="start_next_round",
-        trigger_dag_id=following["trigger_dag_id"],
-        run_id=following["run_id"],
-        conf=following["conf"],
-        skip_reason=following["skip_reason"],
+        run=following,
     )
 
-    @task(trigger_rule="none_failed_min_one_success")
+    decided = EmptyOperator(task_id="qa_decided", trigger_rule="none_failed_min_one_success")
+
+    @task
     def approval_request(
         batch: BatchToReview, qa_round: QARound, process_instance_id: str, params: dict
     ) -> RunRequest:
@@ -282,13 +279,10 @@ def qa_rework():
         return approval_after_qa(batch, final, params["request_approval"])
 
     approval = approval_request(batch, qa_round, opened.output)
-    [passed, leads] >> approval
+    [passed, leads] >> decided >> approval
     TriggerDagRunOnceOperator(
         task_id="start_batch_approval",
-        trigger_dag_id=approval["trigger_dag_id"],
-        run_id=approval["run_id"],
-        conf=approval["conf"],
-        skip_reason=approval["skip_reason"],
+        run=approval,
     )
 
 

@@ -177,6 +177,11 @@ class QAJudgementsInvalid(SubmissionInvalid):
     """A QA reviewer's judgements of a sample that cannot be recorded as they are."""
 
 
+class QASampleDiffers(ValueError):
+    """The sample a QA round's process carries is not the one the batch gives now (its corrections
+    changed since the round opened): its judgements cannot be recorded against it."""
+
+
 class RequestRefused(SubmissionInvalid):
     """An annotation request, or its source, that cannot be provisioned as it is."""
 

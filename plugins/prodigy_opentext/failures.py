@@ -18,6 +18,7 @@ from prodigy_opentext.exceptions import (
     AuditAnchorMismatch,
     ConnectionNotConfigured,
     DatasetNotGovernable,
+    QASampleDiffers,
     QuarantineLimitExceeded,
     ReleaseConflict,
     ReleaseNotTrusted,
@@ -51,6 +52,10 @@ class NameRefused(UnsafeName, AirflowFailException):
 
 class DatasetRefused(DatasetNotGovernable, AirflowFailException):
     """A dataset that cannot be governed as it is (unknown, no label scheme, no such version)."""
+
+
+class QASampleChanged(QASampleDiffers, AirflowFailException):
+    """A QA round whose sample changed since it opened: start a new round."""
 
 
 class ConnectionMissing(ConnectionNotConfigured, AirflowFailException):

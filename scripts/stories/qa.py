@@ -84,7 +84,8 @@ class QAStory:
             record = {"round": qa_round, "sampled": len(judged), "failed": failed, "rework": None}
             rounds.append(record)
             if failed:
-                record["rework"] = self.redo_rework(world, f"{world.dataset}_rework_r{qa_round}")
+                version = (run.get("conf") or {}).get("version")
+                record["rework"] = self.redo_rework(world, f"{world.dataset}_rework_{version}_r{qa_round}")
             finish(world, run, journal)
             if not failed:
                 world.step(f"QA round {qa_round} passed: {len(judged)} sampled answers, none wrong", None)

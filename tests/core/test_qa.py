@@ -200,7 +200,7 @@ def test_a_rework_answer_replaces_the_answer_it_corrects():
         "_session_id": session,
         "_timestamp": 50,
     }
-    current = current_answers([original, answer(1, "bob", "accept"), correction_of(given)])
+    current = current_answers([original, answer(1, "bob", "accept"), correction_of(given, "news_rework_r1")])
     assert [(t["_annotator_id"], t["_session_id"]) for t in current] == [
         ("news-alice", session),
         ("news-bob", "news-bob"),
@@ -581,7 +581,7 @@ def test_a_rework_task_keeps_the_content_and_says_what_to_redo():
         "qa_process": "pi-9",
     }
     assert original["meta"] == {"source": "feed", "qa_reason": "from an older round", "qa_note": "round 1"}
-    assert rework_dataset("news", 2) == "news_rework_r2"
+    assert rework_dataset("news", "b9", 2) == "news_rework_b9_r2"
 
 
 def test_a_rework_task_for_an_answer_of_a_failing_stratum_says_so():
@@ -600,11 +600,18 @@ def test_an_answer_to_a_rework_task_is_a_correction_of_the_original_session():
     )
     session = "news_rework_r1-alice"
     given = {**task, "answer": "reject", "_annotator_id": session, "_session_id": session, "_timestamp": 9}
-    corrected = correction_of(given)
+    rework = "news_rework_r1"
+    corrected = correction_of(given, rework)
     assert corrected == {**given, "_annotator_id": "news-alice"}
     assert corrected["_session_id"] == session
-    assert correction_of({**given, "answer": "accept"})["_annotator_id"] == "news-alice"
-    assert correction_of({**given, "answer": "ignore"}) is None, "a skipped rework task corrects nothing"
-    assert correction_of(stored_answer()) is None, "an ordinary answer is not a correction"
-    assert correction_of({**given, "meta": None}) is None
-    assert correction_of({**given, "meta": "rework_of"}) is None
+    assert correction_of({**given, "answer": "accept"}, rework)["_annotator_id"] == "news-alice"
+    assert correction_of({**given, "answer": "ignore"}, rework) is None, (
+        "a skipped rework task corrects nothing"
+    )
+    assert correction_of(stored_answer(), rework) is None, "an ordinary answer is not a correction"
+    assert correction_of({**given, "meta": None}, rework) is None
+    assert correction_of({**given, "meta": "rework_of"}, rework) is None
+    dave = f"{rework}-dave"
+    assert correction_of({**given, "_session_id": dave, "_annotator_id": dave}, rework) is None, (
+        "another session's answer to alice's task counts for nobody"
+    )

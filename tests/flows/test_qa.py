@@ -123,7 +123,7 @@ def judge(user: str, numbers: dict[Any, int], *, leave_out: int = 0) -> Step:
     return act
 
 
-def lead(user: str, outcome: str) -> Step:
+def lead(user: str, outcome: str | None) -> Step:
     def act(sandbox: OpenTextSandbox, task: dict, values: dict) -> None:
         assert task["taskDefinitionKey"] == "lead_review", task["taskDefinitionKey"]
         assert values["qa_figures"]["passed"] is False
@@ -196,7 +196,7 @@ def test_a_failed_round_is_reworked_by_its_annotators_and_the_next_round_passes(
     ]
     redo = threading.Thread(
         target=redo_rework,
-        args=(prodigy_server, run_prodigy, f"{dataset}_rework_r1", numbers, reference),
+        args=(prodigy_server, run_prodigy, f"{dataset}_rework_{version}_r1", numbers, reference),
         daemon=True,
     )
     redo.start()
@@ -221,10 +221,10 @@ def test_a_failed_round_is_reworked_by_its_annotators_and_the_next_round_passes(
     assert figures["by_stratum"][bob]["failed"] == figures["failed"], "only bob's answers failed"
     assert values["qa_reviewer"] == QA_REVIEWER
 
-    rework = list(ProdigyHook().iter_examples(f"{dataset}_rework_r1"))
-    assert len(rework) == ITEMS and {r["_session_id"] for r in rework} == {f"{dataset}_rework_r1-bob"}, (
-        "every answer of bob's failed stratum, served to bob only"
-    )
+    rework = list(ProdigyHook().iter_examples(f"{dataset}_rework_{version}_r1"))
+    assert len(rework) == ITEMS and {r["_session_id"] for r in rework} == {
+        f"{dataset}_rework_{version}_r1-bob"
+    }, "every answer of bob's failed stratum, served to bob only"
     assert all(
         r["meta"]["instructions"] == INSTRUCTIONS and r["meta"]["rework_of"] == f"{dataset}-bob"
         for r in rework
@@ -266,7 +266,7 @@ def test_a_failed_round_is_reworked_by_its_annotators_and_the_next_round_passes(
     )
     manifest = json.loads(Path(release["manifest"]).read_text())
     assert len(manifest["reworked"]) == ITEMS and {e["session"] for e in manifest["reworked"]} == {
-        f"{dataset}_rework_r1-bob"
+        f"{dataset}_rework_{version}_r1-bob"
     }, "the manifest lists every answer bob redid"
     assert {e["round"] for e in manifest["reworked"]} == {1}
     released = [
@@ -280,7 +280,9 @@ def test_a_failed_round_is_reworked_by_its_annotators_and_the_next_round_passes(
     assert again.state == "success", task_states(again)
     assert task_states(again)["start_next_round"] == "skipped", "round 2 exists"
     assert len(qa_processes(sandbox, dataset)) == 2, "a rerun starts no second process"
-    assert len(list(ProdigyHook().iter_examples(f"{dataset}_rework_r1"))) == ITEMS, "and writes no duplicate"
+    assert len(list(ProdigyHook().iter_examples(f"{dataset}_rework_{version}_r1"))) == ITEMS, (
+        "and writes no duplicate"
+    )
 
 
 @pytest.mark.slow
@@ -294,6 +296,7 @@ def test_the_last_failed_round_goes_to_the_leads_whose_acceptance_counts(flows, 
     steps = [
         judge(QA_REVIEWER, numbers),
         lead(ANNOTATORS["alice"], "accepted"),  # annotated the batch: sent back to the leads
+        lead(LEAD, None),  # no outcome of their own: alice's is not taken for theirs
         lead(LEAD, "accepted"),
     ]
     with QAReviewers(sandbox, dataset, steps):
@@ -306,7 +309,13 @@ def test_the_last_failed_round_goes_to_the_leads_whose_acceptance_counts(flows, 
     assert process["endActivityId"] == "end_lead_accepted"
     audit = AuditLog(flows["data"] / "audit" / "governance.jsonl")
     entries = [e for e in audit.entries() if e["subject"] == f"{dataset}@{version}"]
-    assert [e["action"] for e in entries] == ["qa_round_recorded", "qa_lead_sent_back", "qa_lead_decided"]
+    assert [e["action"] for e in entries] == [
+        "qa_round_recorded",
+        "qa_lead_sent_back",
+        "qa_lead_sent_back",
+        "qa_lead_decided",
+    ]
     assert "alice@example.com annotated this batch" in entries[1]["details"]["problems"][0]
-    assert entries[2]["details"]["outcome"] == "accepted" and entries[2]["details"]["reviewer"] == LEAD
+    assert "outcome '' is not one of accepted, rejected" in entries[2]["details"]["problems"][0]
+    assert entries[3]["details"]["outcome"] == "accepted" and entries[3]["details"]["reviewer"] == LEAD
     assert DagRun.find(dag_id="annotation_batch_approval", run_id=f"approval__{dataset}__{version}")

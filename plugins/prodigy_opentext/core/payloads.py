@@ -283,7 +283,7 @@ class ReworkBatch(TypedDict):
     """A failed round's rework dataset: the answers sent back to their annotators."""
 
     dataset: str
-    """The rework dataset, ``<dataset>_rework_r<round>``."""
+    """The rework dataset, ``<dataset>_rework_<version>_r<round>``."""
     source: str
     version: str
     round: int

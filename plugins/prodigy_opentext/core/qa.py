@@ -6,8 +6,9 @@ latest, so a round after rework sees the corrections), ``ignore`` answers left o
 A round passes when the one-sided Clopper-Pearson upper bound of its error rate, at ``confidence``, is
 within ``max_error_rate`` (a sample of the whole batch: the error rate itself); otherwise its failed
 answers (or every answer of the annotator/label pairs that failed) go back to their annotators as a
-rework dataset ``<dataset>_rework_r<round>``, and after ``max_rounds`` failed rounds to the leads. The
-corrections from rework replace the annotator's earlier answers: they are that annotator's latest.
+rework dataset ``<dataset>_rework_<version>_r<round>``, and after ``max_rounds`` failed rounds to the
+leads. The corrections from rework replace the annotator's earlier answers: they are that annotator's
+latest.
 """
 
 from __future__ import annotations
@@ -45,6 +46,19 @@ ENDS = {
 """The model's end events and what each means for the batch."""
 LEAD_ENDS = ("end_lead_accepted", "end_lead_rejected")
 LEAD_REVIEW = "lead_review"
+"""The leads' task after the last round failed."""
+LEAD_OUTCOMES = ("accepted", "rejected")
+"""What the leads may decide (the model's ``possibleOutcomes`` of ``lead_review``)."""
+SETTINGS = (
+    "max_error_rate",
+    "confidence",
+    "sample_size",
+    "sample_fraction",
+    "max_rounds",
+    "rework_scope",
+    "instructions",
+)
+"""What a dataset's ``qa_review`` meta may set: the QA DAG's params."""
 VERDICTS = ("pass", "fail")
 REASONS = ("wrong_label", "missed_span", "extra_span", "span_boundary", "wrong_answer", "guidelines", "other")
 """Why an answer failed QA, as the form offers it."""
@@ -58,9 +72,10 @@ CONTENT_FIELDS = ("text", "tokens", "spans", "label", "options", "accept", "imag
 """What a rework task keeps of the answer it asks to redo (its hashes and meta too)."""
 
 
-def rework_dataset(dataset: str, qa_round: int) -> str:
-    """The Prodigy dataset a round's rework is answered in."""
-    return f"{dataset}_rework_r{qa_round}"
+def rework_dataset(dataset: str, version: str, qa_round: int) -> str:
+    """The Prodigy dataset a round's rework is answered in: one per version and round (versions are
+    cumulative, so a name per round alone would mix one version's rework with the next one's)."""
+    return f"{dataset}_rework_{version}_r{qa_round}"
 
 
 def qa_business_key(dataset: str, version: str, qa_round: int) -> str:
@@ -129,6 +144,26 @@ def sample_size(population: int, max_error_rate: float, confidence: float) -> in
         raise ValueError(f"confidence must be between 0 and 1 (exclusive), not {confidence}")
     needed = math.ceil(math.log(1.0 - confidence) / math.log(1.0 - max_error_rate))
     return min(population, needed)
+
+
+def sample_problem(
+    population: int, size: int | None, fraction: float | None, max_error_rate: float, confidence: float
+) -> str | None:
+    """Why a round asked for cannot be judged (None when it can): nothing to sample, or a sample too small
+    to pass even with no failure."""
+    if population == 0:
+        return "there is no answer to sample (none, or every answer is ignore)"
+    smallest = sample_size(population, max_error_rate, confidence)
+    wanted = (
+        size if size is not None else math.ceil(fraction * population) if fraction is not None else smallest
+    )
+    if min(wanted, population) < smallest:
+        return (
+            f"a sample of {wanted} answers cannot pass even with no failure: at {confidence:.0%} confidence "
+            f"and {max_error_rate:.1%} allowed it needs at least {smallest} (or the whole batch): raise "
+            "sample_size"
+        )
+    return None
 
 
 def draw_round(
@@ -333,12 +368,16 @@ def rework_task(
     return task
 
 
-def correction_of(answer: Mapping[str, Any]) -> dict[str, Any] | None:
-    """A rework answer as its annotator's new answer to the item (the session it replaces named in
-    ``meta.rework_of``; the rework session kept as ``_session_id``), or None when it is not one."""
+def correction_of(answer: Mapping[str, Any], rework: str) -> dict[str, Any] | None:
+    """An answer of the rework dataset ``rework`` as its annotator's new answer to the item (the session it
+    replaces named in ``meta.rework_of``; the rework session kept as ``_session_id``), or None when it is
+    not one: no rework task, skipped (``ignore``), or given by another session than the one the task was
+    for (``meta.annotator``), whose answer cannot count as theirs."""
     meta = answer.get("meta") or {}
     replaces = meta.get("rework_of") if isinstance(meta, Mapping) else None
     if not replaces or answer.get("answer") not in ("accept", "reject"):
+        return None
+    if answer.get("_session_id") != f"{rework}-{meta.get('annotator')}":
         return None
     return {**answer, "_annotator_id": str(replaces)}
 

@@ -6,7 +6,6 @@ import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from itertools import count
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +14,12 @@ from airflow.sdk import Asset
 from prodigy_opentext.audit import VariableAnchor
 from prodigy_opentext.core.agreement import item_key
 from prodigy_opentext.core.audit import AppendResult, AuditLog
+from prodigy_opentext.core.batches import version_last_example_id
 from prodigy_opentext.core.consensus import ConsensusResult, build_consensus
 from prodigy_opentext.core.escalation import adjudication_dataset
 from prodigy_opentext.core.paths import plain_name
 from prodigy_opentext.core.payloads import ExportManifest
-from prodigy_opentext.core.qa import correction_of, rework_dataset
+from prodigy_opentext.core.qa import correction_of
 from prodigy_opentext.core.records import decode_record, standard_json
 from prodigy_opentext.exceptions import AuditAnchorMismatch, DatasetNotFoundError, UnsafeName
 from prodigy_opentext.failures import AuditLogTampered, DatasetRefused, NameRefused, RowsQuarantined
@@ -104,21 +104,45 @@ def corrections_of(
     tasks: Iterable[Mapping[str, Any]],
     prodigy_conn_id: str = ProdigyHook.default_conn_name,
     *,
+    until_id: int,
     before_round: int | None = None,
 ) -> list[dict[str, Any]]:
-    """The corrections QA rework brought to the items of ``tasks``: the answers in the dataset's rework
-    datasets (``<dataset>_rework_r1``, ``_r2``, ... up to the first that does not exist, or those of the
-    rounds before ``before_round``), each as the answer of the annotator whose answer it replaces
-    (:func:`~prodigy_opentext.core.qa.correction_of`)."""
+    """The corrections QA rework brought to the items of ``tasks`` (the dataset up to example ``until_id``):
+    the answers in the rework datasets of this version and the earlier ones (a later version's rework is
+    not part of this one; with ``before_round``, only this version's rounds before it), each as the answer
+    of the annotator whose answer it replaces (:func:`~prodigy_opentext.core.qa.correction_of`); an answer
+    given by another session than the task was for counts for nobody and is named in the log."""
     hook = ProdigyHook(prodigy_conn_id)
     items = {item_key(task) for task in tasks}
     found: list[dict[str, Any]] = []
-    for qa_round in range(1, before_round) if before_round is not None else count(1):
+    for entry in hook.list_datasets():
+        name, meta = str(entry["name"]), entry.get("meta") or {}
+        if not name.startswith(f"{dataset}_rework_") or meta.get("rework_of") != dataset:
+            continue
         try:
-            rows = list(hook.iter_examples(rework_dataset(dataset, qa_round)))
-        except DatasetNotFoundError:
-            break
-        found += [c for c in map(correction_of, rows) if c is not None and item_key(c) in items]
+            version_id = version_last_example_id(str(meta.get("version")))
+        except ValueError:
+            continue
+        later_round = before_round is not None and int(meta.get("rework_round") or 0) >= before_round
+        if version_id > until_id or (version_id == until_id and later_round):
+            continue
+        rows = list(hook.iter_examples(name))
+        taken = [
+            c for c in (correction_of(row, name) for row in rows) if c is not None and item_key(c) in items
+        ]
+        strays = [
+            r.get("_session_id")
+            for r in rows
+            if correction_of(r, name) is None and r.get("answer") != "ignore"
+        ]
+        if strays:
+            log.warning(
+                "%s: %d answer(s) not from the session their task was for, not counted: %s",
+                name,
+                len(strays),
+                sorted(set(map(str, strays)))[:10],
+            )
+        found += taken
     return found
 
 
@@ -140,7 +164,9 @@ def export_and_merge(
     export = ProdigyHook(prodigy_conn_id).export_jsonl(dataset, answers, until_id=until_id)
     with open(answers, "rb") as lines:
         tasks = [decode_record(line, row=n) for n, line in enumerate(lines, start=1) if line.strip()]
-    corrections = corrections_of(dataset, tasks, prodigy_conn_id, before_round=before_round)
+    corrections = corrections_of(
+        dataset, tasks, prodigy_conn_id, until_id=until_id, before_round=before_round
+    )
     consensus = build_consensus(
         [*tasks, *corrections], adjudications=adjudications_of(dataset, prodigy_conn_id), min_score=min_score
     )

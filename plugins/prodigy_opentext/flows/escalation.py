@@ -41,7 +41,7 @@ from prodigy_opentext.exceptions import AdjudicationInvalid
 from prodigy_opentext.flows._approvals import annotators_of
 from prodigy_opentext.flows._shared import checked_name, export_and_merge, record_in_audit_log
 from prodigy_opentext.flows.batch_approval import approval_run
-from prodigy_opentext.flows.qa import QA_SETTINGS_META, qa_run
+from prodigy_opentext.flows.qa import qa_run, qa_settings
 from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
 from prodigy_opentext.hooks.prodigy import ProdigyHook
 
@@ -102,8 +102,8 @@ def after_escalation(
     """The run an escalation run starts once its cases are settled, or why it starts none: the batch's
     first QA round when its dataset's meta asks for QA (``qa_review``: the QA settings), else its
     approval."""
-    settings = ProdigyHook(prodigy_conn_id).get_meta(batch["dataset"]).get(QA_SETTINGS_META)
-    run = approval_run(batch) if settings is None else qa_run(batch, dict(settings), request_approval)
+    settings = qa_settings(batch["dataset"], ProdigyHook(prodigy_conn_id).get_meta(batch["dataset"]))
+    run = approval_run(batch) if settings is None else qa_run(batch, settings, request_approval)
     if request_approval:
         return run
     reason = f"request_approval is off: {batch['dataset']}@{batch['version']} goes no further"

@@ -31,10 +31,11 @@ from prodigy_opentext.core.payloads import (
 )
 from prodigy_opentext.core.qa import (
     ENDS,
-    ESCALATED,
     FIGURES_VARIABLE,
     JUDGEMENTS_VARIABLE,
     LEAD_ENDS,
+    LEAD_OUTCOMES,
+    LEAD_REVIEW,
     PASSED,
     QA_PROCESS,
     REASONS,
@@ -42,6 +43,7 @@ from prodigy_opentext.core.qa import (
     REVIEWER_VARIABLE,
     REWORK,
     SENT_BACK,
+    SETTINGS,
     current_answers,
     draw_round,
     figures_summary,
@@ -52,9 +54,11 @@ from prodigy_opentext.core.qa import (
     rework_task,
     round_figures,
     round_result,
+    sample_problem,
 )
 from prodigy_opentext.core.records import dumps_compact, sessions_of
 from prodigy_opentext.exceptions import QAJudgementsInvalid
+from prodigy_opentext.failures import DatasetRefused, QASampleChanged
 from prodigy_opentext.flows._approvals import annotators_of
 from prodigy_opentext.flows._shared import MergedBatch, checked_name, export_and_merge, record_in_audit_log
 from prodigy_opentext.flows.batch_approval import approval_run
@@ -71,6 +75,8 @@ QA_SETTINGS_META = "qa_review"
 LEAD_STEP = "record_lead"
 """Airflow's step after the leads decided on a batch that failed its last round."""
 LEAD_ACCEPTED = "accepted"
+NO_LEAD_OUTCOME = {"outcome": "", f"{LEAD_REVIEW}_outcome": ""}
+"""What clears an outcome before the leads decide, so only the lead who completes the task gives one."""
 
 
 def _merged(batch: BatchToReview, work_root: Path, qa_round: int, prodigy_conn_id: str) -> MergedBatch:
@@ -97,9 +103,13 @@ def draw_sample(
     Every session must name its person (the dataset meta ``annotator_emails``), so nobody judges a batch
     they annotated; a session naming nobody fails here, before anyone is asked.
     """
+    fraction = None if size is not None else fraction  # a size given wins over a fraction
     merged = _merged(batch, work_root, qa_round, prodigy_conn_id)
     answers = current_answers([*merged.tasks, *merged.corrections])
-    annotators = annotators_of(batch["dataset"], sessions_of(answers), prodigy_conn_id)
+    problem = sample_problem(len(answers), size, fraction, max_error_rate, confidence)
+    if problem:
+        raise DatasetRefused(f"{batch['dataset']}@{batch['version']} QA round {qa_round}: {problem}")
+    annotators = annotators_of(batch["dataset"], sessions_of(merged.tasks), prodigy_conn_id)
     drawn = draw_round(
         batch["dataset"],
         batch["version"],
@@ -170,6 +180,12 @@ def record_round(
     """
     pid, reviewer = decision["process_instance_id"], decision["approver"]
     variables = from_rest_variables(opentext.decided_process(decision).get("variables"))
+    shown = [str(item.get("item")) for item in variables.get("sample") or []]
+    if shown != [item["item"] for item in qa_round["items"]]:
+        raise QASampleChanged(
+            f"{qa_round['business_key']}: the sample process {pid} shows is not the one the batch gives now "
+            "(rework answers came in since the round opened): cancel the process and run the round again"
+        )
     try:
         if _annotated_by(qa_round, reviewer):
             raise QAJudgementsInvalid(
@@ -198,6 +214,7 @@ def record_round(
             FIGURES_VARIABLE: figures,
             REVIEWER_VARIABLE: reviewer,
             "review_problems": "",
+            **NO_LEAD_OUTCOME,  # the leads' outcome is theirs: none planted before counts
         },
         done=True,
         value=result,
@@ -210,7 +227,8 @@ def _what_follows(result: str, qa_round: QARound) -> str:
     if result == REWORK:
         return (
             "the failed answers go back to their annotators in "
-            f"{rework_dataset(qa_round['dataset'], qa_round['round'])}, then round {qa_round['round'] + 1}"
+            f"{rework_dataset(qa_round['dataset'], qa_round['version'], qa_round['round'])}, then round "
+            f"{qa_round['round'] + 1}"
         )
     return f"round {qa_round['round']} of {qa_round['max_rounds']} failed: the annotation leads decide"
 
@@ -247,13 +265,17 @@ def record_lead_decision(
     problem = None
     if _annotated_by(qa_round, lead):
         problem = f"{lead} annotated this batch and cannot decide on it: another annotation lead must"
-    elif outcome not in (LEAD_ACCEPTED, "rejected"):
-        problem = f"outcome {outcome!r} is not one of accepted, rejected"
+    elif outcome not in LEAD_OUTCOMES:
+        problem = f"outcome {outcome!r} is not one of {', '.join(LEAD_OUTCOMES)}"
     if problem:
         opentext.add_comment(pid, f"Sent back: {problem}")
         _audit(audit_path, qa_round, "qa_lead_sent_back", pid, decision, problems=[problem])
         return ServiceTaskResult(
-            variables={"lead_result": SENT_BACK, "review_problems": f"Sent back: {problem}"},
+            variables={
+                "lead_result": SENT_BACK,
+                "review_problems": f"Sent back: {problem}",
+                **NO_LEAD_OUTCOME,
+            },
             done=False,
             value=None,
         )
@@ -267,7 +289,12 @@ def round_outcome(qa_round: QARound, process_instance_id: str, opentext: OpenTex
     recorded figures and reviewer. Read from the process, so a rerun sees what the first run recorded."""
     process, variables = _process(opentext, process_instance_id)
     ended_at = process.get("endActivityId")
-    result = ENDS.get(str(ended_at), ESCALATED) if process.get("endTime") else variables.get(RESULT_VARIABLE)
+    if process.get("endTime") and str(ended_at) not in ENDS:
+        raise DatasetRefused(
+            f"{qa_round['business_key']}: process {process_instance_id} ended "
+            f"({process.get('deleteReason') or ended_at}) without a QA result: run the round again"
+        )
+    result = ENDS[str(ended_at)] if process.get("endTime") else variables.get(RESULT_VARIABLE)
     figures: QAFigures | None = variables.get(FIGURES_VARIABLE)
     return QAOutcome(
         dataset=qa_round["dataset"],
@@ -293,8 +320,8 @@ def create_rework(
     instructions: str,
     prodigy_conn_id: str = ProdigyHook.default_conn_name,
 ) -> ReworkBatch:
-    """The failed round's rework dataset ``<dataset>_rework_r<round>`` and its task stream: the failed
-    answers (``scope="stratum"``: every answer of each annotator/label pair with a failure), each with the
+    """The failed round's rework dataset ``<dataset>_rework_<version>_r<round>`` and its task stream: the
+    failed answers (``scope="stratum"``: every answer of each annotator/label pair with a failure), each with the
     instructions and the reviewer's reason and comment in its meta, served to the session that gave it.
 
     The same on reruns: the judgements are read back from the process, the stream rewritten whole, the
@@ -316,7 +343,7 @@ def create_rework(
         )
         for answer, judgement in rework_answers(qa_round, judged, answers, scope)
     ]
-    target = rework_dataset(dataset, qa_round["round"])
+    target = rework_dataset(dataset, batch["version"], qa_round["round"])
     stream = work_root / checked_name(dataset, "dataset") / checked_name(batch["version"], "version")
     stream = stream / f"{target}.jsonl"
     stream.parent.mkdir(parents=True, exist_ok=True)
@@ -357,6 +384,26 @@ def create_rework(
         stream,
     )
     return rework
+
+
+def qa_settings(dataset: str, meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The dataset's QA settings (its meta ``qa_review``), None when it asks for no QA; settings that are
+    not an object, or name something the QA flow does not take, fail without retries saying so."""
+    settings = meta.get(QA_SETTINGS_META)
+    if settings is None:
+        return None
+    if not isinstance(settings, dict):
+        raise DatasetRefused(
+            f"dataset {dataset!r}: meta {QA_SETTINGS_META} must be an object of QA settings ({{}} for the "
+            f"defaults), not {settings!r}"
+        )
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise DatasetRefused(
+            f"dataset {dataset!r}: meta {QA_SETTINGS_META} sets {', '.join(unknown)}, which QA does not take "
+            f"(it takes {', '.join(SETTINGS)})"
+        )
+    return dict(settings)
 
 
 def qa_run(

@@ -235,6 +235,8 @@ class OpenTextServiceTaskOperator(_OpenTextOperator):
     :param op_kwargs: keyword arguments for ``work`` (not templated: they carry annotated text).
     :param done_at: end events that mean the work was done before (a retry after the task completed, a
         cleared task): the operator succeeds there, with no value, instead of failing.
+    :param done_while_open: tasks of the model after this one: a process waiting at one of them had this
+        work done before, and the operator succeeds with no value instead of waiting.
     :param response_timeout: how long people have, from the process start, before the wait fails.
     :param poll_interval: seconds between two reads of OpenText while deferred.
     :param error_budget: seconds the deferred wait tolerates OpenText being unreachable before failing.
@@ -250,6 +252,7 @@ class OpenTextServiceTaskOperator(_OpenTextOperator):
         work: Callable[..., ServiceTaskResult],  # (decision, hook, **op_kwargs)
         op_kwargs: dict[str, Any] | None = None,
         done_at: Sequence[str] = (),
+        done_while_open: Sequence[str] = (),
         response_timeout: timedelta = timedelta(days=7),
         poll_interval: float = 30.0,
         error_budget: float = 900.0,
@@ -261,6 +264,7 @@ class OpenTextServiceTaskOperator(_OpenTextOperator):
         self.work = work
         self.op_kwargs = op_kwargs or {}
         self.done_at = tuple(done_at)
+        self.done_while_open = tuple(done_while_open)
         self.response_timeout = response_timeout
         self.poll_interval = poll_interval
         self.error_budget = error_budget
@@ -286,6 +290,18 @@ class OpenTextServiceTaskOperator(_OpenTextOperator):
         decision = self.hook.read_decision(self.process_instance_id, open_task_key=self.task_definition_key)
         if decision is not None:
             return self._work(decision)
+        if self.done_while_open:
+            later = {
+                task.get("taskDefinitionKey")
+                for task in self.hook.list_tasks(processInstanceId=self.process_instance_id)
+            } & set(self.done_while_open)
+            if later:
+                self.log.info(
+                    "OpenText process %s waits at %s: its work here was done before",
+                    self.process_instance_id,
+                    ", ".join(sorted(map(str, later))),
+                )
+                return None
         from prodigy_opentext.triggers.opentext import OpenTextProcessTrigger  # the triggerer's side
 
         started = since or self.hook.process_started_at(self.process_instance_id) or datetime.now(UTC)
