@@ -321,8 +321,8 @@ def create_rework(
     prodigy_conn_id: str = ProdigyHook.default_conn_name,
 ) -> ReworkBatch:
     """The failed round's rework dataset ``<dataset>_rework_<version>_r<round>`` and its task stream: the
-    failed answers (``scope="stratum"``: every answer of each annotator/label pair with a failure), each with the
-    instructions and the reviewer's reason and comment in its meta, served to the session that gave it.
+    failed answers (``scope="stratum"``: every answer of each annotator/label pair with a failure), each with
+    the instructions and the reviewer's reason and comment in its meta, served to the session that gave it.
 
     The same on reruns: the judgements are read back from the process, the stream rewritten whole, the
     dataset created once.
