@@ -48,13 +48,22 @@ INSERT_CHUNK = 500
 SQLITE_IDS_PER_QUERY = 500
 
 
-# The queries of a write that every call runs, as SQL text: each hook has its own engine, so its own
+# The statements of a write that every call runs, as SQL text: each hook has its own engine, so its own
 # statement cache, and a hook is built per task; text costs a fraction of what compiling Core constructs does.
 @cache
 def _dataset_id_query() -> sa.TextClause:
     import sqlalchemy as sa
 
     return sa.text("SELECT id FROM dataset WHERE name = :name")
+
+
+@cache
+def _link_insert() -> sa.TextClause:
+    """The links of new examples, for SQLite: its driver's executemany, as the Core insert would run, without
+    compiling one (elsewhere the Core insert, which the dialect batches into multi-row statements)."""
+    import sqlalchemy as sa
+
+    return sa.text("INSERT INTO link (example_id, dataset_id) VALUES (:example_id, :dataset_id)")
 
 
 @cache
@@ -122,7 +131,11 @@ class ProdigyHook(BaseHook):
 
         target = self.target
         connect_args = {"timeout": 30} if target.sqlite_path else {"connect_timeout": 10}
-        pooling = {"pool_pre_ping": True} if self.pooled else {"poolclass": sa.pool.NullPool}
+        # A server's connections can go stale in the pool; a SQLite file's cannot, so a ping would be a
+        # statement for nothing on every checkout.
+        pooling: dict[str, Any] = {"pool_pre_ping": not target.sqlite_path} if self.pooled else {}
+        if not self.pooled:
+            pooling["poolclass"] = sa.pool.NullPool
         try:
             return sa.create_engine(target.url, connect_args=connect_args, **pooling)
         except ImportError as err:
@@ -171,7 +184,8 @@ class ProdigyHook(BaseHook):
         tables = prodigy_tables()
         with conn.begin():
             inspector = sa.inspect(conn)
-            missing = {"dataset", "example", "link"} - set(inspector.get_table_names())
+            known = self._tables_exist  # a read of this hook found them
+            missing = set() if known else {"dataset", "example", "link"} - set(inspector.get_table_names())
             if missing:
                 tables.metadata.create_all(conn, checkfirst=True)  # a new example table comes indexed
             indexed = "example" in missing or any(
@@ -611,7 +625,7 @@ class ProdigyHook(BaseHook):
                     check_dataset_name(session_name)
                     session_ids[session_name] = self._ensure_dataset(conn, session_name, {}, True)[0]
                 links.append({"example_id": example_id, "dataset_id": session_ids[session_name]})
-        conn.execute(sa.insert(link), links)
+        conn.execute(_link_insert() if self.is_sqlite else sa.insert(link), links)
 
     # Export
 
