@@ -45,6 +45,8 @@ from scripts.stories.release import RELEASE_DAG, RELEASE_MANAGER, SIGNOFF_PROCES
 from tests.browser.conftest import ARTIFACTS, require_chromium
 
 DATASET = "ui_batch"
+UI_DATASET_META = {key: value for key, value in DEMO_DATASET_META.items() if key != "qa_review"}
+"""The demo's meta without QA: the engineer sends this batch to approval from the UI directly."""
 RELEASE_TASKS = (
     "resolve_target",
     "check_batch_approval",
@@ -122,7 +124,7 @@ def release_site(tmp: Path) -> Iterator[ReleaseSite]:
             reviewer.deploy_models()
             prodigy = ProdigyProject.sqlite(tmp / "prodigy")
             prodigy.annotated_batch(
-                stack, DATASET, DEMO_DATASET_META, DEMO_TASKS, free_port(), env, (Annotators(disagree=0.0),)
+                stack, DATASET, UI_DATASET_META, DEMO_TASKS, free_port(), env, (Annotators(disagree=0.0),)
             )
             home = tmp / "airflow-home"
             home.mkdir()

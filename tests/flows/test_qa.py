@@ -242,6 +242,13 @@ def test_a_failed_round_is_reworked_by_its_annotators_and_the_next_round_passes(
     )
     assert "alice@example.com annotated this batch" in sent_back and "has no verdict" in sent_back
 
+    ProdigyHook().set_meta(dataset, {"qa_review": {}})  # the dataset asks for QA: approval waits for a pass
+    from prodigy_opentext.exceptions import DatasetNotGovernable
+    from prodigy_opentext.flows._approvals import qa_problem, require_qa
+
+    assert "QA round 1 (process" in qa_problem(dataset, version, ProdigyHook().get_meta(dataset)), "failed"
+    with pytest.raises(DatasetNotGovernable, match="ended end_rework, not passed"):
+        require_qa({"dataset": dataset, "version": version})
     (second_round,) = DagRun.find(dag_id="qa_rework", run_id=f"qa__{dataset}__{version}__r2")
     assert second_round.conf["round"] == 2 and second_round.conf["rework_scope"] == "stratum"
     with QAReviewers(sandbox, dataset, [judge(QA_REVIEWER, numbers)]):
@@ -251,6 +258,7 @@ def test_a_failed_round_is_reworked_by_its_annotators_and_the_next_round_passes(
     passed = next(p for p in qa_processes(sandbox, dataset) if p["businessKey"].endswith(":r2"))
     passed_figures = {v["name"]: v["value"] for v in passed["variables"]}["qa_figures"]
     assert passed["endActivityId"] == "end_passed" and passed_figures["failed"] == 0
+    assert qa_problem(dataset, version, ProdigyHook().get_meta(dataset)) is None, "round 2 passed"
     approval = DagRun.find(dag_id="annotation_batch_approval", run_id=f"approval__{dataset}__{version}")
     assert [r.conf for r in approval] == [{"dataset": dataset, "version": version}]
 

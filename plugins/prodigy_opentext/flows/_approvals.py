@@ -1,10 +1,13 @@
 """How every flow reads an approval back from OpenText: one check for batch approval, the release and its
-consumer (:func:`~prodigy_opentext.core.approvals.check_approval` is the rule; this reads what it needs)."""
+consumer (:func:`~prodigy_opentext.core.approvals.check_approval` is the rule; this reads what it needs),
+and the QA a dataset's meta asks for, which must have passed before either approval is asked for."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterable
+from itertools import count
+from typing import Any
 
 from prodigy_opentext._opentext.variables import from_rest_variables
 from prodigy_opentext.core.approvals import (
@@ -17,12 +20,17 @@ from prodigy_opentext.core.approvals import (
 )
 from prodigy_opentext.core.batches import business_key
 from prodigy_opentext.core.payloads import ApprovalRecord, ApprovedVersion
+from prodigy_opentext.core.qa import ENDS, PASSED, QA_PROCESS, SETTINGS, qa_business_key
 from prodigy_opentext.exceptions import ApprovalRefused, DatasetNotGovernable
 from prodigy_opentext.failures import DatasetRefused, ReleaseRefused
 from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
 from prodigy_opentext.hooks.prodigy import ProdigyHook
 
 log = logging.getLogger(__name__)
+
+QA_SETTINGS_META = "qa_review"
+"""The dataset meta that sends a dataset's batches through QA before their approval: the QA DAG's params
+(:data:`~prodigy_opentext.core.qa.SETTINGS`), ``{}`` for the defaults."""
 
 
 def annotators_of(
@@ -108,3 +116,64 @@ def verify_approvals(
         )
         approvals.append(approval)
     return approvals
+
+
+def qa_settings(dataset: str, meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The dataset's QA settings (its meta ``qa_review``), None when it asks for no QA; settings that are
+    not an object, or name something the QA flow does not take, fail without retries saying so."""
+    settings = meta.get(QA_SETTINGS_META)
+    if settings is None:
+        return None
+    if not isinstance(settings, dict):
+        raise DatasetRefused(
+            f"dataset {dataset!r}: meta {QA_SETTINGS_META} must be an object of QA settings ({{}} for the "
+            f"defaults), not {settings!r}"
+        )
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise DatasetRefused(
+            f"dataset {dataset!r}: meta {QA_SETTINGS_META} sets {', '.join(unknown)}, which QA does not take "
+            f"(it takes {', '.join(SETTINGS)})"
+        )
+    return dict(settings)
+
+
+def qa_problem(
+    dataset: str,
+    version: str,
+    meta: dict[str, Any],
+    opentext_conn_id: str = OpenTextWorkflowHook.default_conn_name,
+) -> str | None:
+    """Why this version may not be approved or released for want of QA, as OpenText records its rounds
+    (None: its latest ``qa_review`` round passed, or the leads accepted it, or the dataset asks for no QA)."""
+    if qa_settings(dataset, meta) is None:
+        return None
+    hook = OpenTextWorkflowHook(opentext_conn_id)
+    latest = None
+    for qa_round in count(1):
+        found = hook.find_by_business_key(QA_PROCESS, qa_business_key(dataset, version, qa_round))
+        if found is None:
+            break
+        latest = (qa_round, found)
+    if latest is None:
+        return (
+            f"{dataset}@{version} has had no QA round, and its meta asks for QA: run qa_rework for it first"
+        )
+    qa_round, process = latest
+    if not process.get("endTime"):
+        return f"{dataset}@{version}: QA round {qa_round} (process {process['id']}) is not decided yet"
+    if ENDS.get(str(process.get("endActivityId"))) != PASSED:
+        ended = process.get("deleteReason") or process.get("endActivityId")
+        return f"{dataset}@{version}: QA round {qa_round} (process {process['id']}) ended {ended}, not passed"
+    return None
+
+
+def require_qa(
+    target: ApprovedVersion, opentext_conn_id: str = OpenTextWorkflowHook.default_conn_name
+) -> None:
+    """:func:`qa_problem` as a refusal without retries
+    (:class:`~prodigy_opentext.failures.DatasetRefused`)."""
+    meta = ProdigyHook().get_meta(target["dataset"])
+    problem = qa_problem(target["dataset"], target["version"], meta, opentext_conn_id)
+    if problem:
+        raise DatasetRefused(problem)

@@ -39,7 +39,7 @@ from prodigy_opentext.core.payloads import (
 from prodigy_opentext.core.records import sessions_of
 from prodigy_opentext.exceptions import ApprovalRefused, DatasetNotGovernable, UnsafeName
 from prodigy_opentext.failures import DatasetRefused
-from prodigy_opentext.flows._approvals import annotators_of, read_approval
+from prodigy_opentext.flows._approvals import annotators_of, read_approval, require_qa
 from prodigy_opentext.flows._shared import (
     checked_name,
     export_and_merge,
@@ -137,8 +137,10 @@ def approval_run(batch: BatchToReview) -> RunRequest:
 def prepare_review_package(
     batch: BatchToReview, review_root: Path, prodigy_conn_id: str = ProdigyHook.default_conn_name
 ) -> ReviewPackage:
-    """Export the batch for reviewers, compute its statistics, and say which process to start for it."""
+    """Export the batch for reviewers, compute its statistics, and say which process to start for it; a
+    batch whose dataset asks for QA is refused until its latest QA round passed (as OpenText records it)."""
     dataset, version = batch["dataset"], batch["version"]
+    require_qa(batch)
     package_dir = review_root / checked_name(dataset, "dataset") / checked_name(version, "version")
     merged = export_and_merge(dataset, batch["last_example_id"], package_dir, prodigy_conn_id)
     manifest = whole_export(merged.export)

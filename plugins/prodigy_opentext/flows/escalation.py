@@ -38,10 +38,10 @@ from prodigy_opentext.core.payloads import (
 )
 from prodigy_opentext.core.records import sessions_of
 from prodigy_opentext.exceptions import AdjudicationInvalid
-from prodigy_opentext.flows._approvals import annotators_of
+from prodigy_opentext.flows._approvals import annotators_of, qa_settings
 from prodigy_opentext.flows._shared import checked_name, export_and_merge, record_in_audit_log
 from prodigy_opentext.flows.batch_approval import approval_run
-from prodigy_opentext.flows.qa import qa_run, qa_settings
+from prodigy_opentext.flows.qa import qa_run
 from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
 from prodigy_opentext.hooks.prodigy import ProdigyHook
 

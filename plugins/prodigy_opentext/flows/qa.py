@@ -43,7 +43,6 @@ from prodigy_opentext.core.qa import (
     REVIEWER_VARIABLE,
     REWORK,
     SENT_BACK,
-    SETTINGS,
     current_answers,
     draw_round,
     figures_summary,
@@ -68,10 +67,6 @@ from prodigy_opentext.hooks.prodigy import ProdigyHook
 log = logging.getLogger(__name__)
 
 QA_DAG = "qa_rework"
-QA_SETTINGS_META = "qa_review"
-"""The dataset meta that sends a dataset's batches through QA before their approval: the DAG's params
-(``max_error_rate``, ``confidence``, ``sample_size``, ``sample_fraction``, ``max_rounds``,
-``rework_scope``, ``instructions``), ``{}`` for the defaults."""
 LEAD_STEP = "record_lead"
 """Airflow's step after the leads decided on a batch that failed its last round."""
 LEAD_ACCEPTED = "accepted"
@@ -384,26 +379,6 @@ def create_rework(
         stream,
     )
     return rework
-
-
-def qa_settings(dataset: str, meta: dict[str, Any]) -> dict[str, Any] | None:
-    """The dataset's QA settings (its meta ``qa_review``), None when it asks for no QA; settings that are
-    not an object, or name something the QA flow does not take, fail without retries saying so."""
-    settings = meta.get(QA_SETTINGS_META)
-    if settings is None:
-        return None
-    if not isinstance(settings, dict):
-        raise DatasetRefused(
-            f"dataset {dataset!r}: meta {QA_SETTINGS_META} must be an object of QA settings ({{}} for the "
-            f"defaults), not {settings!r}"
-        )
-    unknown = sorted(set(settings) - set(SETTINGS))
-    if unknown:
-        raise DatasetRefused(
-            f"dataset {dataset!r}: meta {QA_SETTINGS_META} sets {', '.join(unknown)}, which QA does not take "
-            f"(it takes {', '.join(SETTINGS)})"
-        )
-    return dict(settings)
 
 
 def qa_run(

@@ -41,7 +41,7 @@ from prodigy_opentext.core.records import RecordSummary, parse_record, sessions_
 from prodigy_opentext.core.release import MANIFEST_NAME, verify_release, write_release
 from prodigy_opentext.exceptions import ApprovalRefused, ReleaseConflict
 from prodigy_opentext.failures import DatasetRefused, ReleaseDistrusted, ReleaseVersionTaken
-from prodigy_opentext.flows._approvals import annotators_of, read_approval, verify_approvals
+from prodigy_opentext.flows._approvals import annotators_of, read_approval, require_qa, verify_approvals
 from prodigy_opentext.flows._shared import (
     checked_name,
     export_and_merge,
@@ -149,14 +149,17 @@ def release_signoff_request(staged: StagedRelease, validation: Mapping[str, Any]
 
 
 def check_batch_approval(target: ReleaseTarget) -> None:
-    """The batch approval of this version holds in OpenText, checked before anything is staged (the
-    check after staging repeats it, with the data's checksum and its annotators)."""
+    """The batch approval of this version holds in OpenText, and its QA passed where its dataset asks for
+    QA, checked before anything is staged (the check after staging repeats both, with the data's checksum
+    and its annotators)."""
+    require_qa(target)
     verify_approvals(target, kinds=("batch_approval",))
 
 
 def check_release_approvals(staged: StagedRelease) -> list[ApprovalRecord]:
     """Every approval the release needs holds in OpenText: of exactly the staged data, by nobody who
-    annotated it (:func:`~prodigy_opentext.flows._approvals.verify_approvals`)."""
+    annotated it (:func:`~prodigy_opentext.flows._approvals.verify_approvals`), and its QA passed."""
+    require_qa(staged)
     return verify_approvals(
         staged, reviewed_sha256=staged["export"]["sha256"], annotators=staged["annotators"]
     )
