@@ -232,6 +232,7 @@ def qa_rework():
         task_definition_key=LEAD_STEP,
         work=record_lead_decision,
         done_at=LEAD_ENDS,
+        people_task=LEAD_REVIEW,  # the leads' time counts from the escalation, not the round's start
         poll_interval=OPENTEXT_POLL_SECONDS,
         response_timeout=timedelta(days=7),
     ).expand_kwargs(work)

@@ -400,6 +400,15 @@ class OpenTextWorkflowHook(BaseHook):
         started = self.get_historic_process(process_instance_id).get("startTime")
         return parse_timestamp(started) if started else None
 
+    def task_created_at(self, process_instance_id: str, task_definition_key: str) -> datetime | None:
+        """When the process's open task ``task_definition_key`` was created (None when none is open)."""
+        for task in self.list_tasks(
+            processInstanceId=process_instance_id, taskDefinitionKey=task_definition_key
+        ):
+            if task.get("taskDefinitionKey") == task_definition_key and task.get("createTime"):
+                return parse_timestamp(task["createTime"])
+        return None
+
     def historic_tasks(self, **filters: Any) -> list[dict[str, Any]]:
         return list(self.paginate("/historic-task-instances", filters))
 

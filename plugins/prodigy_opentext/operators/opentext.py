@@ -237,7 +237,10 @@ class OpenTextServiceTaskOperator(_OpenTextOperator):
         cleared task): the operator succeeds there, with no value, instead of failing.
     :param done_while_open: tasks of the model after this one: a process waiting at one of them had this
         work done before, and the operator succeeds with no value instead of waiting.
-    :param response_timeout: how long people have, from the process start, before the wait fails.
+    :param response_timeout: how long people have, from the process start (or from ``people_task``'s
+        creation), before the wait fails.
+    :param people_task: the people's task this work follows when it is not the model's first (e.g. the
+        leads' review after QA escalated): their time counts from when it was created.
     :param poll_interval: seconds between two reads of OpenText while deferred.
     :param error_budget: seconds the deferred wait tolerates OpenText being unreachable before failing.
     """
@@ -253,6 +256,7 @@ class OpenTextServiceTaskOperator(_OpenTextOperator):
         op_kwargs: dict[str, Any] | None = None,
         done_at: Sequence[str] = (),
         done_while_open: Sequence[str] = (),
+        people_task: str | None = None,
         response_timeout: timedelta = timedelta(days=7),
         poll_interval: float = 30.0,
         error_budget: float = 900.0,
@@ -265,6 +269,7 @@ class OpenTextServiceTaskOperator(_OpenTextOperator):
         self.op_kwargs = op_kwargs or {}
         self.done_at = tuple(done_at)
         self.done_while_open = tuple(done_while_open)
+        self.people_task = people_task
         self.response_timeout = response_timeout
         self.poll_interval = poll_interval
         self.error_budget = error_budget
@@ -304,7 +309,12 @@ class OpenTextServiceTaskOperator(_OpenTextOperator):
                 return None
         from prodigy_opentext.triggers.opentext import OpenTextProcessTrigger  # the triggerer's side
 
-        started = since or self.hook.process_started_at(self.process_instance_id) or datetime.now(UTC)
+        started = (
+            since
+            or (self.people_task and self.hook.task_created_at(self.process_instance_id, self.people_task))
+            or self.hook.process_started_at(self.process_instance_id)
+            or datetime.now(UTC)
+        )
         deadline = started + self.response_timeout
         self.log.info(
             "OpenText process %s is with people; waiting for %s (deferred) until %s",
