@@ -14,7 +14,8 @@ choices of the variable ``qa_reasons``) and a comment (``#comment-<n>``); submit
 ``qa_judgements``. A failure needs a reason.
 
 ``qa-lead-review`` (the leads' decision after the last QA round failed): the round's figures
-(``qa_figures``) as tables (``#qa-figures``, ``#qa-strata``), with the task's outcome buttons.
+(``qa_figures``) as tables (``#qa-figures``, ``#qa-strata``) and the failed answers with their reasons and
+comments (``#qa-failures``), with the task's outcome buttons.
 """
 
 from __future__ import annotations
@@ -173,11 +174,26 @@ def _lead_fields(values: Mapping[str, Any]) -> str:
             for reason, n in (figures.get("by_reason") or {}).items()
         ],
     ]
+    sampled = {str(item.get("item")): item for item in values.get("sample") or []}
+    failures = [
+        [
+            escape(str(sampled.get(str(j.get("item")), {}).get("annotator", ""))),
+            _marked(
+                str(sampled.get(str(j.get("item")), {}).get("text") or ""),
+                sampled.get(str(j.get("item")), {}).get("spans") or [],
+            ),
+            escape(_readable(str(j.get("reason")))),
+            escape(str(j.get("comment") or "")),
+        ]
+        for j in values.get("qa_judgements") or []
+        if isinstance(j, Mapping) and j.get("verdict") == "fail"
+    ]
     return (
         _problems(values)
         + '<p id="qa-lead-summary">Every QA round of this batch failed. Accept it as it is, or reject it.</p>'
         + _table("qa-figures", ["Figure", "Value"], rows)
         + _strata_table("qa-strata", figures.get("by_stratum") or {}, ("sampled", "failed"))
+        + _table("qa-failures", ["Annotator", "Answer", "Reason", "Comment"], failures)
     )
 
 
@@ -223,6 +239,9 @@ def _qa_submission(
             continue
         if verdict == "fail" and not reason:
             missing.append(f"answer {number} failed without a reason: choose one")
+            continue
+        if verdict == "fail" and reason == "other" and not comment:
+            missing.append(f"answer {number} failed for 'other': say in its comment what is wrong")
             continue
         judgements.append(
             {

@@ -386,6 +386,14 @@ def test_the_qa_form_shows_the_sample_and_submits_one_judgement_per_answer(
     assert "answer 2 has no verdict" in _page(unjudged).get_element_by_id("error").text
     no_reason = _post(qa, sandbox, task["id"], action="decide", **{"verdict-1": "pass", "verdict-2": "fail"})
     assert "answer 2 failed without a reason" in _page(no_reason).get_element_by_id("error").text
+    other = _post(
+        qa,
+        sandbox,
+        task["id"],
+        action="decide",
+        **{"verdict-1": "pass", "verdict-2": "fail", "reason-2": "other"},
+    )
+    assert "say in its comment what is wrong" in _page(other).get_element_by_id("error").text
     assert [t["id"] for t in sandbox.tasks(processInstanceId=instance["id"])] == [task["id"]], "still open"
 
     form = {"verdict-1": "pass", "verdict-2": "fail", "reason-2": "missed_span", "comment-2": " Initech "}
@@ -427,6 +435,13 @@ def test_the_qa_form_shows_the_sample_and_submits_one_judgement_per_answer(
         for row in lead_page.xpath('//table[@id="qa-figures"]/tbody/tr')
     }
     assert shown["Upper bound"] == "97.5% at 95.0% confidence" and shown["Failed: missed span"] == "1"
+    failures = [
+        [c.text_content() for c in row.xpath("td")]
+        for row in lead_page.xpath('//table[@id="qa-failures"]/tbody/tr')
+    ]
+    assert failures == [["news-bob", "Nothing here", "missed span", "Initech"]], (
+        "which answers failed and why"
+    )
     assert not lead_page.xpath('//tr[@data-variable="qa_figures"]'), "figures in a table, not as JSON"
     assert "{" not in lead_page.get_element_by_id("form-fields").text_content()
 
