@@ -177,3 +177,19 @@ def test_bad_names_and_bad_records_are_refused_before_anything_is_written(
     ):
         write_release(tmp_path, "ner_news", "v6", [scored])
     assert not (tmp_path / "releases" / "ner_news" / "v6").exists()
+
+
+def test_what_reviewers_approve_covers_the_adjudications_and_corrections_merged_in():
+    from prodigy_opentext.core.release import reviewed_sha256
+
+    export = "ab" * 32
+    decided = [{"_task_hash": 1, "answer": "accept", "_adjudicated": True}]
+    redone = [{"_task_hash": 2, "answer": "reject", "_session_id": "news_rework_b9_r1-bob"}]
+    assert reviewed_sha256(export, [], []) == export, "nothing merged in: the export's own checksum"
+    merged = reviewed_sha256(export, decided, redone)
+    assert merged != export and len(merged) == 64
+    assert reviewed_sha256(export, decided, list(reversed([*redone, {"_task_hash": 3}]))) != merged, (
+        "a correction written after the approval changes it"
+    )
+    assert reviewed_sha256(export, decided, redone) == merged, "the same data, the same checksum"
+    assert reviewed_sha256(export, [{**decided[0], "answer": "reject"}], redone) != merged

@@ -264,6 +264,9 @@ def test_a_failed_round_is_reworked_by_its_annotators_and_the_next_round_passes(
 
     staged = stage_release_data(resolve_release_target(dataset, version), data / "staging", "manual__qa")
     assert staged["consensus"]["disputes"] == 0, "bob's corrections replace his wrong answers"
+    assert staged["reviewed_sha256"] != staged["export"]["sha256"], (
+        "what is approved includes the corrections"
+    )
     release = publish_release(
         staged,
         {"success": True},

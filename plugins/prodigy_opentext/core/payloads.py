@@ -411,6 +411,8 @@ class StagedRelease(ReleaseTarget):
     """The answers QA sent back and their annotators redid, as the manifest lists them."""
     consensus: ConsensusCounts
     export: dict[str, Any]
+    reviewed_sha256: str
+    """The answers with the adjudications and QA corrections merged in, as batch approval approved them."""
     non_finite_as_null: int
     """Rows in which NaN or Infinity was written as null (standard JSON has neither)."""
 

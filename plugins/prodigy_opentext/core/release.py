@@ -241,3 +241,17 @@ def verify_release(path: str | os.PathLike) -> dict[str, Any]:
     if problems:
         raise ReleaseCorrupt(path, problems)
     return manifest
+
+
+def reviewed_sha256(
+    answers_sha256: str, adjudications: Iterable[Mapping[str, Any]], corrections: Iterable[Mapping[str, Any]]
+) -> str:
+    """The checksum of what reviewers approve and a release ships: the annotators' answers (their export's
+    sha256) with the reviewers' adjudications and the QA corrections merged into them. Without either it is
+    the export's own sha256; a decision or a correction written after the approval changes it."""
+    decided = sorted(json.dumps(dict(e), sort_keys=True, default=str) for e in adjudications)
+    corrected = sorted(json.dumps(dict(e), sort_keys=True, default=str) for e in corrections)
+    if not decided and not corrected:
+        return answers_sha256
+    payload = json.dumps({"answers": answers_sha256, "adjudications": decided, "corrections": corrected})
+    return hashlib.sha256(payload.encode()).hexdigest()

@@ -21,6 +21,7 @@ from prodigy_opentext.core.paths import plain_name
 from prodigy_opentext.core.payloads import ExportManifest
 from prodigy_opentext.core.qa import correction_of
 from prodigy_opentext.core.records import decode_record, standard_json
+from prodigy_opentext.core.release import reviewed_sha256
 from prodigy_opentext.exceptions import AuditAnchorMismatch, DatasetNotFoundError, UnsafeName
 from prodigy_opentext.failures import AuditLogTampered, DatasetRefused, NameRefused, RowsQuarantined
 from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
@@ -85,6 +86,14 @@ class MergedBatch:
     consensus: ConsensusResult
     corrections: list[dict[str, Any]]
     """The annotators' answers from QA rework, each as its annotator's newest answer to the item."""
+    adjudications: list[dict[str, Any]]
+    """The reviewers' decisions on the dataset's disputes."""
+
+    @property
+    def sha256(self) -> str:
+        """What reviewers approve and the release ships
+        (:func:`~prodigy_opentext.core.release.reviewed_sha256`)."""
+        return reviewed_sha256(self.export["sha256"], self.adjudications, self.corrections)
 
 
 def adjudications_of(
@@ -167,10 +176,9 @@ def export_and_merge(
     corrections = corrections_of(
         dataset, tasks, prodigy_conn_id, until_id=until_id, before_round=before_round
     )
-    consensus = build_consensus(
-        [*tasks, *corrections], adjudications=adjudications_of(dataset, prodigy_conn_id), min_score=min_score
-    )
-    return MergedBatch(answers, export, tasks, consensus, corrections)
+    adjudications = adjudications_of(dataset, prodigy_conn_id)
+    consensus = build_consensus([*tasks, *corrections], adjudications=adjudications, min_score=min_score)
+    return MergedBatch(answers, export, tasks, consensus, corrections, adjudications)
 
 
 def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]], named: int = 20) -> int:

@@ -182,7 +182,7 @@ def prepare_review_package(
                 "version": version,
                 "regulated": bool(batch["regulated"]),
                 "package_location": str(package_dir),
-                "answers_sha256": manifest["sha256"],
+                "answers_sha256": merged.sha256,
                 "examples": statistics["examples"],
                 "agreement_method": statistics["agreement"]["method"],
                 "agreement": statistics["agreement"]["value"],

@@ -128,6 +128,7 @@ def stage_release_data(
         reworked=reworks_in(merged.corrections),
         consensus=consensus.counts(),
         export={k: export[k] for k in ("rows", "quarantined", "quarantine_path", "sha256")},
+        reviewed_sha256=merged.sha256,
         non_finite_as_null=nulled,
     )
 
@@ -161,7 +162,7 @@ def check_release_approvals(staged: StagedRelease) -> list[ApprovalRecord]:
     annotated it (:func:`~prodigy_opentext.flows._approvals.verify_approvals`), and its QA passed."""
     require_qa(staged)
     return verify_approvals(
-        staged, reviewed_sha256=staged["export"]["sha256"], annotators=staged["annotators"]
+        staged, reviewed_sha256=staged["reviewed_sha256"], annotators=staged["annotators"]
     )
 
 
