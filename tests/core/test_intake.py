@@ -546,3 +546,55 @@ def test_an_unknown_format_names_the_accepted_ones(tmp_path, name, source_format
     )
     with pytest.raises(ValueError, match=re.escape(expected)):
         read_task_source(source, source_format=source_format)
+
+
+IMPROVEMENT = {
+    "model": "brand-ner v3",
+    "problem": "misses sportswear brands",
+    "policy_reference": "POL-7",
+    "examples": ["Lululemon leggings.", {"text": "Asics shoes.", "meta": {"channel": "chat"}}],
+}
+
+
+def test_an_improvement_request_for_a_new_dataset_is_annotation_work_from_its_own_labels():
+    from prodigy_opentext.core.intake import example_tasks, improvement_request
+
+    values = {**IMPROVEMENT, "labels": ["BRAND"], "annotators": ["alice@example.com"], "task_type": "ner"}
+    request = improvement_request("4f1c2d3e-0000", "t-1", values, None)
+    assert (request["title"], request["dataset"], request["labels"]) == (
+        "brand-ner v3: misses sportswear brands",
+        "improve_brand_ner_v3_4f1c2d3e",
+        ["BRAND"],
+    )
+    assert "POL-7" in request["instructions"]
+    tasks = example_tasks(values)
+    assert [t["text"] for t in tasks] == ["Lululemon leggings.", "Asics shoes."]
+    assert tasks[1]["meta"] == {"channel": "chat", "model": "brand-ner v3", "policy_reference": "POL-7"}
+
+
+def test_an_improvement_request_joining_a_dataset_takes_its_labels_and_team():
+    from prodigy_opentext.core.intake import improvement_request
+
+    existing = {"labels": ["BRAND"], "annotator_emails": {"bob": "bob@example.com"}, "task_type": "ner"}
+    request = improvement_request("p-2", "t-2", {**IMPROVEMENT, "dataset": "brands"}, existing)
+    assert (request["dataset"], request["annotators"], request["labels"]) == (
+        "brands",
+        {"bob": "bob@example.com"},
+        ["BRAND"],
+    )
+
+
+def test_an_improvement_request_names_everything_missing_at_once():
+    from prodigy_opentext.core.intake import improvement_request
+
+    with pytest.raises(RequestRefused) as refused:
+        improvement_request("p-3", "t-3", {"examples": []}, None)
+    problems = " | ".join(refused.value.problems)
+    for expected in (
+        "model is empty",
+        "problem is empty",
+        "examples is empty",
+        "labels is empty",
+        "annotators",
+    ):
+        assert expected in problems, problems

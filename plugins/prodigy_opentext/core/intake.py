@@ -1,5 +1,5 @@
-"""Annotation requests from OpenText (flow 4): what a request must say, the order approved ones are
-provisioned in, and how its source becomes Prodigy tasks.
+"""Annotation requests from OpenText (flow 4, and the model improvement requests of flow 8): what a request
+must say, the order approved ones are provisioned in, and how its source becomes Prodigy tasks.
 
 Plain Python (no Airflow import). A request is the variables of an ``annotation_request_intake`` process:
 ``title``, ``source`` (a file Airflow can read: JSONL, CSV or plain text, one task per line), ``task_type``
@@ -230,3 +230,55 @@ def progress_figures(
         },
         "reached": answers >= target,
     }
+
+
+def improvement_request(
+    pid: str, task_id: str, values: dict[str, Any], existing: dict[str, Any] | None
+) -> AnnotationRequest:
+    """The request as annotation work: its examples' tasks go to ``existing`` (that dataset's meta: its
+    labels, team and task type) or to a new dataset from the request's own labels and annotators."""
+    problems = []
+    model, problem = str(values.get("model") or "").strip(), str(values.get("problem") or "").strip()
+    if not model:
+        problems.append("model is empty: name the model to improve")
+    if not problem:
+        problems.append("problem is empty: say what the model gets wrong")
+    examples = values.get("examples")
+    if not isinstance(examples, list) or not examples:
+        problems.append("examples is empty: list the inputs the model gets wrong")
+    slug = re.sub(r"[^a-z0-9]+", "_", model.lower()).strip("_")[:30] or "model"
+    base = {
+        "title": f"{model}: {problem}",
+        "source": "the request's examples",
+        "instructions": f"{problem} (policy {values.get('policy_reference') or 'not given'})",
+        "dataset": values.get("dataset") or f"improve_{slug}_{pid.replace('-', '')[:8]}",
+        **{k: v for k, v in values.items() if k in ("priority", "due_date", "annotations_per_task")},
+    }
+    if existing is not None:
+        base |= {
+            "task_type": existing.get("task_type"),
+            "labels": existing.get("labels"),
+            "annotators": list((existing.get("annotator_emails") or {}).values()),
+            "annotations_per_task": existing.get("annotations_per_task", 1),
+        }
+    else:
+        base |= {k: values.get(k) for k in ("task_type", "labels", "annotators")}
+    try:
+        request = parse_request(pid, base, task_id=task_id)
+    except RequestRefused as refused:
+        problems += refused.problems
+    if problems:
+        raise RequestRefused(problems)
+    return request
+
+
+def example_tasks(values: dict[str, Any]) -> list[dict[str, Any]]:
+    """The request's examples as tasks (a text each, or a task object), tagged with the model and policy."""
+    tasks = []
+    for example in values.get("examples") or []:
+        task: dict[str, Any] = dict(example) if isinstance(example, dict) else {"text": str(example)}
+        given = task.get("meta")
+        meta: dict[str, Any] = dict(given) if isinstance(given, dict) else {}
+        meta.update(model=values.get("model"), policy_reference=values.get("policy_reference"))
+        tasks.append({**task, "meta": meta})
+    return tasks

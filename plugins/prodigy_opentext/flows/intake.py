@@ -40,15 +40,18 @@ from prodigy_opentext.hooks.prodigy import ProdigyHook
 log = logging.getLogger(__name__)
 
 
-def _variables(task: dict[str, Any]) -> dict[str, Any]:
+def variables_of(task: dict[str, Any]) -> dict[str, Any]:
     return {v["name"]: v.get("value") for v in task.get("variables") or []}
 
 
-def _waiting(opentext: OpenTextWorkflowHook, step: str) -> list[dict[str, Any]]:
+def waiting_requests(
+    opentext: OpenTextWorkflowHook, step: str, process_key: str = INTAKE_PROCESS
+) -> list[dict[str, Any]]:
+    """The open tasks ``step`` of ``process_key``'s instances, with their process variables."""
     return [
         task
         for task in opentext.list_tasks(
-            processDefinitionKey=INTAKE_PROCESS, taskDefinitionKey=step, includeProcessVariables="true"
+            processDefinitionKey=process_key, taskDefinitionKey=step, includeProcessVariables="true"
         )
         if task.get("taskDefinitionKey") == step
     ]
@@ -65,15 +68,15 @@ def provision_requests(
     """Every approved request waiting for its dataset, provisioned in priority, then due-date order, or
     refused naming what to fix. Sources must lie under ``source_root`` (a request cannot make Airflow read
     any file it can)."""
-    waiting = _waiting(opentext, PROVISION_STEP)
+    waiting = waiting_requests(opentext, PROVISION_STEP)
     done: list[ProvisionedDataset] = []
     requests: list[AnnotationRequest] = []
     for task in waiting:
         try:
-            requests.append(parse_request(task["processInstanceId"], _variables(task), task_id=task["id"]))
+            requests.append(parse_request(task["processInstanceId"], variables_of(task), task_id=task["id"]))
         except RequestRefused as refused:
             done.append(
-                _refuse(task["processInstanceId"], task["id"], refused.problems, opentext, audit_path)
+                refuse_request(task["processInstanceId"], task["id"], refused.problems, opentext, audit_path)
             )
     ordered = provisioning_order(requests)
     log.info(
@@ -87,7 +90,7 @@ def provision_requests(
             done.append(_provision(request, source_root, work_root, audit_path, opentext, prodigy_conn_id))
         except RequestRefused as refused:
             done.append(
-                _refuse(
+                refuse_request(
                     request["process_instance_id"], request["task_id"], refused.problems, opentext, audit_path
                 )
             )
@@ -122,9 +125,26 @@ def _provision(
     prodigy_conn_id: str,
 ) -> ProvisionedDataset:
     """One request's dataset and task stream, created once: a rerun after a crash finds its own."""
-    pid, name = request["process_instance_id"], request["dataset"]
     source = _source_tasks(request, source_root)
-    tasks = request_tasks(request, source)
+    return create_request_dataset(
+        request, request_tasks(request, source), len(source), work_root, audit_path, opentext, prodigy_conn_id
+    )
+
+
+def create_request_dataset(
+    request: AnnotationRequest,
+    tasks: list[dict[str, Any]],
+    given: int,
+    work_root: Path,
+    audit_path: Path,
+    opentext: OpenTextWorkflowHook,
+    prodigy_conn_id: str,
+    process_key: str = INTAKE_PROCESS,
+) -> ProvisionedDataset:
+    """A request's own dataset and task stream (``given`` tasks asked for, ``tasks`` after deduplication),
+    created once, and the request's step completed: a rerun after a crash finds its own dataset; a dataset
+    of that name made for other work refuses the request."""
+    pid, name = request["process_instance_id"], request["dataset"]
     hook = ProdigyHook(prodigy_conn_id)
     try:
         existing = hook.get_meta(name)
@@ -147,7 +167,7 @@ def _provision(
         process_instance_id=pid,
         dataset=name,
         tasks=len(tasks),
-        duplicates=len(source) - len(tasks),
+        duplicates=given - len(tasks),
         stream_path=str(stream),
         refused=[],
     )
@@ -156,7 +176,7 @@ def _provision(
         "request_provisioned",
         name,
         {**provisioned, "title": request["title"], "sessions": sorted(request["annotators"])},
-        event_key=f"{INTAKE_PROCESS}:{pid}:provisioned",
+        event_key=f"{process_key}:{pid}:provisioned",
     )
     opentext.add_comment(
         pid,
@@ -167,15 +187,28 @@ def _provision(
     opentext.complete_task(
         request["task_id"],
         None,
-        {"provisioned": True, "dataset": name, "tasks": len(tasks), "duplicates": provisioned["duplicates"]},
+        {
+            "provisioned": True,
+            "new_dataset": True,
+            "dataset": name,
+            "tasks": len(tasks),
+            "duplicates": provisioned["duplicates"],
+            "input_hashes": sorted({task["_input_hash"] for task in tasks}),
+        },
     )
     log.info("request %s: dataset %s with %d tasks (stream %s)", pid, name, len(tasks), stream)
     return provisioned
 
 
-def _refuse(
-    pid: str, task_id: str, problems: list[str], opentext: OpenTextWorkflowHook, audit_path: Path
+def refuse_request(
+    pid: str,
+    task_id: str,
+    problems: list[str],
+    opentext: OpenTextWorkflowHook,
+    audit_path: Path,
+    process_key: str = INTAKE_PROCESS,
 ) -> ProvisionedDataset:
+    """Refuse a request: a comment naming every problem, the step completed with ``provisioned`` false."""
     message = "Request refused, nothing was created: " + "; ".join(problems)
     log.warning("request %s: %s", pid, message)
     record_in_audit_log(
@@ -183,7 +216,7 @@ def _refuse(
         "request_refused",
         pid,
         {"problems": problems},
-        event_key=f"{INTAKE_PROCESS}:{pid}:refused",
+        event_key=f"{process_key}:{pid}:refused",
     )
     opentext.add_comment(pid, message)
     opentext.complete_task(task_id, None, {"provisioned": False, "refused": message})
@@ -197,13 +230,15 @@ def post_progress(
     *,
     opentext: OpenTextWorkflowHook,
     prodigy_conn_id: str = ProdigyHook.default_conn_name,
+    process_key: str = INTAKE_PROCESS,
 ) -> list[RunRequest]:
-    """The annotation progress of every provisioned request, posted on it; a request whose target is
-    reached has its batch marked ready, its review run requested, and is closed."""
+    """The annotation progress of every request of ``process_key`` whose dataset is being annotated, posted
+    on it; a request whose target is reached has its batch marked ready, its review run requested, and
+    its ``track_progress`` step completed."""
     hook = ProdigyHook(prodigy_conn_id)
     reviews = []
-    for task in _waiting(opentext, PROGRESS_STEP):
-        pid, values = task["processInstanceId"], _variables(task)
+    for task in waiting_requests(opentext, PROGRESS_STEP, process_key):
+        pid, values = task["processInstanceId"], variables_of(task)
         dataset = str(values["dataset"])
         meta = hook.get_meta(dataset)
         answers = {
@@ -226,7 +261,7 @@ def post_progress(
             "request_annotated",
             dataset,
             {"process_instance_id": pid, "version": batch["version"], "review_run": run["run_id"], **figures},
-            event_key=f"{INTAKE_PROCESS}:{pid}:annotated",
+            event_key=f"{process_key}:{pid}:annotated",
         )
         opentext.add_comment(
             pid, f"Annotation done ({figures['answers']} answers): batch {batch['version']} goes to review."

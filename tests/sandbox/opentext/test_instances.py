@@ -86,7 +86,7 @@ def test_comments_record_author_and_time(sandbox: OpenTextSandbox, business_key)
 
 
 def test_suspended_instances_refuse_work_until_activated(sandbox: OpenTextSandbox, business_key):
-    instance = sandbox.start_process("model_improvement_request", business_key)
+    instance = sandbox.start_process("dataset_release_signoff", business_key)
     path = f"/process-instances/{instance['id']}"
     (task,) = sandbox.tasks(processInstanceId=instance["id"])
     suspended = sandbox.request("PUT", path, json={"action": "suspend"})
@@ -96,12 +96,12 @@ def test_suspended_instances_refuse_work_until_activated(sandbox: OpenTextSandbo
     refused = sandbox.request(
         "POST",
         f"/tasks/{task['id']}",
-        user="ml@example.com",
+        user="rm@example.com",
         json={"action": "complete", "outcome": "approved"},
     )
     assert refused.status_code == 409
     assert sandbox.request("PUT", path, json={"action": "activate"}).json()["suspended"] is False
-    sandbox.complete(task["id"], "approved", "ml@example.com")
+    sandbox.complete(task["id"], "approved", "rm@example.com")
     assert sandbox.historic_instance(instance["id"])["endActivityId"] == "end_approved"
 
 
@@ -156,10 +156,10 @@ def test_delegation_hands_over_and_back(sandbox: OpenTextSandbox, business_key):
 
 
 def test_history_filters(sandbox: OpenTextSandbox, business_key):
-    done = sandbox.start_process("model_improvement_request", business_key)
-    open_one = sandbox.start_process("model_improvement_request", business_key)
+    done = sandbox.start_process("dataset_release_signoff", business_key)
+    open_one = sandbox.start_process("dataset_release_signoff", business_key)
     (task,) = sandbox.tasks(processInstanceId=done["id"])
-    sandbox.complete(task["id"], "approved", "ml@example.com")
+    sandbox.complete(task["id"], "approved", "rm@example.com")
 
     def ids(path: str, **params: str) -> list[str]:
         body = sandbox.request("GET", path, params={"businessKey": business_key, **params}).json()
@@ -168,16 +168,16 @@ def test_history_filters(sandbox: OpenTextSandbox, business_key):
     assert ids("/historic-process-instances") == [done["id"], open_one["id"]]
     assert ids("/historic-process-instances", finished="true") == [done["id"]]
     assert ids("/historic-process-instances", finished="false") == [open_one["id"]]
-    assert ids("/historic-task-instances", taskAssignee="ml@example.com") == [task["id"]]
+    assert ids("/historic-task-instances", taskAssignee="rm@example.com") == [task["id"]]
     assert ids(
-        "/historic-task-instances", finished="true", processDefinitionKey="model_improvement_request"
+        "/historic-task-instances", finished="true", processDefinitionKey="dataset_release_signoff"
     ) == [task["id"]]
     with_variables = sandbox.request(
         "GET",
         "/historic-process-instances",
         params={"processInstanceId": done["id"], "includeProcessVariables": "true"},
     ).json()["_embedded"]["historicProcessInstances"][0]
-    assert {"outcome": "approved", "improvement_approval_outcome": "approved"}.items() <= {
+    assert {"outcome": "approved", "release_signoff_outcome": "approved"}.items() <= {
         v["name"]: v["value"] for v in with_variables["variables"]
     }.items()
     assert sandbox.request("GET", "/historic-task-instances", params={"finished": "maybe"}).status_code == 400

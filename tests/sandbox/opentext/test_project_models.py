@@ -48,7 +48,15 @@ MODEL_CONTRACT = {
         {"access_approval": "compliance-officers", "case_closure": "compliance-officers"},
         {"end_closed", "end_denied"},
     ),
-    "model_improvement_request": ({"improvement_approval": "ml-leads"}, {"end_approved", "end_rejected"}),
+    "model_improvement_request": (
+        {
+            "improvement_approval": "ml-leads",
+            "add_examples": "airflow-service",
+            "track_progress": "airflow-service",
+            "await_release": "airflow-service",
+        },
+        {"end_delivered", "end_refused", "end_rejected"},
+    ),
     "dataset_release_signoff": ({"release_signoff": "release-managers"}, {"end_approved", "end_rejected"}),
 }
 
@@ -150,7 +158,33 @@ PATHS = [
         "end_closed",
     ),
     ("regulated_content_access", {"classification": "PHI"}, [("access_approval", "denied")], "end_denied"),
-    ("model_improvement_request", {}, [("improvement_approval", "approved")], "end_approved"),
+    (
+        "model_improvement_request",
+        {},
+        [
+            ("improvement_approval", "approved"),
+            ("add_examples", None, {"provisioned": True, "new_dataset": True}),
+            ("track_progress", None),
+            ("await_release", None),
+        ],
+        "end_delivered",
+    ),
+    (
+        "model_improvement_request",
+        {},
+        [
+            ("improvement_approval", "approved"),
+            ("add_examples", None, {"provisioned": True, "new_dataset": False}),
+            ("await_release", None),
+        ],
+        "end_delivered",
+    ),
+    (
+        "model_improvement_request",
+        {},
+        [("improvement_approval", "approved"), ("add_examples", None, {"provisioned": False})],
+        "end_refused",
+    ),
     ("model_improvement_request", {}, [("improvement_approval", "rejected")], "end_rejected"),
     ("dataset_release_signoff", {}, [("release_signoff", "approved")], "end_approved"),
     ("dataset_release_signoff", {}, [("release_signoff", "rejected")], "end_rejected"),
