@@ -7,6 +7,7 @@ to succeed. A run that does not raises :class:`FlowFailed` with its failed tasks
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -14,8 +15,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from scripts.airflow_api import AirflowApi, task_label
-from scripts.launchers import ProdigyProject
-from scripts.processes import Stack, say
+from scripts.launchers import Annotators, ProdigyProject
+from scripts.processes import Stack, StackError, free_port, say, wait_for
 from scripts.reviewer import Reviewer
 
 WAITING_STATES = frozenset({"deferred", "running", "up_for_reschedule"})
@@ -148,3 +149,29 @@ def failed(world: World, run: Mapping[str, Any], journal: Journal, when: str) ->
     }
     report = world.api.failure_report(run["dag_id"], run["dag_run_id"])
     raise FlowFailed(f"{run['dag_id']} run {run['dag_run_id']} ended {run['state']} {when}:\n{report}")
+
+
+def annotate_stream(
+    world: World, dataset: str, meta: Mapping[str, Any], team: Annotators, options: tuple[str, ...] = ()
+) -> tuple[str, str]:
+    """Serve the task stream Airflow wrote for ``dataset`` (its meta's ``stream``) to the sessions its meta
+    names only, and let ``team`` answer it; returns the server's URL and the annotators' closing line."""
+    if world.stack is None:
+        raise StackError("serving a dataset's tasks needs the demo's stack")
+    env = {**os.environ, "PRODIGY_ALLOWED_SESSIONS": ",".join(meta["sessions"])}
+    url = world.prodigy.serve(world.stack, dataset, Path(meta["stream"]), free_port(), env, options)
+    return url, world.prodigy.annotate(world.stack, url, dataset, team, env)
+
+
+def wait_for_end(world: World, process_instance_id: str, end: str, what: str) -> dict[str, Any]:
+    """The process's variables once it ended at ``end`` (``what`` names the wait in a timeout)."""
+
+    def ended() -> dict[str, Any] | None:
+        (process,) = world.reviewer.hook().historic_processes(
+            processInstanceId=process_instance_id, includeProcessVariables="true"
+        )
+        if process.get("endActivityId") != end:
+            return None
+        return {v["name"]: v.get("value") for v in process.get("variables") or []}
+
+    return wait_for(ended, timeout=world.timeout, what=what, interval=1, stack=world.stack)

@@ -11,14 +11,13 @@ release version and its manifest's sha256. Journal result: ``improvement``.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from scripts.launchers import Annotators
-from scripts.processes import StackError, free_port, wait_for
-from scripts.stories._story import Journal, World, finish
+from scripts.processes import StackError
+from scripts.stories._story import Journal, World, annotate_stream, finish, wait_for_end
 from scripts.stories.batch_approval import BatchApprovalStory
 from scripts.stories.release import ReleaseStory
 
@@ -83,12 +82,8 @@ class ImprovementStory:
         meta = world.prodigy.dataset_meta(DATASET)
         if meta is None:
             raise StackError(f"{IMPROVEMENT_DAG} created no dataset {DATASET}: see its run")
-        assert world.stack is not None, "the demo's stack serves the request's tasks"
-        env = {**os.environ, "PRODIGY_ALLOWED_SESSIONS": ",".join(meta["sessions"])}
-        url = world.prodigy.serve(world.stack, DATASET, Path(meta["stream"]), free_port(), env)
         marked = brands_marked(Path(meta["stream"]), world.data_dir / f"{DATASET}-reference.jsonl")
-        team = Annotators(TEAM, disagree=0.0, reference=marked)
-        summary = world.prodigy.annotate(world.stack, url, DATASET, team, env)
+        url, summary = annotate_stream(world, DATASET, meta, Annotators(TEAM, disagree=0.0, reference=marked))
         world.step(f"The examples are tasks of {DATASET}; the team annotated them: {summary}", url)
         finish(world, world.api.trigger(IMPROVEMENT_DAG), journal)
 
@@ -97,13 +92,7 @@ class ImprovementStory:
         BatchApprovalStory().play(reviewed, side)
         ReleaseStory().play(reviewed, side)
         journal.approvals += side.approvals
-        closed = wait_for(
-            lambda: self._closed(world, instance["id"]),
-            timeout=world.timeout,
-            what="the improvement request to close",
-            interval=2,
-            stack=world.stack,
-        )
+        closed = wait_for_end(world, instance["id"], "end_delivered", "the improvement request to close")
         journal.results["improvement"] = {
             "process_instance_id": instance["id"],
             "dataset": DATASET,
@@ -115,12 +104,3 @@ class ImprovementStory:
             f"manifest sha256 {closed['manifest_sha256'][:12]}…",
             world.reviewer.task_url(task),
         )
-
-    @staticmethod
-    def _closed(world: World, pid: str) -> dict[str, Any] | None:
-        (process,) = world.reviewer.hook().historic_processes(
-            processInstanceId=pid, includeProcessVariables="true"
-        )
-        if process.get("endActivityId") != "end_delivered":
-            return None
-        return {v["name"]: v.get("value") for v in process.get("variables") or []}

@@ -11,15 +11,13 @@ the request. That batch's review then waits in the inbox like any other. Journal
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import requests
 
 from scripts.launchers import DEMO_TASKS, REVIEWER_PASSWORD, Annotators
-from scripts.processes import StackError, free_port, wait_for
-from scripts.stories._story import Journal, World, finish
+from scripts.processes import StackError
+from scripts.stories._story import Journal, World, annotate_stream, finish, wait_for_end
 
 INTAKE_DAG = "annotation_request_intake"
 INTAKE_PROCESS = "annotation_request_intake"
@@ -84,23 +82,12 @@ class IntakeStory:
             f"{', '.join(meta['sessions'])}",
             world.run_url(provision),
         )
-        assert world.stack is not None, "the demo's stack serves the request's tasks"
-        env = {**os.environ, "PRODIGY_ALLOWED_SESSIONS": ",".join(meta["sessions"])}
-        url = world.prodigy.serve(world.stack, REQUEST_DATASET, Path(meta["stream"]), free_port(), env)
-        summary = world.prodigy.annotate(
-            world.stack, url, REQUEST_DATASET, Annotators(TEAM, disagree=0.0), env
-        )
+        url, summary = annotate_stream(world, REQUEST_DATASET, meta, Annotators(TEAM, disagree=0.0))
         world.step(f"The team annotated it: {summary}", url)
 
         progress = world.api.trigger(INTAKE_DAG)
         finish(world, progress, journal)
-        closed = wait_for(
-            lambda: self._closed(world, task["processInstanceId"]),
-            timeout=world.timeout,
-            what="the request to close",
-            interval=1,
-            stack=world.stack,
-        )
+        closed = wait_for_end(world, task["processInstanceId"], "end_annotated", "the request to close")
         journal.results["request"] = {
             "title": title,
             "dataset": REQUEST_DATASET,
@@ -113,12 +100,3 @@ class IntakeStory:
             f"went to review ({closed['review_run']}), whose approval then waits in the inbox",
             world.run_url(progress),
         )
-
-    @staticmethod
-    def _closed(world: World, pid: str) -> dict[str, Any] | None:
-        (process,) = world.reviewer.hook().historic_processes(
-            processInstanceId=pid, includeProcessVariables="true"
-        )
-        if process.get("endActivityId") != "end_annotated":
-            return None
-        return {v["name"]: v.get("value") for v in process.get("variables") or []}

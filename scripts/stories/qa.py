@@ -12,13 +12,10 @@ next round. Journal result: ``qa_rounds`` (each round's sampled and failed answe
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any, ClassVar
 
 from scripts.launchers import DEMO_TASKS, Annotators
-from scripts.processes import free_port
-from scripts.stories._story import Journal, World, finish
+from scripts.stories._story import Journal, World, annotate_stream, finish
 
 QA_DAG = "qa_rework"
 QA_PROCESS = "qa_review"
@@ -102,17 +99,11 @@ class QAStory:
             interval=1,
             stack=world.stack,
         )
-        assert world.stack is not None, "the demo's stack serves the rework"
-        env = dict(os.environ)
-        url = world.prodigy.serve(
-            world.stack, rework, Path(meta["stream"]), free_port(), env, ("--route-by-meta", "annotator")
-        )
+        redone = Annotators(tuple(meta["sessions"]), disagree=0.0, reference=DEMO_TASKS)
+        url, summary = annotate_stream(world, rework, meta, redone, ("--route-by-meta", "annotator"))
         world.step(
-            f"{meta['tasks']} answers go back to {', '.join(meta['sessions'])} in Prodigy dataset {rework} "
-            f"(instructions and the reviewer's comment in each task's meta)",
+            f"{meta['tasks']} answers went back to {', '.join(meta['sessions'])} in Prodigy dataset {rework} "
+            f"(instructions and the reviewer's comment in each task's meta); they redid them: {summary}",
             url,
         )
-        redone = Annotators(tuple(meta["sessions"]), disagree=0.0, reference=DEMO_TASKS)
-        summary = world.prodigy.annotate(world.stack, url, rework, redone, env)
-        world.step(f"The annotators redid their tasks: {summary}", None)
         return {"dataset": rework, "tasks": meta["tasks"], "sessions": meta["sessions"]}
