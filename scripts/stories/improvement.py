@@ -91,13 +91,13 @@ class ImprovementStory:
         side = Journal()  # its approvals and release, apart from the main story's results
         BatchApprovalStory().play(reviewed, side)
         ReleaseStory().play(reviewed, side)
-        journal.approvals += side.approvals
         closed = wait_for_end(world, instance["id"], "end_delivered", "the improvement request to close")
         journal.results["improvement"] = {
             "process_instance_id": instance["id"],
             "dataset": DATASET,
             "release_version": closed["release_version"],
             "manifest_sha256": closed["manifest_sha256"],
+            "approvals": side.approvals,
         }
         world.step(
             f"The release's event closed the improvement request: release {closed['release_version']}, "
