@@ -69,7 +69,6 @@ log = logging.getLogger(__name__)
 QA_DAG = "qa_rework"
 LEAD_STEP = "record_lead"
 """Airflow's step after the leads decided on a batch that failed its last round."""
-LEAD_ACCEPTED = "accepted"
 NO_LEAD_OUTCOME = {"outcome": "", f"{LEAD_REVIEW}_outcome": ""}
 """What clears an outcome before the leads decide, so only the lead who completes the task gives one."""
 
