@@ -15,6 +15,7 @@ from typing import Any
 
 from prodigy_opentext.core.paths import INCLUDE_DIR
 from prodigy_opentext.core.payloads import ApprovalRecord, Decision, JudgedDecision
+from prodigy_opentext.core.records import session_name_in
 from prodigy_opentext.exceptions import ApprovalRefused, DatasetNotGovernable
 
 BATCH_APPROVAL_PROCESS = "annotation_batch_approval"
@@ -109,7 +110,7 @@ def person_of(dataset: str, session: str, meta: Mapping[str, Any]) -> str | None
         raise DatasetNotGovernable(
             f'dataset {dataset!r}: meta "{ANNOTATOR_EMAILS_META}" must map session names to e-mails'
         )
-    name = session.removeprefix(f"{dataset}-")
+    name = session_name_in(dataset, session)
     person = named.get(session) or named.get(name) or (name if "@" in name else None)
     return same_person(str(person)) if person else None
 
@@ -130,7 +131,7 @@ def annotator_identities(dataset: str, sessions: Iterable[str], meta: Mapping[st
         if person:
             people.add(person)
         else:
-            unnamed.append(session.removeprefix(f"{dataset}-"))
+            unnamed.append(session_name_in(dataset, session))
     if unnamed:
         example = json.dumps({name: f"{name}@example.com" for name in unnamed[:2]})
         raise DatasetNotGovernable(

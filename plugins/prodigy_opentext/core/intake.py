@@ -18,7 +18,7 @@ from typing import Any
 
 from prodigy_opentext.core.paths import plain_name
 from prodigy_opentext.core.payloads import AnnotationRequest
-from prodigy_opentext.core.records import check_dataset_name, record_labels, set_hashes
+from prodigy_opentext.core.records import check_dataset_name, record_labels, session_name_in, set_hashes
 from prodigy_opentext.exceptions import RequestRefused, UnsafeName
 
 INTAKE_PROCESS = "annotation_request_intake"
@@ -225,7 +225,7 @@ def progress_figures(
         "target": target,
         "percent": round(100 * min(answers, target) / target, 1) if target else 100.0,
         "by_annotator": {
-            session.removeprefix(f"{dataset}-"): count
+            session_name_in(dataset, session): count
             for session, count in sorted(answers_by_annotator.items())
         },
         "reached": answers >= target,

@@ -21,7 +21,7 @@ from typing import Any
 from prodigy_opentext.core.agreement import item_key, latest_by_annotator
 from prodigy_opentext.core.escalation import item_id
 from prodigy_opentext.core.payloads import QAFigures, QAItem, QAJudgement, QARound
-from prodigy_opentext.core.records import annotator_of
+from prodigy_opentext.core.records import annotator_of, session_name_in
 from prodigy_opentext.core.sampling import qa_sample, stratum_of
 from prodigy_opentext.core.submissions import PerItemForm, per_item_entries
 from prodigy_opentext.exceptions import QAJudgementsInvalid
@@ -360,7 +360,7 @@ def rework_task(
         previous_answer=answer.get("answer"),
         qa_reason=judgement["reason"] if judgement else SAME_STRATUM,
         qa_comment=(judgement["comment"] if judgement else "") or "",
-        annotator=session.removeprefix(f"{dataset}-"),
+        annotator=session_name_in(dataset, session),
         rework_of=session,
         qa_process=process_instance_id,
     )

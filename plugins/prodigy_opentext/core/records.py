@@ -284,6 +284,11 @@ def sessions_of(tasks: Iterable[Mapping[str, Any]]) -> list[str]:
     return sorted({annotator for annotator in map(annotator_of, tasks) if annotator})
 
 
+def session_name_in(dataset: str, session: str) -> str:
+    """A session's name without its dataset (Prodigy names sessions ``<dataset>-<name>``)."""
+    return session.removeprefix(f"{dataset}-")
+
+
 def dedupe_key(task: Mapping[str, Any]) -> tuple[Any, ...]:
     """What makes an example the same as one already stored: its task hash, and for answers the annotator."""
     if "answer" in task:

@@ -12,25 +12,23 @@ version and its manifest's sha256.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
-from prodigy_opentext.core.batches import version_last_example_id
 from prodigy_opentext.core.export import file_digest
 from prodigy_opentext.core.intake import example_tasks, improvement_request, request_tasks
 from prodigy_opentext.core.payloads import AnnotationRequest, ProvisionedDataset
 from prodigy_opentext.core.records import dumps_compact, read_task_source
-from prodigy_opentext.core.release import MANIFEST_NAME
 from prodigy_opentext.exceptions import DatasetNotFoundError, RequestRefused
-from prodigy_opentext.flows._shared import checked_name, record_in_audit_log
+from prodigy_opentext.flows._shared import record_in_audit_log
 from prodigy_opentext.flows.intake import (
     create_request_dataset,
     refuse_request,
     variables_of,
     waiting_requests,
 )
+from prodigy_opentext.flows.release import first_release_holding
 from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
 from prodigy_opentext.hooks.prodigy import ProdigyHook
 
@@ -163,7 +161,7 @@ def close_delivered(
     for task in waiting_requests(opentext, RELEASE_STEP, IMPROVEMENT_PROCESS):
         pid, values = task["processInstanceId"], variables_of(task)
         dataset, wanted = str(values["dataset"]), set(values.get("input_hashes") or [])
-        release = _first_release_holding(release_root / "releases" / checked_name(dataset, "dataset"), wanted)
+        release = first_release_holding(release_root, dataset, wanted)
         if release is None:
             log.info(
                 "improvement request %s: no release of %s holds its %d tasks yet", pid, dataset, len(wanted)
@@ -184,23 +182,3 @@ def close_delivered(
         opentext.complete_task(task["id"], None, {"release_version": version, "manifest_sha256": sha256})
         closed.append({"process_instance_id": pid, "dataset": dataset, **delivered})
     return closed
-
-
-def _first_release_holding(folder: Path, wanted: set[Any]) -> tuple[str, Path] | None:
-    if not folder.is_dir():
-        return None
-    versions = []
-    for manifest in folder.glob(f"*/{MANIFEST_NAME}"):
-        try:
-            versions.append((version_last_example_id(manifest.parent.name), manifest))
-        except ValueError:
-            continue
-    for _, manifest in sorted(versions):
-        held = {
-            json.loads(line).get("_input_hash")
-            for line in (manifest.parent / "annotations.jsonl").read_text().splitlines()
-            if line.strip()
-        }
-        if wanted <= held:
-            return manifest.parent.name, manifest
-    return None

@@ -367,3 +367,26 @@ def training_examples_summary(release_path: str) -> TrainingSet:
             summary.add(parse_record(line, row=n))
     log.info("loaded %d examples from %s: labels %s", summary.total, release_path, summary.by_label)
     return TrainingSet(path=release_path, **summary.as_dict())
+
+
+def first_release_holding(release_root: Path, dataset: str, wanted: set[Any]) -> tuple[str, Path] | None:
+    """The oldest published release of ``dataset`` whose examples hold every input hash in ``wanted``: its
+    version and manifest (what closes a request its tasks were added for); None while none does."""
+    folder = release_root / "releases" / checked_name(dataset, "dataset")
+    if not folder.is_dir():
+        return None
+    versions = []
+    for manifest in folder.glob(f"*/{MANIFEST_NAME}"):
+        try:
+            versions.append((version_last_example_id(manifest.parent.name), manifest))
+        except ValueError:
+            continue
+    for _, manifest in sorted(versions):
+        held = {
+            json.loads(line).get("_input_hash")
+            for line in (manifest.parent / "annotations.jsonl").read_text().splitlines()
+            if line.strip()
+        }
+        if wanted <= held:
+            return manifest.parent.name, manifest
+    return None
