@@ -48,6 +48,19 @@ def data_dir() -> Path:
     return Path(configured) if configured else Path(__file__).resolve().parent.parent / "data"
 
 
+REGULATED_REDACTION = os.environ.get(
+    "REGULATED_REDACTION", "prodigy_opentext.core.regulated.mask_contact_details"
+)
+"""The callable (dotted path) that masks regulated content before it is loaded; ``none``: no redaction."""
+
+
+def holding_dir() -> Path:
+    """Where regulated content waits for its access approval: ``REGULATED_HOLDING_DIR``, else
+    ``<data>/regulated/holding``. Only Airflow reads it: never give the Prodigy server this folder."""
+    configured = os.environ.get("REGULATED_HOLDING_DIR")
+    return Path(configured) if configured else data_dir() / "regulated" / "holding"
+
+
 def audit_log() -> Path:
     """The hash-chained audit log every flow appends to."""
     return data_dir() / "audit" / "governance.jsonl"

@@ -16,6 +16,11 @@ choices of the variable ``qa_reasons``) and a comment (``#comment-<n>``); submit
 ``qa-lead-review`` (the leads' decision after the last QA round failed): the round's figures
 (``qa_figures``) as tables (``#qa-figures``, ``#qa-strata``) and the failed answers with their reasons and
 comments (``#qa-failures``), with the task's outcome buttons.
+
+``regulated-access-approval`` (the ``regulated_content_access`` model's access approval): the held
+content's classification, task count and sha256 (``#access-case``; never the content), one checkbox per
+proposed annotator (``#allow-<n>``) and a field for others (``#other-annotators``), with the task's
+outcome buttons; submitted as the json variable ``allowed_annotators``. A grant needs an annotator.
 """
 
 from __future__ import annotations
@@ -27,12 +32,14 @@ from typing import Any
 DISPUTE_FORM = "label-dispute-review"
 QA_FORM = "qa-sample-check"
 QA_LEAD_FORM = "qa-lead-review"
+ACCESS_FORM = "regulated-access-approval"
 SHOWN_BY_FORM = {
     DISPUTE_FORM: frozenset({"examples", "review_problems", "adjudications"}),
     QA_FORM: frozenset({"sample", "strata", "review_problems", "qa_judgements", "qa_reasons"}),
     QA_LEAD_FORM: frozenset(
         {"sample", "strata", "qa_judgements", "qa_reasons", "qa_figures", "review_problems"}
     ),
+    ACCESS_FORM: frozenset({"annotators", "allowed_annotators"}),
 }
 """Variables a form presents itself, left out of the task page's variable table."""
 
@@ -197,10 +204,48 @@ def _lead_fields(values: Mapping[str, Any]) -> str:
     )
 
 
+def _proposed(values: Mapping[str, Any]) -> list[str]:
+    named = values.get("annotators") or []
+    return [str(a).strip() for a in (named.split(",") if isinstance(named, str) else named) if str(a).strip()]
+
+
+def _access_fields(values: Mapping[str, Any]) -> str:
+    rows = [
+        [escape(name), escape(str(values.get(key) if values.get(key) is not None else ""))]
+        for name, key in (
+            ("Title", "title"),
+            ("Classification", "classification"),
+            ("Dataset", "dataset"),
+            ("Tasks held", "tasks"),
+            ("Content sha256", "content_sha256"),
+            ("Labels", "labels"),
+            ("Annotations per task", "annotations_per_task"),
+        )
+    ]
+    boxes = "".join(
+        f'<label class="choice"><input type="checkbox" id="allow-{number}" name="allow-{number}" '
+        f'value="{escape(email)}"> {escape(email)}</label>'
+        for number, email in enumerate(_proposed(values), start=1)
+    )
+    return (
+        '<p id="access-summary">The content waits in Airflow\'s holding area; nobody can read it in Prodigy '
+        "until access is granted, and then only the annotators ticked here.</p>"
+        + _table("access-case", ["Case", "Value"], rows)
+        + f'<fieldset id="allowed-annotators"><legend>Annotators allowed to see the content</legend>{boxes}'
+        '<label for="other-annotators">Others (e-mails, comma-separated)</label>'
+        '<input id="other-annotators" name="other-annotators"></fieldset>'
+    )
+
+
 SUBMIT_BUTTON = (
     '<button id="submit-decisions" type="submit" name="action" value="decide">Submit decisions</button>'
 )
-FIELDS = {DISPUTE_FORM: _dispute_fields, QA_FORM: _qa_fields, QA_LEAD_FORM: _lead_fields}
+FIELDS = {
+    DISPUTE_FORM: _dispute_fields,
+    QA_FORM: _qa_fields,
+    QA_LEAD_FORM: _lead_fields,
+    ACCESS_FORM: _access_fields,
+}
 SUBMITTING_FORMS = frozenset({DISPUTE_FORM, QA_FORM})
 """Forms whose fields are the decision (sent with :data:`SUBMIT_BUTTON`); the others show what the
 reviewer decides on, beside the task's outcome buttons."""
@@ -254,7 +299,22 @@ def _qa_submission(
     return [{"name": "qa_judgements", "type": "json", "value": judgements}], missing
 
 
-SUBMISSIONS = {DISPUTE_FORM: _dispute_submission, QA_FORM: _qa_submission}
+def _access_submission(
+    values: Mapping[str, Any], form: Mapping[str, str]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    ticked = [form[key] for key in sorted(form) if key.startswith("allow-") and form[key]]
+    others = [e.strip() for e in (form.get("other-annotators") or "").split(",") if e.strip()]
+    allowed = list(dict.fromkeys(ticked + others))
+    if form.get("outcome") == "granted" and not allowed:
+        return [], ["a grant names the annotators allowed to see the content: tick or add at least one"]
+    return [{"name": "allowed_annotators", "type": "json", "value": allowed}], []
+
+
+SUBMISSIONS = {
+    DISPUTE_FORM: _dispute_submission,
+    QA_FORM: _qa_submission,
+    ACCESS_FORM: _access_submission,
+}
 
 
 def submitted_variables(

@@ -149,3 +149,13 @@ def test_the_sandboxes_start_after_airflow_init_owns_the_data_volume(compose):
     for name in SANDBOX_PORTS:
         depends = compose["services"][name]["depends_on"]
         assert depends.get("airflow-init") == {"condition": "service_completed_successfully"}, name
+
+
+def test_only_airflow_mounts_the_holding_area_of_regulated_content(compose):
+    holding = compose["x-airflow-common"]["environment"]["REGULATED_HOLDING_DIR"]
+    mounted_at = {m.split(":")[1]: m for m in compose["x-airflow-common"]["volumes"]}
+    assert holding in mounted_at, "Airflow's containers read the holding area"
+    prodigy = [m.split(":")[1] for m in compose["services"]["prodigy-sandbox"]["volumes"]]
+    assert not [m for m in prodigy if holding.startswith(m) or m.startswith(holding)], prodigy
+    others = set(mounted_at) - {holding}
+    assert others <= set(prodigy), "the Prodigy container mounts everything else Airflow does"

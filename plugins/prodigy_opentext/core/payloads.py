@@ -327,6 +327,30 @@ class ProvisionedDataset(TypedDict):
     refused: list[str]
 
 
+# --- Flow 5: regulated content access -------------------------------------------------------------
+
+
+class HeldContent(TypedDict):
+    """A regulated case's content checked where it waits (never in Prodigy) before anyone grants access,
+    or why it was refused."""
+
+    process_instance_id: str
+    dataset: str | None
+    tasks: int
+    content_sha256: str | None
+    """Of the held file: what the access approval is for; loading refuses other content."""
+    refused: list[str]
+
+
+class ClosedCase(TypedDict):
+    """A regulated case completed with its dataset's release: metadata only, never content."""
+
+    process_instance_id: str
+    dataset: str
+    release_version: str
+    manifest_sha256: str
+
+
 # --- Flow 1: batch approval ---------------------------------------------------------------------------
 
 

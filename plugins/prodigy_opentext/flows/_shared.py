@@ -21,6 +21,7 @@ from prodigy_opentext.core.paths import plain_name
 from prodigy_opentext.core.payloads import ExportManifest
 from prodigy_opentext.core.qa import correction_of
 from prodigy_opentext.core.records import decode_record, standard_json
+from prodigy_opentext.core.regulated import frozen_reason
 from prodigy_opentext.core.release import reviewed_sha256
 from prodigy_opentext.exceptions import AuditAnchorMismatch, DatasetNotFoundError, UnsafeName
 from prodigy_opentext.failures import AuditLogTampered, DatasetRefused, NameRefused, RowsQuarantined
@@ -52,7 +53,7 @@ def governable_dataset(
 
     What retrying cannot change fails without retries, saying what to set and where: a name that cannot
     be a folder, a connection not defined (Prodigy's or OpenText's), a dataset Prodigy does not know, no
-    approved label scheme.
+    approved label scheme, a regulated dataset frozen because its access was revoked.
     """
     checked_name(dataset, "dataset")
     _ = OpenTextWorkflowHook(opentext_conn_id).settings  # the connection, read and checked; no call made
@@ -60,6 +61,8 @@ def governable_dataset(
         meta = ProdigyHook(prodigy_conn_id).get_meta(dataset)
     except DatasetNotFoundError as unknown:
         raise DatasetRefused(f"{unknown}: check the name, or create it in Prodigy first") from None
+    if (frozen := frozen_reason(meta)) is not None:
+        raise DatasetRefused(f"dataset {dataset!r}: {frozen}; it cannot be reviewed or released")
     if not meta.get("labels"):
         raise DatasetRefused(
             f'dataset {dataset!r} has no approved label scheme: set "labels" in its meta (the annotation '

@@ -97,15 +97,22 @@ def provision_requests(
     return done
 
 
-def _source_tasks(request: AnnotationRequest, source_root: Path) -> list[dict[str, Any]]:
+def source_file(request: AnnotationRequest, source_root: Path, folder: str = "intake folder") -> Path:
+    """The request's source, a file under ``source_root`` (the ``folder`` a refusal names): a request
+    cannot make Airflow read any file it can."""
     location = request["source"]
     path = Path(urlparse(location).path if location.startswith("file:") else location)
     path = path if path.is_absolute() else source_root / path
     root = source_root.resolve()
     if not path.resolve().is_relative_to(root):
-        raise RequestRefused([f"source {location!r} is outside the intake folder {root}: put the file there"])
+        raise RequestRefused([f"source {location!r} is outside the {folder} {root}: put the file there"])
     if not path.is_file():
         raise RequestRefused([f"source {location!r} does not exist (looked for {path})"])
+    return path
+
+
+def source_tasks(path: Path) -> list[dict[str, Any]]:
+    """The tasks of a request's source file, all bad rows named in one :class:`RequestRefused`."""
     try:
         return read_task_source(path)
     except InvalidRecords as invalid:
@@ -125,7 +132,7 @@ def _provision(
     prodigy_conn_id: str,
 ) -> ProvisionedDataset:
     """One request's dataset and task stream, created once: a rerun after a crash finds its own."""
-    source = _source_tasks(request, source_root)
+    source = source_tasks(source_file(request, source_root))
     return create_request_dataset(
         request, request_tasks(request, source), len(source), work_root, audit_path, opentext, prodigy_conn_id
     )
@@ -140,10 +147,11 @@ def create_request_dataset(
     opentext: OpenTextWorkflowHook,
     prodigy_conn_id: str,
     process_key: str = INTAKE_PROCESS,
+    extra_meta: dict[str, Any] | None = None,
 ) -> ProvisionedDataset:
     """A request's own dataset and task stream (``given`` tasks asked for, ``tasks`` after deduplication),
     created once, and the request's step completed: a rerun after a crash finds its own dataset; a dataset
-    of that name made for other work refuses the request."""
+    of that name made for other work refuses the request. ``extra_meta`` joins the dataset's meta."""
     pid, name = request["process_instance_id"], request["dataset"]
     hook = ProdigyHook(prodigy_conn_id)
     try:
@@ -160,7 +168,7 @@ def create_request_dataset(
     partial = stream.with_suffix(".jsonl.partial")
     partial.write_text("".join(dumps_compact(task) + "\n" for task in tasks))
     partial.replace(stream)
-    meta = dataset_meta(request, str(stream)) | {"tasks": len(tasks)}
+    meta = dataset_meta(request, str(stream)) | {"tasks": len(tasks)} | (extra_meta or {})
     if not hook.add_dataset(name, meta):
         hook.set_meta(name, meta)
     provisioned = ProvisionedDataset(
@@ -207,8 +215,10 @@ def refuse_request(
     opentext: OpenTextWorkflowHook,
     audit_path: Path,
     process_key: str = INTAKE_PROCESS,
+    done_flag: str = "provisioned",
 ) -> ProvisionedDataset:
-    """Refuse a request: a comment naming every problem, the step completed with ``provisioned`` false."""
+    """Refuse a request: a comment naming every problem, the step completed with ``done_flag`` (the
+    variable its model's gateway reads) false."""
     message = "Request refused, nothing was created: " + "; ".join(problems)
     log.warning("request %s: %s", pid, message)
     record_in_audit_log(
@@ -219,7 +229,7 @@ def refuse_request(
         event_key=f"{process_key}:{pid}:refused",
     )
     opentext.add_comment(pid, message)
-    opentext.complete_task(task_id, None, {"provisioned": False, "refused": message})
+    opentext.complete_task(task_id, None, {done_flag: False, "refused": message})
     return ProvisionedDataset(
         process_instance_id=pid, dataset=None, tasks=0, duplicates=0, stream_path=None, refused=problems
     )

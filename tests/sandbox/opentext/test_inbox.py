@@ -505,3 +505,53 @@ def test_a_business_user_submits_an_annotation_request_from_the_inbox(sandbox: O
 
 def _post_request(session, sandbox: OpenTextSandbox, **fields: str):
     return session.post(f"{sandbox.inbox_url}/requests/new", data=fields, allow_redirects=False, timeout=30)
+
+
+def test_the_access_form_shows_the_held_case_and_submits_the_allowed_annotators(
+    sandbox: OpenTextSandbox, business_key
+):
+    case = {
+        "title": "Claims",
+        "classification": "confidential",
+        "annotators": ["alice@example.com", "bob@example.com"],
+    }
+    instance = sandbox.start_process("regulated_content_access", business_key, case)
+    (hold,) = sandbox.tasks(processInstanceId=instance["id"])
+    sandbox.complete(
+        hold["id"], None, None, variables={"held": True, "tasks": 4, "content_sha256": "ab" * 32}
+    )
+    (task,) = sandbox.tasks(processInstanceId=instance["id"])
+    officer = _signed_in(sandbox, "officer@example.com")
+    page = _page(officer.get(f"{sandbox.inbox_url}/tasks/{task['id']}", timeout=30))
+    rows = dict(
+        (row.xpath("td")[0].text_content(), row.xpath("td")[1].text_content())
+        for row in page.xpath('//table[@id="access-case"]/tbody/tr')
+    )
+    assert (rows["Classification"], rows["Tasks held"], rows["Content sha256"]) == (
+        "confidential",
+        "4",
+        "ab" * 32,
+    )
+    assert [b.get("value") for b in page.xpath('//input[starts-with(@id, "allow-")]')] == case["annotators"]
+    assert [b.get("id") for b in page.xpath('//form[@id="task-form"]//button[@class="outcome"]')] == [
+        "outcome-granted",
+        "outcome-denied",
+    ]
+    assert not page.xpath('//tr[@data-variable="annotators"]'), "shown by the form, not as JSON"
+
+    nobody = _post(officer, sandbox, task["id"], outcome="granted")
+    assert (
+        nobody.status_code == 400
+        and "tick or add at least one" in _page(nobody).get_element_by_id("error").text
+    )
+    granted = _post(
+        officer, sandbox, task["id"], outcome="granted", **{"allow-2": "bob@example.com"},
+        **{"other-annotators": "dora@example.com, bob@example.com"},
+    )  # fmt: skip
+    assert granted.status_code == 303
+    values = {
+        v["name"]: v["value"]
+        for v in sandbox.request("GET", f"/process-instances/{instance['id']}/variables").json()
+    }
+    assert values["allowed_annotators"] == ["bob@example.com", "dora@example.com"]
+    assert values["access_approval_outcome"] == "granted"

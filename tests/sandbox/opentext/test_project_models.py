@@ -45,8 +45,14 @@ MODEL_CONTRACT = {
         {"end_annotated", "end_source_refused", "end_rejected"},
     ),
     "regulated_content_access": (
-        {"access_approval": "compliance-officers", "case_closure": "compliance-officers"},
-        {"end_closed", "end_denied"},
+        {
+            "hold_content": "airflow-service",
+            "access_approval": "compliance-officers",
+            "load_content": "airflow-service",
+            "track_progress": "airflow-service",
+            "await_release": "airflow-service",
+        },
+        {"end_closed", "end_refused", "end_denied"},
     ),
     "model_improvement_request": (
         {
@@ -154,10 +160,37 @@ PATHS = [
     (
         "regulated_content_access",
         {"classification": "PHI"},
-        [("access_approval", "granted"), ("case_closure", None)],
+        [
+            ("hold_content", None, {"held": True}),
+            ("access_approval", "granted"),
+            ("load_content", None, {"provisioned": True}),
+            ("track_progress", None),
+            ("await_release", None),
+        ],
         "end_closed",
     ),
-    ("regulated_content_access", {"classification": "PHI"}, [("access_approval", "denied")], "end_denied"),
+    (
+        "regulated_content_access",
+        {"classification": "PHI"},
+        [("hold_content", None, {"held": True}), ("access_approval", "denied")],
+        "end_denied",
+    ),
+    (
+        "regulated_content_access",
+        {"classification": "PHI"},
+        [("hold_content", None, {"held": False})],
+        "end_refused",
+    ),
+    (
+        "regulated_content_access",
+        {"classification": "PHI"},
+        [
+            ("hold_content", None, {"held": True}),
+            ("access_approval", "granted"),
+            ("load_content", None, {"provisioned": False}),
+        ],
+        "end_refused",
+    ),
     (
         "model_improvement_request",
         {},

@@ -1,0 +1,190 @@
+"""Regulated content access (flow 5) end to end: ``dag.test()`` against both sandboxes.
+
+A case's content waits in the holding area until a compliance officer grants access naming the annotators;
+until then Prodigy's database holds none of it. Once granted it is masked and served to those sessions only;
+the case is completed with metadata (never a text) when a release holds its tasks. A cancelled case
+freezes its dataset; a denied one, bad content, a self-grant or content changed after the check load
+nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from prodigy_opentext.core.regulated import EMAIL_MASK, PHONE_MASK, REGULATED_PROCESS
+from tests.fixtures.airflow_db import task_states
+from tests.fixtures.opentext_sandbox import PROJECT_MODELS, OpenTextSandbox
+from tests.flows.support import ANNOTATORS, batch_version
+from tests.flows.test_intake import comments_of, variables_of
+from tests.hooks.test_opentext_contract import connection_json
+
+OFFICER = "officer@example.com"
+REQUESTER = "requester@example.com"
+TEXTS = [
+    "Patient Jane Roe asked about her Zara order; call her back on +44 20 7946 0958.",
+    "Please e-mail jane.roe@example.org about the Uniqlo refund she claimed.",
+    "The Gucci store manager confirmed the warranty claim of the patient.",
+    "Mr Smith wants the H&M claims desk to ring (555) 123-4567 before Friday.",
+]
+SECRETS = ["Jane Roe", "7946 0958", "jane.roe@example.org", "123-4567", "Mr Smith"]
+"""Fragments of the content that must appear nowhere but in the holding area and the served stream."""
+
+
+def open_case(sandbox: OpenTextSandbox, name: str, source: str, **more: Any) -> str:
+    variables = {
+        "title": f"Claims {name}",
+        "dataset": name,
+        "content_source": source,
+        "classification": "confidential-health",
+        "task_type": "ner",
+        "labels": ["BRAND"],
+        "instructions": "Mark every brand name.",
+        "annotators": list(ANNOTATORS.values()),
+        "annotations_per_task": 2,
+        **more,
+    }
+    return sandbox.start_process(REGULATED_PROCESS, f"case-{uuid.uuid4().hex[:8]}", variables)["id"]
+
+
+def decide_access(sandbox: OpenTextSandbox, pid: str, outcome: str, allowed: list[str]) -> None:
+    (task,) = sandbox.tasks(processInstanceId=pid)
+    assert task["taskDefinitionKey"] == "access_approval", task
+    sandbox.complete(
+        task["id"], outcome, OFFICER, comment=f"access {outcome}", variables={"allowed_annotators": allowed}
+    )
+
+
+def database_text(prodigy_home: Path) -> str:
+    """Every row of every table of Prodigy's database, as text."""
+    with sqlite3.connect(prodigy_home / "prodigy.db") as db:
+        tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        assert {"dataset", "example", "link"} <= set(tables), tables
+        rows = [row for table in tables for row in db.execute(f'SELECT * FROM "{table}"')]
+    cells = (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for row in rows for v in row)
+    return "\n".join(cells)
+
+
+def sent_back(sandbox: OpenTextSandbox, pid: str) -> str:
+    """Everything the case holds in OpenText: its variables and its comments."""
+    return json.dumps([variables_of(sandbox, pid), comments_of(sandbox, pid)], ensure_ascii=False)
+
+
+@pytest.mark.slow
+def test_content_reaches_prodigy_only_after_access_and_only_metadata_goes_back(
+    flows, opentext_sandbox_factory, monkeypatch, prodigy_home, prodigy_server, run_prodigy
+) -> None:
+    from prodigy_opentext.exceptions import DatasetNotFoundError, DatasetNotGovernable
+    from prodigy_opentext.flows.release import publish_release, resolve_release_target, stage_release_data
+    from prodigy_opentext.hooks.prodigy import ProdigyHook
+
+    sandbox = opentext_sandbox_factory()
+    sandbox.deploy(PROJECT_MODELS / f"{REGULATED_PROCESS}.bpmn20.xml")
+    monkeypatch.setenv("AIRFLOW_CONN_OPENTEXT_DEFAULT", connection_json(sandbox))
+    monkeypatch.delenv("REGULATED_HOLDING_DIR", raising=False)
+    monkeypatch.delenv("REGULATED_REDACTION", raising=False)
+    dags, data = flows["dags"], flows["data"]
+    dag = dags["regulated_content_access"]
+    run_prodigy("stats")
+    holding = data / "regulated" / "holding"
+    holding.mkdir(parents=True)
+    (holding / "claims.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
+    (holding / "changing.jsonl").write_text(json.dumps({"text": TEXTS[2]}) + "\n")
+    (holding / "broken.jsonl").write_text(json.dumps({"text": TEXTS[0]}) + "\n{not json\n")
+    tag = uuid.uuid4().hex[:6]
+    granted = open_case(sandbox, f"claims_{tag}", "claims.jsonl")
+    revoked = open_case(sandbox, f"revoked_{tag}", "claims.jsonl")
+    denied = open_case(sandbox, f"denied_{tag}", "claims.jsonl")
+    self_granted = open_case(sandbox, f"self_{tag}", "claims.jsonl")
+    changed = open_case(sandbox, f"changed_{tag}", "changing.jsonl", annotations_per_task=1)
+    broken = open_case(sandbox, f"broken_{tag}", "broken.jsonl")
+    unclassified = open_case(sandbox, f"unclassified_{tag}", "claims.jsonl", classification="")
+
+    held_run = dag.test()
+    assert held_run.state == "success", task_states(held_run)
+    case = variables_of(sandbox, granted)
+    assert (case["held"], case["tasks"]) == (True, 4) and len(case["content_sha256"]) == 64
+    assert variables_of(sandbox, broken)["_end"] == "end_refused"
+    assert any("line 2" in c and "nothing was created" in c for c in comments_of(sandbox, broken))
+    assert any("classification is empty" in c for c in comments_of(sandbox, unclassified))
+    stored = database_text(prodigy_home)
+    assert not [s for s in SECRETS + TEXTS if s in stored], "Prodigy holds none of it before the approval"
+    hook = ProdigyHook()
+    with pytest.raises(DatasetNotFoundError):
+        hook.get_meta(f"claims_{tag}")
+
+    decide_access(sandbox, granted, "granted", [ANNOTATORS["alice"], ANNOTATORS["bob"]])
+    decide_access(sandbox, revoked, "granted", list(ANNOTATORS.values()))
+    decide_access(sandbox, denied, "denied", [])
+    decide_access(sandbox, self_granted, "granted", [OFFICER, ANNOTATORS["alice"]])
+    decide_access(sandbox, changed, "granted", [ANNOTATORS["alice"]])
+    (holding / "changing.jsonl").write_text(json.dumps({"text": TEXTS[3]}) + "\n")
+
+    loaded_run = dag.test()
+    assert loaded_run.state == "success", task_states(loaded_run)
+    meta = hook.get_meta(f"claims_{tag}")
+    assert meta["regulated"] is True and meta["classification"] == "confidential-health"
+    assert meta["access"]["status"] == "granted" and meta["access"]["granted_by"] == OFFICER
+    assert meta["sessions"] == ["alice", "bob"] and meta["access"]["content_sha256"] == case["content_sha256"]
+    assert meta["redaction"] == {"callable": "mask_contact_details", "tasks_masked": 3}
+    served = [json.loads(line)["text"] for line in Path(meta["stream"]).read_text().splitlines()]
+    assert served[0].endswith(f"call her back on {PHONE_MASK}.") and EMAIL_MASK in served[1]
+    assert served[2] == TEXTS[2], "a text with nothing to mask is loaded as it is"
+    assert not [s for s in ("7946 0958", "jane.roe@example.org", "123-4567") if s in "".join(served)]
+    assert variables_of(sandbox, denied)["_end"] == "end_denied"
+    assert any("granted access to themselves" in c for c in comments_of(sandbox, self_granted))
+    assert any("changed after access was granted" in c for c in comments_of(sandbox, changed))
+    for name in ("denied", "self", "changed", "broken", "unclassified"):
+        with pytest.raises(DatasetNotFoundError):
+            hook.get_meta(f"{name}_{tag}")
+
+    url = prodigy_server(
+        f"claims_{tag}", meta["stream"], feed_overlap=True,
+        env={"PRODIGY_ALLOWED_SESSIONS": ",".join(meta["sessions"])},
+    )  # fmt: skip
+    stranger = requests.post(
+        f"{url}/get_session_questions", json={"session_id": f"claims_{tag}-mallory"}, timeout=30
+    )
+    assert stranger.status_code == 403 and "not allowed" in stranger.text, "only the granted sessions"
+    run_prodigy(
+        "annotate", "--url", url, "--dataset", f"claims_{tag}", "--sessions", "alice,bob",
+        "--disagree", 0, "--reject", 0, "--ignore", 0, "--flag", 0,
+    )  # fmt: skip
+
+    sandbox.request("DELETE", f"/process-instances/{revoked}", params={"deleteReason": "consent withdrawn"})
+    progress_run = dag.test()
+    assert progress_run.state == "success", task_states(progress_run)
+    frozen = hook.get_meta(f"revoked_{tag}")
+    assert frozen["access"]["status"] == "revoked" and frozen["access"]["reason"] == "consent withdrawn"
+    assert frozen["sessions"] == [] and not Path(frozen["stream"]).exists(), "not served any more"
+    with pytest.raises(DatasetNotGovernable, match="revoked"):
+        resolve_release_target(f"revoked_{tag}", "b1")
+    version = batch_version(f"claims_{tag}")
+    assert variables_of(sandbox, granted)["review_run"] == f"escalation__claims_{tag}__{version}"
+    assert [t["taskDefinitionKey"] for t in sandbox.tasks(processInstanceId=granted)] == ["await_release"]
+
+    staged = stage_release_data(resolve_release_target(f"claims_{tag}", version), data / "staging", "manual")
+    release = publish_release(
+        staged, {"success": True}, [], release_root=data, audit_path=data / "audit" / "governance.jsonl",
+        run_id="manual",
+    )  # fmt: skip
+    closing_run = dag.test()
+    assert closing_run.state == "success", task_states(closing_run)
+    closed = variables_of(sandbox, granted)
+    assert closed["_end"] == "end_closed"
+    completion = closed["completion"]
+    assert completion["release_version"] == version and completion["examples"] == 4
+    assert completion["manifest_sha256"] == release["manifest_sha256"] == closed["manifest_sha256"]
+    assert completion["annotators"] == ["alice", "bob"] and completion["first_answer"]
+    everything_sent = "".join(sent_back(sandbox, pid) for pid in (granted, revoked, self_granted, changed))
+    assert not [t for t in SECRETS + TEXTS + served if t in everything_sent], "metadata only, never a text"
+
+    again = dag.test()
+    assert again.state == "success", task_states(again)
+    assert len(Path(meta["stream"]).read_text().splitlines()) == 4, "a rerun loads nothing twice"
