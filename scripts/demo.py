@@ -204,6 +204,12 @@ def print_closing_summary(summary: dict[str, Any]) -> None:
             f"  request '{request['title']}': dataset {request['dataset']}, "
             f"{request['progress']['answers']} answers, review run {request['review_run']}"
         )
+    if regulated := summary.get("regulated"):
+        lines.append(
+            f"  regulated case: dataset {regulated['dataset']} for {', '.join(regulated['sessions'])} only "
+            f"({regulated['tasks_masked']} of {regulated['held_tasks']} texts masked), its approval waits: "
+            f"{regulated['approval_task']}"
+        )
     for qa in summary.get("qa_rounds") or []:
         rework = qa["rework"]
         done = f", {rework['tasks']} tasks reworked in {rework['dataset']}" if rework else ": passed"

@@ -14,10 +14,12 @@ from scripts.stories.escalation import EscalationStory
 from scripts.stories.improvement import ImprovementStory
 from scripts.stories.intake import IntakeStory
 from scripts.stories.qa import QAStory
+from scripts.stories.regulated import RegulatedStory
 from scripts.stories.release import ReleaseStory
 
 STORIES: tuple[Story, ...] = (
     IntakeStory(),
+    RegulatedStory(),
     EscalationStory(),
     QAStory(),
     BatchApprovalStory(),

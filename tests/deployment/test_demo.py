@@ -69,6 +69,9 @@ def test_demo_runs_the_story_to_a_consumed_release_and_stops_everything(demo_run
         DAG_IDS, "success"
     )
     assert [a["reviewer"] for a in summary["approvals"]] == [SME_REVIEWER, RELEASE_MANAGER]
+    regulated = summary["regulated"]
+    assert (regulated["sessions"], regulated["stranger_status"]) == (["alice"], 403), regulated
+    assert regulated["held_tasks"] == 4 and regulated["review_run"], regulated
 
     release = summary["release"]
     assert Path(release["path"]).is_relative_to(summary["data_dir"])
