@@ -1,6 +1,6 @@
 """The OpenText Workflow Service REST API under ``/workflow/v1``: models, process instances, variables,
-comments, tasks, history and the identity of users and groups. Every call needs a bearer token and acts
-as the token's user, on the token's tenant; each one also fires timers that are due."""
+comments, attachments, tasks, history and the identity of users and groups. Every call needs a bearer
+token and acts as the token's user, on the token's tenant; each one also fires timers that are due."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from sandbox.opentext import representations as rep
 from sandbox.opentext.auth import AuthenticationFailed, Principal
@@ -201,6 +202,48 @@ def list_comments(instance_id: str, call: CallerOf) -> list:
 def add_comment(instance_id: str, body: JsonObject, call: CallerOf) -> dict:
     row = call.service.add_comment(instance_id, body.get("message"), call.principal.user, body.get("taskId"))
     return rep.comment_json(row, call.api)
+
+
+# -- attachments ----------------------------------------------------------------------------------
+
+
+@router.get("/process-instances/{instance_id}/attachments")
+def list_attachments(instance_id: str, call: CallerOf) -> list:
+    return [rep.attachment_json(row, call.api) for row in call.service.attachments(instance_id)]
+
+
+@router.post("/process-instances/{instance_id}/attachments", status_code=201)
+async def add_attachment(instance_id: str, request: Request, call: CallerOf) -> dict:
+    """Multipart: ``file`` (its file name is the attachment's unless ``name`` is given), ``description``,
+    ``type`` (else the file part's content type)."""
+    form = await request.form()
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        raise BadRequest("Send the attachment as multipart/form-data with a 'file' part")
+    content = await upload.read()
+    fields = {key: value for key, value in form.items() if isinstance(value, str)}
+    row = await run_in_threadpool(
+        call.service.add_attachment,
+        instance_id,
+        fields.get("name") or upload.filename,
+        content,
+        fields.get("type") or upload.content_type,
+        call.principal.user,
+        fields.get("description"),
+        fields.get("taskId"),
+    )
+    return rep.attachment_json(row, call.api)
+
+
+@router.get("/process-instances/{instance_id}/attachments/{attachment_id}")
+def get_attachment(instance_id: str, attachment_id: str, call: CallerOf) -> dict:
+    return rep.attachment_json(call.service.attachment(instance_id, attachment_id), call.api)
+
+
+@router.get("/process-instances/{instance_id}/attachments/{attachment_id}/content")
+def attachment_content(instance_id: str, attachment_id: str, call: CallerOf) -> Response:
+    row, content = call.service.attachment_content(instance_id, attachment_id)
+    return Response(content, media_type=row["type"])
 
 
 # -- tasks ----------------------------------------------------------------------------------------

@@ -12,7 +12,10 @@ free ``#outcome`` field, and ``#notice`` / ``#error`` messages. ``/inbox/request
 ``#new-request``) is the form a business user submits an annotation request with: it starts an
 ``annotation_request_intake`` process by its message ``annotationRequest``, as that user, with the fields
 ``#title``, ``#source``, ``#task-type``, ``#labels``, ``#instructions``, ``#priority``, ``#due-date``,
-``#approvers``, ``#annotators``, ``#annotations-per-task`` and ``#dataset`` (``#submit-request``).
+``#approvers``, ``#annotators``, ``#annotations-per-task`` and ``#dataset`` (``#submit-request``); the
+source is a location (``#source``) or a file uploaded with the form (``#source-file``), attached to the
+process and named ``attachment:<file name>``. A task page lists its process's attachments
+(``#attachments``, links ``a.attachment`` to ``/inbox/attachments/<process>/<id>``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import json
 import re
 from html import escape
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -38,7 +41,7 @@ from sandbox.opentext.forms import (
     form_fields,
     submitted_variables,
 )
-from sandbox.opentext.service import PageRequest, WorkflowService
+from sandbox.opentext.service import MAX_ATTACHMENT_BYTES, PageRequest, WorkflowService
 
 inbox_router = APIRouter(prefix="/inbox")
 SESSION_COOKIE = "otws_inbox"
@@ -205,7 +208,13 @@ def inbox(
 REQUEST_MESSAGE = "annotationRequest"
 REQUEST_FIELDS = (
     ("title", "Title", "input", "What the annotation work is for"),
-    ("source", "Source", "input", "A file in the intake folder: JSONL, CSV or plain text, one task per line"),
+    (
+        "source",
+        "Source",
+        "input",
+        "A file in the intake folder (JSONL, CSV or plain text, one task per line)",
+    ),
+    ("source-file", "… or upload it", "file", "Attached to the request; takes the place of the Source"),
     ("task-type", "Task type", ("ner", "textcat", "choice"), ""),
     ("labels", "Labels", "input", "Comma-separated, e.g. BRAND, PRODUCT"),
     ("instructions", "Instructions", "textarea", "What annotators must do"),
@@ -228,6 +237,8 @@ def _request_field(field: str, label: str, kind: str | tuple[str, ...], hint: st
         control = f"<select {attributes}>{options}</select>"
     elif kind == "textarea":
         control = f"<textarea {attributes}>{escape(value)}</textarea>"
+    elif kind == "file":
+        control = f'<input {attributes} type="file" accept=".jsonl,.json,.csv,.txt">'
     else:
         extra = ' min="1"' if kind == "number" else ""
         shown = "text" if kind == "input" else kind
@@ -252,7 +263,8 @@ def _request_page(
         "<h1>New annotation request</h1>"
         + _signed_in_bar(principal, service)
         + _messages(None, error)
-        + f'<form id="request-form" method="post" action="/inbox/requests/new">{fields}'
+        + '<form id="request-form" method="post" action="/inbox/requests/new" enctype="multipart/form-data">'
+        + f"{fields}"
         '<button id="submit-request" type="submit">Submit request</button></form>'
         '<a id="back" href="/inbox">Back to inbox</a>'
     )
@@ -267,13 +279,26 @@ def new_request_page(request: Request) -> HTMLResponse:
 
 @inbox_router.post("/requests/new")
 async def submit_request(request: Request) -> Response:
-    """Start the request's intake process as the signed-in user, by the model's start message."""
-    form = {key: value for key, value in (await request.form()).items() if isinstance(value, str)}
-    return await run_in_threadpool(_submit_request, request, form)
+    """Start the request's intake process as the signed-in user, by the model's start message; an
+    uploaded source is attached to the process."""
+    submitted = await request.form()
+    form = {key: value for key, value in submitted.items() if isinstance(value, str)}
+    upload = submitted.get("source-file")
+    source_file = None
+    if upload is not None and not isinstance(upload, str) and upload.filename:
+        source_file = (upload.filename, await upload.read(), upload.content_type)
+    return await run_in_threadpool(_submit_request, request, form, source_file)
 
 
-def _submit_request(request: Request, form: dict[str, str]) -> Response:
+def _submit_request(
+    request: Request, form: dict[str, str], source_file: tuple[str, bytes, str | None] | None
+) -> Response:
     principal, service = _signed_in(request)
+    if source_file is not None:
+        if len(source_file[1]) > MAX_ATTACHMENT_BYTES:
+            error = f"The file is {len(source_file[1])} bytes; attach at most {MAX_ATTACHMENT_BYTES}."
+            return _request_page(principal, service, form, error, 400)
+        form = {**form, "source": f"attachment:{source_file[0]}"}
     missing = [
         label
         for f, label, _, _ in REQUEST_FIELDS
@@ -283,6 +308,8 @@ def _submit_request(request: Request, form: dict[str, str]) -> Response:
         return _request_page(principal, service, form, f"Fill in: {', '.join(missing)}.", 400)
     variables: list[dict[str, Any]] = []
     for field, _, kind, _ in REQUEST_FIELDS:
+        if kind == "file":
+            continue
         value = form.get(field, "").strip()
         name = field.replace("-", "_")
         if field in LIST_FIELDS:
@@ -302,6 +329,9 @@ def _submit_request(request: Request, form: dict[str, str]) -> Response:
             user=principal.user,
             tenant_id=principal.tenant_id,
         )
+        if source_file is not None:
+            name, content, content_type = source_file
+            service.add_attachment(instance["id"], name, content, content_type, principal.user)
     except ServiceError as failure:
         return _request_page(principal, service, form, failure.exception, failure.status)
     done = f"Request “{form['title'].strip()}” submitted ({instance['id']}): the data owners decide on it."
@@ -371,6 +401,12 @@ def _task_page(
         f"<p>{escape(c['message'])}</p></li>"
         for c in service.comments(task["process_instance_id"])
     )
+    attachments = "".join(
+        f'<li><a class="attachment" href="/inbox/attachments/{escape(a["process_instance_id"])}/'
+        f'{escape(a["id"])}">{escape(a["name"])}</a> ({a["size"]} bytes, {escape(a["type"])}, by '
+        f"{escape(a['user_id'] or '')})</li>"
+        for a in service.attachments(task["process_instance_id"])
+    )
     details = {
         "task-id": task["id"],
         "process-key": task["process_definition_key"],
@@ -398,6 +434,7 @@ def _task_page(
         + f'<p id="task-description">{escape(task["description"] or "")}</p>'
         f'<dl id="task-details">{detail_list}</dl>'
         f'<h2>Variables</h2><table id="variables"><tbody>{variables}</tbody></table>'
+        f'<h2>Attachments</h2><ul id="attachments">{attachments}</ul>'
         f'<h2>Comments</h2><ul id="comments">{comments}</ul>'
         f'<form id="task-form" method="post" action="/inbox/tasks/{escape(task_id)}">'
         + (f'<div id="form-fields">{fields}</div>' if fields else "")
@@ -406,6 +443,15 @@ def _task_page(
         '<a id="back" href="/inbox">Back to inbox</a>'
     )
     return _html(task["name"], body, status_code)
+
+
+@inbox_router.get("/attachments/{instance_id}/{attachment_id}")
+def attachment(instance_id: str, attachment_id: str, request: Request) -> Response:
+    """An attachment's content, as a download named as it was attached."""
+    _, service = _signed_in(request)
+    row, content = service.attachment_content(instance_id, attachment_id)
+    disposition = f"attachment; filename*=UTF-8''{quote(row['name'])}"
+    return Response(content, media_type=row["type"], headers={"Content-Disposition": disposition})
 
 
 @inbox_router.get("/tasks/{task_id}", response_class=HTMLResponse)

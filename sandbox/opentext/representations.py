@@ -186,3 +186,20 @@ def comment_json(row: dict, api: str) -> dict[str, Any]:
         "taskId": row["task_id"],
         "processInstanceId": row["process_instance_id"],
     }
+
+
+def attachment_json(row: dict, api: str) -> dict[str, Any]:
+    url = f"{api}/process-instances/{row['process_instance_id']}/attachments/{row['id']}"
+    return {
+        "id": row["id"],
+        "url": url,
+        "name": row["name"],
+        "description": row["description"],
+        "type": row["type"],
+        "size": row["size"],
+        "userId": row["user_id"],
+        "time": format_timestamp(row["time"]),
+        "taskId": row["task_id"],
+        "processInstanceId": row["process_instance_id"],
+        "contentUrl": f"{url}/content",
+    }

@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PRIORITY = 50
 PROCESS_DELETED = "process instance deleted"
+MAX_ATTACHMENT_BYTES = 20 * 1024 * 1024
+ATTACHMENT_FIELDS = "id, process_instance_id, task_id, name, description, type, user_id, size, time"
+"""An attachment's columns but its content (read only when asked for)."""
 
 
 @dataclass(frozen=True)
@@ -544,6 +547,63 @@ class WorkflowService:
             },
         )
         return self.store.query_one("SELECT * FROM comments WHERE id = ?", [comment_id])
+
+    # -- attachments -------------------------------------------------------------------------------
+
+    def attachments(self, instance_id: str) -> list[dict]:
+        """The instance's attachments, oldest first, without their content."""
+        self._instance(instance_id)
+        return self.store.query(
+            f"SELECT {ATTACHMENT_FIELDS} FROM attachments WHERE process_instance_id = ? ORDER BY seq",
+            [instance_id],
+        )
+
+    def add_attachment(
+        self,
+        instance_id: str,
+        name: str | None,
+        content: bytes,
+        content_type: str | None,
+        user: str,
+        description: str | None = None,
+        task_id: str | None = None,
+    ) -> dict:
+        if not name or not name.strip():
+            raise BadRequest("An attachment needs a name: send the file with a file name, or a 'name' field")
+        if len(content) > MAX_ATTACHMENT_BYTES:
+            raise BadRequest(f"Attachment '{name}' is {len(content)} bytes; at most {MAX_ATTACHMENT_BYTES}")
+        self._instance(instance_id)
+        attachment_id = str(uuid.uuid4())
+        self.store.insert(
+            "attachments",
+            {
+                "id": attachment_id,
+                "process_instance_id": instance_id,
+                "task_id": task_id,
+                "name": name.strip(),
+                "description": description,
+                "type": content_type or "application/octet-stream",
+                "user_id": user,
+                "size": len(content),
+                "content": content,
+                "time": self.clock.now(),
+            },
+        )
+        return self.attachment(instance_id, attachment_id)
+
+    def attachment(self, instance_id: str, attachment_id: str) -> dict:
+        found = self.store.query_one(
+            f"SELECT {ATTACHMENT_FIELDS} FROM attachments WHERE id = ? AND process_instance_id = ?",
+            [attachment_id, instance_id],
+        )
+        if found is None:
+            raise NotFound(f"Could not find an attachment with id '{attachment_id}' on '{instance_id}'.")
+        return found
+
+    def attachment_content(self, instance_id: str, attachment_id: str) -> tuple[dict, bytes]:
+        row = self.attachment(instance_id, attachment_id)
+        content = self.store.query_one("SELECT content FROM attachments WHERE id = ?", [attachment_id])
+        return row, bytes(content["content"]) if content else b""
 
     # -- tasks -------------------------------------------------------------------------------------
 

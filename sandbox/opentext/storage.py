@@ -1,5 +1,5 @@
 """SQLite persistence for the sandbox: models, instances (with their serialized engine state), tasks,
-variables, comments, tokens, the directory's users and settings.
+variables, comments, attachments, tokens, the directory's users and settings.
 
 Runtime and history share tables: a row whose ``end_time`` is NULL is running, any row is history, so
 a finished instance or task stays readable in history after it leaves the runtime lists. Each thread
@@ -101,6 +101,19 @@ CREATE TABLE IF NOT EXISTS comments (
     task_id TEXT,
     author TEXT,
     message TEXT NOT NULL,
+    time REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS attachments (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    process_instance_id TEXT NOT NULL REFERENCES process_instances (id),
+    task_id TEXT,
+    name TEXT NOT NULL,
+    description TEXT,
+    type TEXT NOT NULL,
+    user_id TEXT,
+    size INTEGER NOT NULL,
+    content BLOB NOT NULL,
     time REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS tokens (

@@ -109,6 +109,12 @@ def test_approved_requests_become_datasets_and_close_when_their_team_is_done(
         ): "task_type 'poem'",
     }
     rejected = submit(sandbox, request_variables(f"rejected_{tag}", "brands.jsonl"), outcome="rejected")
+    attached = submit(sandbox, request_variables(f"attached_{tag}", "attachment:reviews.csv", priority="low"))
+    csv_source = b"text,channel\nZara opens a store.,web\nUniqlo too.,app\n"
+    sandbox.request(
+        "POST", f"/process-instances/{attached}/attachments", files={"file": ("reviews.csv", csv_source)}
+    )
+    refused[submit(sandbox, request_variables(f"unattached_{tag}", "attachment:none.csv"))] = "no attachment"
 
     first = dags["annotation_request_intake"].test()
     assert first.state == "success", task_states(first)
@@ -116,7 +122,9 @@ def test_approved_requests_become_datasets_and_close_when_their_team_is_done(
 
     audit = AuditLog(data / "audit" / "governance.jsonl")
     provisioned = [e["subject"] for e in audit.entries() if e["action"] == "request_provisioned"]
-    assert provisioned == [f"high_{tag}", f"soon_{tag}", f"late_{tag}"], "priority, then due date"
+    assert provisioned == [f"high_{tag}", f"soon_{tag}", f"late_{tag}", f"attached_{tag}"], (
+        "priority, due date"
+    )
     meta = hook.get_meta(f"high_{tag}")
     assert meta["request"]["process_instance_id"] == high and meta["labels"] == ["BRAND"]
     assert meta["annotator_emails"] == ANNOTATORS and meta["sessions"] == ["alice", "bob"]
@@ -135,6 +143,11 @@ def test_approved_requests_become_datasets_and_close_when_their_team_is_done(
     assert [tok["text"] for tok in plain[1]["tokens"]] == ["Uniqlo", "too", "."], "tokenised for ner"
     assert variables_of(sandbox, high)["tasks"] == 6 and variables_of(sandbox, high)["duplicates"] == 1
     assert variables_of(sandbox, soon)["provisioned"] is True
+    from_attachment = Path(hook.get_meta(f"attached_{tag}")["stream"]).read_text().splitlines()
+    assert [(t["text"], t["meta"]["channel"]) for t in map(json.loads, from_attachment)] == [
+        ("Zara opens a store.", "web"),
+        ("Uniqlo too.", "app"),
+    ], "the attached file's tasks"
 
     for pid, named in refused.items():
         assert variables_of(sandbox, pid)["_end"] == "end_source_refused"
@@ -142,7 +155,7 @@ def test_approved_requests_become_datasets_and_close_when_their_team_is_done(
             named,
             comments_of(sandbox, pid),
         )
-    for name in ("broken", "nocol", "empty", "foreign", "outside", "fields", "rejected"):
+    for name in ("broken", "nocol", "empty", "foreign", "outside", "fields", "rejected", "unattached"):
         with pytest.raises(DatasetNotFoundError):
             hook.get_meta(f"{name}_{tag}")
     assert variables_of(sandbox, rejected)["_end"] == "end_rejected"

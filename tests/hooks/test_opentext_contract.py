@@ -219,6 +219,18 @@ def test_comments_and_cancel(hook: OpenTextWorkflowHook) -> None:
     assert process["id"] in missing.value.exception
 
 
+def test_attachments_upload_list_and_download_their_bytes(hook: OpenTextWorkflowHook) -> None:
+    process = hook.start_process(BATCH_APPROVAL, unique("attach"), {"dataset": "ner", "regulated": False})
+    content = b'{"text": "Zara opens a store."}\n' + bytes(range(256))
+    added = hook.add_attachment(process["id"], "tasks.jsonl", content, "application/x-ndjson")
+    (listed,) = hook.list_attachments(process["id"])
+    assert (listed["id"], listed["name"], listed["size"]) == (added["id"], "tasks.jsonl", len(content))
+    assert listed["type"] == "application/x-ndjson" and listed["userId"] and listed["time"]
+    assert hook.attachment_content(process["id"], added["id"]) == content, "the bytes as they were sent"
+    with pytest.raises(OpenTextNotFoundError):
+        hook.attachment_content(process["id"], "no-such-attachment")
+
+
 def test_service_errors_carry_opentexts_message(hook: OpenTextWorkflowHook) -> None:
     with pytest.raises(OpenTextError) as refused:
         hook.start_process("no_such_process", unique("missing"))

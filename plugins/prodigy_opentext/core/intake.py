@@ -2,7 +2,8 @@
 must say, the order approved ones are provisioned in, and how its source becomes Prodigy tasks.
 
 Plain Python (no Airflow import). A request is the variables of an ``annotation_request_intake`` process:
-``title``, ``source`` (a file Airflow can read: JSONL, CSV or plain text, one task per line), ``task_type``
+``title``, ``source`` (a file Airflow can read, or ``attachment:<name>`` for a file attached to the request:
+JSONL, CSV or plain text, one task per line), ``task_type``
 (``ner``, ``textcat`` or ``choice``), ``labels``, ``instructions``, ``priority``, ``due_date``,
 ``approvers``, ``annotators`` (the team's e-mails) and ``annotations_per_task``. Everything wrong with a
 request or its source is named at once (the request gets it as a comment) before anything is created.
@@ -26,6 +27,8 @@ PROVISION_STEP = "provision_dataset"
 """Airflow's step once the data owners approved: create the dataset and its tasks, or refuse the source."""
 PROGRESS_STEP = "track_progress"
 """Airflow's step while the team annotates: progress posted on the request, completed at the target."""
+ATTACHMENT_SOURCE = "attachment:"
+"""A source given as ``attachment:<file name>``: the file attached to the request in OpenText."""
 TASK_TYPES = ("ner", "textcat", "choice")
 PRIORITIES = {"urgent": 90, "high": 75, "normal": 50, "low": 25}
 """Named priorities, as OpenText's 0-100 task priority (a number is taken as it is)."""

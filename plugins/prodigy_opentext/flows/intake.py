@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from prodigy_opentext.core.intake import (
+    ATTACHMENT_SOURCE,
     INTAKE_PROCESS,
     PROGRESS_STEP,
     PROVISION_STEP,
@@ -111,6 +112,29 @@ def source_file(request: AnnotationRequest, source_root: Path, folder: str = "in
     return path
 
 
+def _source_path(request: AnnotationRequest, source_root: Path, opentext: OpenTextWorkflowHook) -> Path:
+    """Where the request's source is: a file in the intake folder, or the request's attachment of that
+    name (``attachment:<name>``), downloaded into ``<intake>/attachments/<request id>/``."""
+    location = request["source"]
+    if not location.startswith(ATTACHMENT_SOURCE):
+        return source_file(request, source_root)
+    pid, name = request["process_instance_id"], location.removeprefix(ATTACHMENT_SOURCE).strip()
+    attached = [a for a in opentext.list_attachments(pid) if a.get("name") == name]
+    if not attached:
+        raise RequestRefused(
+            [f"source {location!r}: the request has no attachment {name!r}: attach the file"]
+        )
+    target = source_root / "attachments" / checked_name(pid, "request id") / (Path(name).name or "source")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    partial.write_bytes(opentext.attachment_content(pid, attached[-1]["id"]))
+    partial.replace(target)
+    log.info(
+        "request %s: source %s downloaded from its attachment (%d bytes)", pid, name, target.stat().st_size
+    )
+    return target
+
+
 def source_tasks(path: Path) -> list[dict[str, Any]]:
     """The tasks of a request's source file, all bad rows named in one :class:`RequestRefused`."""
     try:
@@ -132,7 +156,7 @@ def _provision(
     prodigy_conn_id: str,
 ) -> ProvisionedDataset:
     """One request's dataset and task stream, created once: a rerun after a crash finds its own."""
-    source = source_tasks(source_file(request, source_root))
+    source = source_tasks(_source_path(request, source_root, opentext))
     return create_request_dataset(
         request, request_tasks(request, source), len(source), work_root, audit_path, opentext, prodigy_conn_id
     )

@@ -94,13 +94,16 @@ class OpenTextWorkflowHook(BaseHook):
 
     # Transport
 
-    def _send(self, method: str, url: str, **kwargs: Any) -> Any:
+    def _send(self, method: str, url: str, raw: bool = False, **kwargs: Any) -> Any:
+        """One HTTP call: the decoded JSON of its answer (``raw``: the answer's bytes), or its error."""
         import requests
 
         try:
             response = self.session.request(method, url, timeout=self.settings.timeout, **kwargs)
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as err:
             raise unreachable(err, method=method, url=url) from err
+        if raw and response.status_code < 400:
+            return response.content
         return decode_answer(
             response.status_code, response.text, response.headers.get("Retry-After"), method=method, url=url
         )
@@ -115,17 +118,20 @@ class OpenTextWorkflowHook(BaseHook):
             mask_secret(token)
         return {"Authorization": f"Bearer {token}"}
 
-    def _exchange(self, method: str, path: str, params: Mapping[str, Any] | None, body: Any) -> Any:
-        """One call with a bearer token; a 401 fetches a new token and tries once more."""
+    def _exchange(
+        self, method: str, path: str, params: Mapping[str, Any] | None, body: Any, **options: Any
+    ) -> Any:
+        """One call with a bearer token; a 401 fetches a new token and tries once more. ``options`` go to
+        :meth:`_send` (``raw``, ``files``, ``data``)."""
         url, params = self.settings.api_url(path), query_params(params)
         try:
-            return self._send(method, url, params=params, json=body, headers=self._bearer())
+            return self._send(method, url, params=params, json=body, headers=self._bearer(), **options)
         except OpenTextAuthError as err:
             if err.status != 401:
                 raise
             self.log.info("OpenText refused the cached token; fetching a new one")
             self._tokens.clear()
-            return self._send(method, url, params=params, json=body, headers=self._bearer())
+            return self._send(method, url, params=params, json=body, headers=self._bearer(), **options)
 
     def _retrying(self, operation: Callable[[], T]) -> T:
         started, attempt = time.monotonic(), 0
@@ -171,8 +177,9 @@ class OpenTextWorkflowHook(BaseHook):
             yield from items
             offset = next_page_offset(body, offset, len(items), count)
 
-    def _post_once(self, path: str, body: Any, landed: Callable[[], T | None]) -> T:
-        """POST something that must happen once: before trying again, look whether the last try landed."""
+    def _post_once(self, path: str, body: Any, landed: Callable[[], T | None], **options: Any) -> T:
+        """POST something that must happen once: before trying again, look whether the last try landed.
+        ``options`` go to the call (``files``)."""
         tried = False
 
         def operation() -> Any:
@@ -180,7 +187,7 @@ class OpenTextWorkflowHook(BaseHook):
             if tried and (found := landed()) is not None:
                 return found
             tried = True
-            return self.request("POST", path, json=body, retry=False)
+            return self._exchange("POST", path, None, body, **options)
 
         return self._retrying(operation)
 
@@ -386,6 +393,38 @@ class OpenTextWorkflowHook(BaseHook):
         return self._post_once(
             f"/process-instances/{process_instance_id}/comments", {"message": message}, posted
         )
+
+    # Attachments
+
+    def list_attachments(self, process_instance_id: str) -> list[dict[str, Any]]:
+        answer = self.request("GET", f"/process-instances/{process_instance_id}/attachments")
+        return answer if isinstance(answer, list) else embedded_items(answer)
+
+    def add_attachment(
+        self,
+        process_instance_id: str,
+        name: str,
+        content: bytes,
+        content_type: str = "application/octet-stream",
+    ) -> dict[str, Any]:
+        """Attach a file once: a retry after a lost answer finds the attachment (same name and size)."""
+
+        def attached() -> dict[str, Any] | None:
+            same = [
+                a
+                for a in self.list_attachments(process_instance_id)
+                if a.get("name") == name and a.get("size") == len(content)
+            ]
+            return same[-1] if same else None
+
+        files = {"file": (name, content, content_type)}
+        return self._post_once(
+            f"/process-instances/{process_instance_id}/attachments", None, attached, files=files
+        )
+
+    def attachment_content(self, process_instance_id: str, attachment_id: str) -> bytes:
+        path = f"/process-instances/{process_instance_id}/attachments/{attachment_id}/content"
+        return self._retrying(lambda: self._exchange("GET", path, None, None, raw=True))
 
     # History
 

@@ -555,3 +555,38 @@ def test_the_access_form_shows_the_held_case_and_submits_the_allowed_annotators(
     }
     assert values["allowed_annotators"] == ["bob@example.com", "dora@example.com"]
     assert values["access_approval_outcome"] == "granted"
+
+
+def test_a_request_uploads_its_source_as_an_attachment_reviewers_can_open(sandbox: OpenTextSandbox):
+    sandbox.set_user_groups("business@example.com", [])
+    user = _signed_in(sandbox, "business@example.com")
+    fields = {
+        "title": "Uploaded brands",
+        "task-type": "ner",
+        "labels": "BRAND",
+        "annotators": "alice@example.com",
+        "annotations-per-task": "1",
+    }
+    source = b'{"text": "Zara opens a store."}\n'
+    submitted = user.post(
+        f"{sandbox.inbox_url}/requests/new",
+        data=fields,
+        files={"source-file": ("brands.jsonl", source, "application/x-ndjson")},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert submitted.status_code == 303, submitted.text
+    (task,) = [
+        t
+        for t in sandbox.tasks(
+            processDefinitionKey="annotation_request_intake", includeProcessVariables="true"
+        )
+        if any(v["name"] == "title" and v["value"] == "Uploaded brands" for v in t["variables"])
+    ]
+    assert {v["name"]: v["value"] for v in task["variables"]}["source"] == "attachment:brands.jsonl"
+    owner = _signed_in(sandbox, "owner@example.com")
+    page = _page(owner.get(f"{sandbox.inbox_url}/tasks/{task['id']}", timeout=30))
+    (link,) = page.xpath('//ul[@id="attachments"]//a[@class="attachment"]')
+    assert link.text == "brands.jsonl"
+    download = owner.get(sandbox.url + link.get("href"), timeout=30)
+    assert download.content == source and "brands.jsonl" in download.headers["content-disposition"]
