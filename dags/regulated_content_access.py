@@ -22,8 +22,10 @@ Every 10 minutes, and on every `annotation_releases` asset event. Compliance or 
    escalation, then batch approval with its compliance step) (**start_review**).
 5. **close_released**: once a published release holds every task, the case is completed with metadata
    only (counts, annotators, dates, hashes, release version) and ends closed.
-6. **freeze_revoked**: a case cancelled in OpenText after access was granted freezes its dataset: its
-   stream is withdrawn, no session is served, batch approval and release refuse it.
+6. **freeze_revoked** (after **load_content**, so a case cancelled while it loaded is caught in the same
+   run): a case cancelled in OpenText after access was granted freezes its dataset: its stream is
+   withdrawn, no session is served (stop a Prodigy server still running for it), batch approval and
+   the release refuse it, even one whose sign-off was already waiting.
 
 Steps: `prodigy_opentext.flows.regulated`; rules: `prodigy_opentext.core.regulated`; process model:
 `include/bpmn/regulated_content_access.bpmn20.xml`; tests: `tests/flows/test_regulated.py`.
@@ -92,8 +94,8 @@ def regulated_content_access():
         return close_released(data_dir(), audit_log(), opentext=OpenTextWorkflowHook())
 
     deploy = OpenTextDeployModelsOperator(task_id="deploy_process_models")
-    frozen, held, loaded, reviews, closed = freeze(), hold(), load(), progress(), close()
-    deploy >> frozen >> held >> loaded >> reviews >> closed
+    held, loaded, frozen, reviews, closed = hold(), load(), freeze(), progress(), close()
+    deploy >> held >> loaded >> frozen >> reviews >> closed
     TriggerDagRunOnceOperator.partial(task_id="start_review").expand_kwargs(reviews)
 
 

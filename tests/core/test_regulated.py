@@ -29,6 +29,16 @@ from prodigy_opentext.exceptions import RequestRefused
         ("Ring (555) 123-4567 or 555.123.4567", f"Ring {PHONE_MASK} or {PHONE_MASK}"),
         ("Fax 02079460958 today", f"Fax {PHONE_MASK} today"),
         ("Claim filed 2026-12-01, paid 01/12/2026.", "Claim filed 2026-12-01, paid 01/12/2026."),
+        (
+            "Seen 12.03.2024 13:45, covered 2024-01-01 2024-12-31",
+            "Seen 12.03.2024 13:45, covered 2024-01-01 2024-12-31",
+        ),
+        (
+            "Customer since 2019-2024; on 3/4/25 call 555-123-4567",
+            f"Customer since 2019-2024; on 3/4/25 call {PHONE_MASK}",
+        ),
+        ("Berlin 030/1234567, short 5551234", f"Berlin {PHONE_MASK}, short {PHONE_MASK}"),
+        ("claim 2024-001234", f"claim {PHONE_MASK}"),
         ("Order 42 of 123-45 units", "Order 42 of 123-45 units"),
         ("Nothing to hide here.", "Nothing to hide here."),
     ],
@@ -53,6 +63,21 @@ def test_redacted_tasks_lose_what_named_the_unmasked_text() -> None:
     assert masked[0] == {"text": f"Call {PHONE_MASK}", "meta": {}}
     assert masked[1] == tasks[1]
     assert redact_tasks(tasks, None) == (tasks, 0)
+
+
+def test_redaction_reaches_every_text_a_task_carries_but_its_structure() -> None:
+    csv_row = {
+        "text": "Refund the Zara coat",
+        "html": "<b>mail a@b.org</b>",
+        "meta": {"email": "jane@example.org", "notes": ["call 555 123 4567"], "row": 7},
+        "options": [{"id": "A", "text": "ring 555 123 4567"}],
+        "label": "BRAND",
+    }
+    ((masked,), changed) = redact_tasks([csv_row], mask_contact_details)
+    assert changed == 1
+    assert masked["text"] == "Refund the Zara coat" and masked["html"] == f"<b>mail {EMAIL_MASK}</b>"
+    assert masked["meta"] == {"email": EMAIL_MASK, "notes": [f"call {PHONE_MASK}"], "row": 7}
+    assert masked["options"] == [{"id": "A", "text": f"ring {PHONE_MASK}"}] and masked["label"] == "BRAND"
 
 
 def case(**values: object) -> dict[str, object]:
@@ -82,13 +107,15 @@ def test_a_grant_names_its_annotators_and_not_the_officer() -> None:
     }
     refusals = {
         "no annotators": ({"allowed_annotators": []}, "names no annotators"),
-        "not an e-mail": ({"allowed_annotators": ["alice"]}, "alice is not an e-mail"),
+        "not an e-mail": ({"allowed_annotators": ["alice"]}, "must list the team's e-mail addresses"),
         "self": ({"allowed_annotators": ["O@example.com"]}, "granted access to themselves"),
         "clash": ({"allowed_annotators": ["a@x.org", "a@y.org"]}, "one Prodigy session name"),
     }
     for values, named in refusals.values():
         with pytest.raises(RequestRefused, match=named):
             allowed_team(values, "o@example.com")
+    with pytest.raises(RequestRefused, match="does not say who granted access"):
+        allowed_team({"allowed_annotators": ["alice@example.com"]}, None)
 
 
 def test_a_revoked_access_freezes_the_dataset() -> None:

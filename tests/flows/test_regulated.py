@@ -53,12 +53,11 @@ def open_case(sandbox: OpenTextSandbox, name: str, source: str, **more: Any) -> 
     return sandbox.start_process(REGULATED_PROCESS, f"case-{uuid.uuid4().hex[:8]}", variables)["id"]
 
 
-def decide_access(sandbox: OpenTextSandbox, pid: str, outcome: str, allowed: list[str]) -> None:
+def decide_access(sandbox: OpenTextSandbox, pid: str, outcome: str, allowed: list[str] | None) -> None:
     (task,) = sandbox.tasks(processInstanceId=pid)
     assert task["taskDefinitionKey"] == "access_approval", task
-    sandbox.complete(
-        task["id"], outcome, OFFICER, comment=f"access {outcome}", variables={"allowed_annotators": allowed}
-    )
+    named = {"allowed_annotators": allowed} if allowed is not None else None
+    sandbox.complete(task["id"], outcome, OFFICER, comment=f"access {outcome}", variables=named)
 
 
 def database_text(prodigy_home: Path) -> str:
@@ -81,7 +80,12 @@ def test_content_reaches_prodigy_only_after_access_and_only_metadata_goes_back(
     flows, opentext_sandbox_factory, monkeypatch, prodigy_home, prodigy_server, run_prodigy
 ) -> None:
     from prodigy_opentext.exceptions import DatasetNotFoundError, DatasetNotGovernable
-    from prodigy_opentext.flows.release import publish_release, resolve_release_target, stage_release_data
+    from prodigy_opentext.flows.release import (
+        check_release_approvals,
+        publish_release,
+        resolve_release_target,
+        stage_release_data,
+    )
     from prodigy_opentext.hooks.prodigy import ProdigyHook
 
     sandbox = opentext_sandbox_factory()
@@ -105,6 +109,7 @@ def test_content_reaches_prodigy_only_after_access_and_only_metadata_goes_back(
     changed = open_case(sandbox, f"changed_{tag}", "changing.jsonl", annotations_per_task=1)
     broken = open_case(sandbox, f"broken_{tag}", "broken.jsonl")
     unclassified = open_case(sandbox, f"unclassified_{tag}", "claims.jsonl", classification="")
+    preset = open_case(sandbox, f"preset_{tag}", "claims.jsonl", allowed_annotators=["mallory@example.com"])
 
     held_run = dag.test()
     assert held_run.state == "success", task_states(held_run)
@@ -124,6 +129,7 @@ def test_content_reaches_prodigy_only_after_access_and_only_metadata_goes_back(
     decide_access(sandbox, denied, "denied", [])
     decide_access(sandbox, self_granted, "granted", [OFFICER, ANNOTATORS["alice"]])
     decide_access(sandbox, changed, "granted", [ANNOTATORS["alice"]])
+    decide_access(sandbox, preset, "granted", None)
     (holding / "changing.jsonl").write_text(json.dumps({"text": TEXTS[3]}) + "\n")
 
     loaded_run = dag.test()
@@ -139,8 +145,9 @@ def test_content_reaches_prodigy_only_after_access_and_only_metadata_goes_back(
     assert not [s for s in ("7946 0958", "jane.roe@example.org", "123-4567") if s in "".join(served)]
     assert variables_of(sandbox, denied)["_end"] == "end_denied"
     assert any("granted access to themselves" in c for c in comments_of(sandbox, self_granted))
-    assert any("changed after access was granted" in c for c in comments_of(sandbox, changed))
-    for name in ("denied", "self", "changed", "broken", "unclassified"):
+    assert any("changed after it was checked" in c for c in comments_of(sandbox, changed))
+    assert any("names no annotators" in c for c in comments_of(sandbox, preset)), "only the grant names them"
+    for name in ("denied", "self", "changed", "broken", "unclassified", "preset"):
         with pytest.raises(DatasetNotFoundError):
             hook.get_meta(f"{name}_{tag}")
 
@@ -157,6 +164,14 @@ def test_content_reaches_prodigy_only_after_access_and_only_metadata_goes_back(
         "--disagree", 0, "--reject", 0, "--ignore", 0, "--flag", 0,
     )  # fmt: skip
 
+    revoked_meta = hook.get_meta(f"revoked_{tag}")
+    revoked_url = prodigy_server(f"revoked_{tag}", revoked_meta["stream"], feed_overlap=True)
+    run_prodigy(
+        "annotate", "--url", revoked_url, "--dataset", f"revoked_{tag}", "--sessions", "alice,bob",
+        "--disagree", 0, "--reject", 0, "--ignore", 0, "--flag", 0,
+    )  # fmt: skip
+    revoked_target = resolve_release_target(f"revoked_{tag}", batch_version(f"revoked_{tag}"))
+    waiting_signoff = stage_release_data(revoked_target, data / "staging", "manual_revoked")
     sandbox.request("DELETE", f"/process-instances/{revoked}", params={"deleteReason": "consent withdrawn"})
     progress_run = dag.test()
     assert progress_run.state == "success", task_states(progress_run)
@@ -165,6 +180,8 @@ def test_content_reaches_prodigy_only_after_access_and_only_metadata_goes_back(
     assert frozen["sessions"] == [] and not Path(frozen["stream"]).exists(), "not served any more"
     with pytest.raises(DatasetNotGovernable, match="revoked"):
         resolve_release_target(f"revoked_{tag}", "b1")
+    with pytest.raises(DatasetNotGovernable, match="consent withdrawn"):
+        check_release_approvals(waiting_signoff)  # a release whose sign-off waited is refused too
     version = batch_version(f"claims_{tag}")
     assert variables_of(sandbox, granted)["review_run"] == f"escalation__claims_{tag}__{version}"
     assert [t["taskDefinitionKey"] for t in sandbox.tasks(processInstanceId=granted)] == ["await_release"]
@@ -182,6 +199,7 @@ def test_content_reaches_prodigy_only_after_access_and_only_metadata_goes_back(
     assert completion["release_version"] == version and completion["examples"] == 4
     assert completion["manifest_sha256"] == release["manifest_sha256"] == closed["manifest_sha256"]
     assert completion["annotators"] == ["alice", "bob"] and completion["first_answer"]
+    assert hook.get_meta(f"claims_{tag}")["access"]["status"] == "closed", "nothing left to revoke"
     everything_sent = "".join(sent_back(sandbox, pid) for pid in (granted, revoked, self_granted, changed))
     assert not [t for t in SECRETS + TEXTS + served if t in everything_sent], "metadata only, never a text"
 

@@ -69,6 +69,21 @@ def session_name(email: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", email.split("@", 1)[0]).strip("_") or "annotator"
 
 
+def team_of(value: Any, field: str) -> tuple[dict[str, str], list[str]]:
+    """The Prodigy sessions (name -> e-mail) of a list of e-mails (or their comma-separated text), and
+    what is wrong with it, naming ``field``."""
+    emails = _list_of_text(value)
+    if not emails or not all(re.fullmatch(r"[^@\s]+@[^@\s]+", e) for e in emails):
+        return {}, [f"{field} must list the team's e-mail addresses"]
+    team = {session_name(email): email for email in emails}
+    clashes = sorted(name for name in team if sum(session_name(e) == name for e in set(emails)) > 1)
+    if clashes:
+        return team, [
+            f"{field} {', '.join(clashes)}: two e-mails give one Prodigy session name (the part before @)"
+        ]
+    return team, []
+
+
 def parse_request(
     process_instance_id: str, values: Mapping[str, Any], *, task_id: str = ""
 ) -> AnnotationRequest:
@@ -86,16 +101,8 @@ def parse_request(
     labels = _list_of_text(values.get("labels"))
     if not labels:
         problems.append("labels is empty: list the labels annotators may use")
-    annotators = _list_of_text(values.get("annotators"))
-    if not annotators or not all(re.fullmatch(r"[^@\s]+@[^@\s]+", a) for a in annotators):
-        problems.append("annotators must list the team's e-mail addresses")
-        annotators = []
-    team = {session_name(email): email for email in annotators}
-    clashes = sorted(name for name in team if sum(session_name(e) == name for e in set(annotators)) > 1)
-    if clashes:
-        problems.append(
-            f"annotators {', '.join(clashes)}: two e-mails give one Prodigy session name (the part before @)"
-        )
+    team, named = team_of(values.get("annotators"), "annotators")
+    problems += named
     priority = priority_of(values.get("priority", "normal"))
     if priority is None:
         problems.append(

@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from prodigy_opentext.core.intake import parse_request, session_name
+from prodigy_opentext.core.approvals import same_person
+from prodigy_opentext.core.intake import parse_request, team_of
 from prodigy_opentext.core.payloads import AnnotationRequest
 from prodigy_opentext.core.records import session_name_in
 from prodigy_opentext.exceptions import RequestRefused
@@ -35,6 +36,7 @@ class AccessStatus:
     """Values of ``meta["access"]["status"]`` on a regulated dataset."""
 
     GRANTED = "granted"
+    CLOSED = "closed"  # the case was completed with its release: access ends with it, nothing to revoke
     REVOKED = "revoked"  # the case was cancelled: the dataset is frozen, not served, not released
 
 
@@ -42,38 +44,76 @@ Redaction = Callable[[str], str]
 """Masks what annotators must not read in a text; returns the text to load."""
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_PHONE = re.compile(r"(?<![\w+])\+?\(?\d[\d ().-]{6,}\d(?!\w)")
+_PHONE = re.compile(r"(?<![\w+])\+?\(?\d[\d ()./-]{5,}\d(?!\w)")
 _PHONE_MIN_DIGITS = 7
-_DATE = re.compile(r"\d{4}[./-]\d{1,2}[./-]\d{1,2}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4}")
+_DATE = re.compile(
+    r"(?<![\d.+/-])(?:\d{4}[./-]\d{1,2}[./-]\d{1,2}|\d{1,2}[./-]\d{1,2}[./-](?:\d{4}|\d{2})"
+    r"|(?:19|20)\d\d\s*[-/]\s*(?:19|20)\d\d)(?![\d/-]|\.\d)"
+)
+"""Dates and year ranges, left as they are: they look like phone numbers to the pattern above."""
 EMAIL_MASK, PHONE_MASK = "[EMAIL]", "[PHONE]"
+KEPT_AS_IS = frozenset({"tokens", "spans", "label", "answer", "accept", "options"})
+"""Task fields redaction does not rewrite: structure, or what is dropped when the text changes (tokens,
+spans); options are masked by their ``text`` only."""
 
 
 def mask_contact_details(text: str) -> str:
-    """The shipped redaction: e-mail addresses become ``[EMAIL]``, phone numbers (7 digits or more, with
-    spaces, dots, dashes, brackets or a leading +; not dates) ``[PHONE]``."""
+    """The shipped redaction: e-mail addresses become ``[EMAIL]``; phone numbers (7 digits or more, with
+    spaces, dots, slashes, dashes, brackets or a leading +) ``[PHONE]``. Dates and year ranges are kept;
+    other long digit runs (order or claim numbers) are masked too: redaction errs on the side of masking."""
+    parts, at = [], 0
+    for date in _DATE.finditer(text):
+        parts += [_mask_segment(text[at : date.start()]), date.group()]
+        at = date.end()
+    return "".join([*parts, _mask_segment(text[at:])])
 
+
+def _mask_segment(text: str) -> str:
     def phone(match: re.Match[str]) -> str:
         found = match.group()
-        digits = sum(c.isdigit() for c in found)
-        return PHONE_MASK if digits >= _PHONE_MIN_DIGITS and not _DATE.fullmatch(found.strip()) else found
+        return PHONE_MASK if sum(c.isdigit() for c in found) >= _PHONE_MIN_DIGITS else found
 
     return _PHONE.sub(phone, _EMAIL.sub(EMAIL_MASK, text))
+
+
+def _redacted(value: Any, redact: Redaction) -> Any:
+    """Every string in ``value`` (a task field: text, html, meta and what it nests) through ``redact``."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_redacted(v, redact) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _redacted(v, redact) for k, v in value.items()}
+    return value
+
+
+def _masked_option(option: Any, redact: Redaction) -> Any:
+    if isinstance(option, Mapping) and isinstance(option.get("text"), str):
+        return {**option, "text": redact(option["text"])}
+    return option
 
 
 def redact_tasks(
     tasks: Iterable[Mapping[str, Any]], redact: Redaction | None
 ) -> tuple[list[dict[str, Any]], int]:
-    """The tasks with their text masked by ``redact`` (none: as they are), and how many changed. A changed
-    task loses its tokens, spans and hashes, which named the unmasked text: it is tokenised and hashed again
-    when loaded."""
+    """The tasks with every text they carry (``text``, ``html``, ``meta``, option texts...) masked by
+    ``redact`` (none: as they are), and how many changed. A changed task loses its tokens, spans and
+    hashes, which named the unmasked text: it is tokenised and hashed again when loaded."""
     masked, changed = [], 0
     for task in tasks:
         task = dict(task)
-        text = task.get("text")
-        if redact is not None and isinstance(text, str) and (new := redact(text)) != text:
-            changed += 1
-            task = {k: v for k, v in task.items() if k not in ("tokens", "spans") and not k.startswith("_")}
-            task["text"] = new
+        if redact is not None:
+            new = {
+                k: v if k in KEPT_AS_IS or k.startswith("_") else _redacted(v, redact)
+                for k, v in task.items()
+            }
+            if isinstance(task.get("options"), list):
+                new["options"] = [_masked_option(o, redact) for o in task["options"]]
+            if new != task:
+                changed += 1
+                task = {
+                    k: v for k, v in new.items() if k not in ("tokens", "spans") and not k.startswith("_")
+                }
         masked.append(task)
     return masked, changed
 
@@ -95,20 +135,18 @@ def parse_case(pid: str, values: Mapping[str, Any], *, task_id: str = "") -> Ann
 
 def allowed_team(values: Mapping[str, Any], granted_by: str | None) -> dict[str, str]:
     """The sessions (name -> e-mail) the access approval allows: its ``allowed_annotators``, checked. The
-    officer who granted access cannot be among them (nobody grants themselves access)."""
-    named = values.get("allowed_annotators")
-    if isinstance(named, str):
-        named = [part.strip() for part in re.split(r"[,\n]", named) if part.strip()]
-    if not isinstance(named, list) or not named:
+    grant must say who gave it, and that officer cannot be among them (nobody grants themselves access)."""
+    if not values.get("allowed_annotators"):
         raise RequestRefused(["the access approval names no annotators (allowed_annotators): grant it again"])
-    bad = [str(e) for e in named if not isinstance(e, str) or not re.fullmatch(r"[^@\s]+@[^@\s]+", e)]
-    if bad:
-        raise RequestRefused([f"allowed_annotators: {', '.join(bad)} is not an e-mail address"])
-    if granted_by and granted_by.lower() in {e.lower() for e in named}:
-        raise RequestRefused([f"{granted_by} granted access to themselves: another officer must grant it"])
-    team = {session_name(email): email for email in named}
-    if len(team) < len(set(named)):
-        raise RequestRefused(["allowed_annotators: two e-mails give one Prodigy session name"])
+    team, problems = team_of(values["allowed_annotators"], "allowed_annotators")
+    if not granted_by:
+        problems.append(
+            "OpenText does not say who granted access (no assignee on the approval): grant it again"
+        )
+    elif same_person(granted_by) in {same_person(e) for e in team.values()}:
+        problems.append(f"{granted_by} granted access to themselves: another officer must grant it")
+    if problems:
+        raise RequestRefused(problems)
     return team
 
 

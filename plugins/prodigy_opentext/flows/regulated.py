@@ -23,6 +23,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk.module_loading import import_string
 
+from prodigy_opentext.core.audit import AuditLog
 from prodigy_opentext.core.export import file_digest
 from prodigy_opentext.core.intake import request_tasks
 from prodigy_opentext.core.payloads import ClosedCase, HeldContent, ProvisionedDataset
@@ -102,8 +103,8 @@ def hold_cases(holding_root: Path, audit_path: Path, *, opentext: OpenTextWorkfl
             "regulated_content_held",
             request["dataset"],
             {"process_instance_id": pid, "tasks": len(tasks), "content_sha256": sha256,
-             "classification": values["classification"]},
-            event_key=f"{REGULATED_PROCESS}:{pid}:held",
+             "classification": values["classification"], "held_file": str(held_file)},
+            event_key=_held_key(pid),
         )  # fmt: skip
         opentext.add_comment(
             pid,
@@ -111,7 +112,10 @@ def hold_cases(holding_root: Path, audit_path: Path, *, opentext: OpenTextWorkfl
             f"{sha256}); nothing is in Prodigy until access is granted, for the annotators the grant names.",
         )
         opentext.complete_task(
-            task["id"], None, {"held": True, "tasks": len(tasks), "content_sha256": sha256}
+            task["id"],
+            None,
+            # allowed_annotators cleared: only the access approval names them, not the case's start
+            {"held": True, "tasks": len(tasks), "content_sha256": sha256, "allowed_annotators": []},
         )
         log.info("case %s: %d tasks held for access approval (sha256 %s)", pid, len(tasks), sha256)
         held.append(HeldContent(process_instance_id=pid, dataset=request["dataset"], tasks=len(tasks),
@@ -164,13 +168,14 @@ def _load(
             [f"annotations_per_task {request['annotations_per_task']} needs that many allowed annotators, "
              f"the grant names {len(team)}"]
         )  # fmt: skip
-    held_file = source_file(request, holding_root, HOLDING_AREA)
+    held = _held_entry(audit_path, pid)
+    held_file = Path(held["held_file"])
     source = source_tasks(held_file)
     sha256 = file_digest(held_file).sha256
-    if sha256 != values.get("content_sha256"):
+    if sha256 != held["content_sha256"]:
         raise RequestRefused(
-            [f"the held content changed after access was granted (sha256 {sha256}, granted for "
-             f"{values.get('content_sha256')}): start a new case for the new content"]
+            [f"the held content changed after it was checked for the access approval (sha256 {sha256}, "
+             f"approved for {held['content_sha256']}): start a new case for the new content"]
         )  # fmt: skip
     masked, changed = redact_tasks(source, redact)
     tasks = request_tasks(request, masked)
@@ -178,17 +183,6 @@ def _load(
     extra = access_meta(pid, str(values["classification"]), sha256, granted_by, team) | {
         "redaction": {"callable": redaction, "tasks_masked": changed}
     }
-    provisioned = create_request_dataset(
-        request,
-        tasks,
-        len(source),
-        work_root,
-        audit_path,
-        opentext,
-        prodigy_conn_id,
-        REGULATED_PROCESS,
-        extra,
-    )
     record_in_audit_log(
         audit_path,
         "regulated_content_loaded",
@@ -197,7 +191,25 @@ def _load(
          "content_sha256": sha256, "redaction": redaction, "tasks_masked": changed},
         event_key=f"{REGULATED_PROCESS}:{pid}:loaded",
     )  # fmt: skip
+    provisioned = create_request_dataset(
+        request, tasks, len(source), work_root, audit_path, opentext, prodigy_conn_id, REGULATED_PROCESS,
+        extra,
+    )  # fmt: skip
     return provisioned
+
+
+def _held_key(pid: str) -> str:
+    return f"{REGULATED_PROCESS}:{pid}:held"
+
+
+def _held_entry(audit_path: Path, pid: str) -> dict[str, Any]:
+    """What Airflow recorded when it checked the case's content (the file and its sha256): loading trusts
+    its own record, not process variables anyone with access to the case can change."""
+    key = _held_key(pid)
+    for entry in AuditLog(audit_path).entries():
+        if entry.get("event_key") == key:
+            return dict(entry["details"])
+    raise RequestRefused([f"Airflow has no record of checking this case's content ({key}): start a new case"])
 
 
 def _granted_by(opentext: OpenTextWorkflowHook, pid: str) -> str | None:
@@ -211,10 +223,16 @@ def _granted_by(opentext: OpenTextWorkflowHook, pid: str) -> str | None:
 
 
 def close_released(
-    release_root: Path, audit_path: Path, *, opentext: OpenTextWorkflowHook
+    release_root: Path,
+    audit_path: Path,
+    *,
+    opentext: OpenTextWorkflowHook,
+    prodigy_conn_id: str = ProdigyHook.default_conn_name,
 ) -> list[ClosedCase]:
     """Every case whose tasks a published release holds, all of them: completed with the release's
-    metadata (counts, annotators, dates, hashes, version), never a text; the case ends closed."""
+    metadata (counts, annotators, dates, hashes, version), never a text; the case ends closed, and so
+    does the dataset's access (there is nothing left to revoke)."""
+    hook = ProdigyHook(prodigy_conn_id)
     closed = []
     for task in waiting_requests(opentext, RELEASE_STEP, REGULATED_PROCESS):
         pid, values = task["processInstanceId"], variables_of(task)
@@ -239,6 +257,8 @@ def close_released(
         )
         opentext.complete_task(task["id"], None, {"completion": figures, "release_version": version,
                                                   "manifest_sha256": manifest_sha256})  # fmt: skip
+        access = hook.get_meta(dataset).get(ACCESS_META_KEY) or {}
+        hook.set_meta(dataset, {ACCESS_META_KEY: {**access, "status": AccessStatus.CLOSED}})
         closed.append(ClosedCase(process_instance_id=pid, dataset=dataset, release_version=version,
                                  manifest_sha256=manifest_sha256))  # fmt: skip
     return closed

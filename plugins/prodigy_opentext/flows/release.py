@@ -159,7 +159,9 @@ def check_batch_approval(target: ReleaseTarget) -> None:
 
 def check_release_approvals(staged: StagedRelease) -> list[ApprovalRecord]:
     """Every approval the release needs holds in OpenText: of exactly the staged data, by nobody who
-    annotated it (:func:`~prodigy_opentext.flows._approvals.verify_approvals`), and its QA passed."""
+    annotated it (:func:`~prodigy_opentext.flows._approvals.verify_approvals`), and its QA passed. The
+    dataset is checked again first: a regulated dataset frozen while its sign-off waited is refused."""
+    governable_dataset(staged["dataset"])
     require_qa(staged)
     return verify_approvals(
         staged, reviewed_sha256=staged["reviewed_sha256"], annotators=staged["annotators"]
