@@ -7,9 +7,10 @@ choice, `labels`, `instructions`, `priority`, `due_date`, `approvers`, `annotato
 `annotations_per_task`); the data owners approve it there.
 
 1. **provision_requests**: the approved requests waiting at `provision_dataset`, in priority, then due-date
-   order. Each request and its source (JSONL, CSV or plain text, in the intake folder
-   `<data>/intake/`) is checked whole: a missing field, a bad row, an empty file or a label outside the
-   request's labels refuses it with a comment naming each, and nothing is created. Otherwise: the Prodigy
+   order. Each request and its source (JSONL, CSV or plain text: a file in the intake folder
+   `<data>/intake/`, or `attachment:<name>`, the file attached to the request) is checked whole:
+   a missing field, a bad row, an empty file or a label outside the request's labels refuses it with a
+   comment naming each, and nothing is created. Otherwise: the Prodigy
    dataset (named by the request's `dataset`, else from its title and id) with the request in its meta
    (`request`, `labels`, `instructions`, `annotator_emails`, `sessions`, `annotations_per_task`), and its
    task stream (`<data>/intake/streams/<dataset>/tasks.jsonl`, named by the meta's `stream`; deduplicated by

@@ -67,7 +67,7 @@ from prodigy_opentext.operators.opentext import OpenTextDeployModelsOperator
     render_template_as_native_obj=True,
 )
 def regulated_content_access():
-    @task(task_id="freeze_revoked")
+    @task(task_id="freeze_revoked", trigger_rule="all_done")  # a revocation waits for no other case
     def freeze() -> list[str]:
         return freeze_revoked(audit_log(), opentext=OpenTextWorkflowHook())
 

@@ -92,11 +92,19 @@ class Reviewer:
         outcome: str,
         comment: str,
         variables: Mapping[str, Any] | None = None,
+        task_variables: Mapping[str, Any] | None = None,
     ) -> None:
         """Claim the task, comment on its process and complete it with ``outcome`` (and the ``variables``
-        a task form submits), as ``user``."""
+        a task form submits, ``task_variables`` local to the task), as ``user``."""
         with opentext_failures():
-            self.hook(user).decide_task(task, outcome, assignee=user, comment=comment, variables=variables)
+            self.hook(user).decide_task(
+                task,
+                outcome,
+                assignee=user,
+                comment=comment,
+                variables=variables,
+                task_variables=task_variables,
+            )
         self.log(f"    {user} {outcome} '{task['name']}': {comment}")
 
 

@@ -363,9 +363,14 @@ def list_historic_tasks(call: CallerOf, paging: Paging) -> dict:
         call.filters(HISTORIC_TASK_FILTERS), paging, finished=call.flag("finished")
     )
     with_variables = bool(call.flag("includeProcessVariables"))
+    with_local = bool(call.flag("includeTaskLocalVariables"))
     items = [
         rep.historic_task_json(
-            row, call.api, call.service.variables_of(row["process_instance_id"]) if with_variables else None
+            row,
+            call.api,
+            call.service.variables_of(row["process_instance_id"])
+            if with_variables
+            else ([] if with_local else None),
         )
         for row in page.rows
     ]

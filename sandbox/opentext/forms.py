@@ -20,7 +20,8 @@ comments (``#qa-failures``), with the task's outcome buttons.
 ``regulated-access-approval`` (the ``regulated_content_access`` model's access approval): the held
 content's classification, task count and sha256 (``#access-case``; never the content), one checkbox per
 proposed annotator (``#allow-<n>``) and a field for others (``#other-annotators``), with the task's
-outcome buttons; submitted as the json variable ``allowed_annotators``. A grant needs an annotator.
+outcome buttons; submitted as the json variable ``allowed_annotators``, local to the task (its history
+keeps it). A grant needs an annotator.
 """
 
 from __future__ import annotations
@@ -307,7 +308,9 @@ def _access_submission(
     allowed = list(dict.fromkeys(ticked + others))
     if form.get("outcome") == "granted" and not allowed:
         return [], ["a grant names the annotators allowed to see the content: tick or add at least one"]
-    return [{"name": "allowed_annotators", "type": "json", "value": allowed}], []
+    # local to the approval task: its history keeps what the officer granted, which no later change of
+    # the process's variables rewrites
+    return [{"name": "allowed_annotators", "type": "json", "value": allowed, "scope": "local"}], []
 
 
 SUBMISSIONS = {

@@ -71,7 +71,7 @@ class RegulatedStory:
         )
         world.reviewer.decide(
             task, OFFICER, "granted", "Granted to alice only: she completed the data protection training.",
-            {"allowed_annotators": ["alice@example.com"]},
+            task_variables={"allowed_annotators": ["alice@example.com"]},
         )  # fmt: skip
 
         load = world.api.trigger(REGULATED_DAG)

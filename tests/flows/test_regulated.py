@@ -57,7 +57,7 @@ def decide_access(sandbox: OpenTextSandbox, pid: str, outcome: str, allowed: lis
     (task,) = sandbox.tasks(processInstanceId=pid)
     assert task["taskDefinitionKey"] == "access_approval", task
     named = {"allowed_annotators": allowed} if allowed is not None else None
-    sandbox.complete(task["id"], outcome, OFFICER, comment=f"access {outcome}", variables=named)
+    sandbox.complete(task["id"], outcome, OFFICER, comment=f"access {outcome}", task_variables=named)
 
 
 def database_text(prodigy_home: Path) -> str:
@@ -101,6 +101,8 @@ def test_content_reaches_prodigy_only_after_access_and_only_metadata_goes_back(
     (holding / "claims.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
     (holding / "changing.jsonl").write_text(json.dumps({"text": TEXTS[2]}) + "\n")
     (holding / "broken.jsonl").write_text(json.dumps({"text": TEXTS[0]}) + "\n{not json\n")
+    (holding / "headerless.csv").write_text("Jane Roe,+44 20 7946 0958,jane.roe@example.org\n")
+    (holding / "moving.jsonl").write_text(json.dumps({"text": TEXTS[2]}) + "\n")
     tag = uuid.uuid4().hex[:6]
     granted = open_case(sandbox, f"claims_{tag}", "claims.jsonl")
     revoked = open_case(sandbox, f"revoked_{tag}", "claims.jsonl")
@@ -110,6 +112,8 @@ def test_content_reaches_prodigy_only_after_access_and_only_metadata_goes_back(
     broken = open_case(sandbox, f"broken_{tag}", "broken.jsonl")
     unclassified = open_case(sandbox, f"unclassified_{tag}", "claims.jsonl", classification="")
     preset = open_case(sandbox, f"preset_{tag}", "claims.jsonl", allowed_annotators=["mallory@example.com"])
+    headerless = open_case(sandbox, f"headerless_{tag}", "headerless.csv")
+    moved = open_case(sandbox, f"moved_{tag}", "moving.jsonl", annotations_per_task=1)
 
     held_run = dag.test()
     assert held_run.state == "success", task_states(held_run)
@@ -118,6 +122,7 @@ def test_content_reaches_prodigy_only_after_access_and_only_metadata_goes_back(
     assert variables_of(sandbox, broken)["_end"] == "end_refused"
     assert any("line 2" in c and "nothing was created" in c for c in comments_of(sandbox, broken))
     assert any("classification is empty" in c for c in comments_of(sandbox, unclassified))
+    assert any("add a header line" in c for c in comments_of(sandbox, headerless)), "no cell named"
     stored = database_text(prodigy_home)
     assert not [s for s in SECRETS + TEXTS if s in stored], "Prodigy holds none of it before the approval"
     hook = ProdigyHook()
@@ -130,6 +135,12 @@ def test_content_reaches_prodigy_only_after_access_and_only_metadata_goes_back(
     decide_access(sandbox, self_granted, "granted", [OFFICER, ANNOTATORS["alice"]])
     decide_access(sandbox, changed, "granted", [ANNOTATORS["alice"]])
     decide_access(sandbox, preset, "granted", None)
+    decide_access(sandbox, moved, "granted", [ANNOTATORS["alice"]])
+    (holding / "moving.jsonl").unlink()
+    sandbox.request(  # a change of the process's variables after the grant grants nobody anything
+        "PUT", f"/process-instances/{granted}/variables/allowed_annotators",
+        json={"name": "allowed_annotators", "type": "json", "value": ["mallory@example.com"]},
+    )  # fmt: skip
     (holding / "changing.jsonl").write_text(json.dumps({"text": TEXTS[3]}) + "\n")
 
     loaded_run = dag.test()
@@ -147,7 +158,8 @@ def test_content_reaches_prodigy_only_after_access_and_only_metadata_goes_back(
     assert any("granted access to themselves" in c for c in comments_of(sandbox, self_granted))
     assert any("changed after it was checked" in c for c in comments_of(sandbox, changed))
     assert any("names no annotators" in c for c in comments_of(sandbox, preset)), "only the grant names them"
-    for name in ("denied", "self", "changed", "broken", "unclassified", "preset"):
+    assert any("does not exist" in c for c in comments_of(sandbox, moved)), "refused, the others go on"
+    for name in ("denied", "self", "changed", "broken", "unclassified", "preset", "headerless", "moved"):
         with pytest.raises(DatasetNotFoundError):
             hook.get_meta(f"{name}_{tag}")
 
@@ -200,8 +212,11 @@ def test_content_reaches_prodigy_only_after_access_and_only_metadata_goes_back(
     assert completion["manifest_sha256"] == release["manifest_sha256"] == closed["manifest_sha256"]
     assert completion["annotators"] == ["alice", "bob"] and completion["first_answer"]
     assert hook.get_meta(f"claims_{tag}")["access"]["status"] == "closed", "nothing left to revoke"
-    everything_sent = "".join(sent_back(sandbox, pid) for pid in (granted, revoked, self_granted, changed))
-    assert not [t for t in SECRETS + TEXTS + served if t in everything_sent], "metadata only, never a text"
+    cases = (granted, revoked, self_granted, changed, headerless, moved, preset)
+    everything_sent = "".join(sent_back(sandbox, pid) for pid in cases)
+    audit_text = (data / "audit" / "governance.jsonl").read_text()
+    leaked = [t for t in SECRETS + TEXTS + served if t in everything_sent + audit_text]
+    assert not leaked, "OpenText and the audit log get metadata only, never a text"
 
     again = dag.test()
     assert again.state == "success", task_states(again)

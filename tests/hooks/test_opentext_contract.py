@@ -219,6 +219,20 @@ def test_comments_and_cancel(hook: OpenTextWorkflowHook) -> None:
     assert process["id"] in missing.value.exception
 
 
+def test_task_local_variables_stay_with_the_completed_task(hook: OpenTextWorkflowHook, hook_of) -> None:
+    process = hook.start_process(BATCH_APPROVAL, unique("local"), {"dataset": "ner", "regulated": False})
+    assert hook.last_completion(process["id"], "sme_review") is None
+    (task,) = hook.list_tasks(processInstanceId=process["id"])
+    sme = hook_of("sme@example.com")
+    sme.claim_task(task["id"], "sme@example.com")
+    sme.complete_task(task["id"], "approved", task_variables={"checked": ["a@example.com"]})
+    done = hook.last_completion(process["id"], "sme_review")
+    assert done is not None and done["assignee"] == "sme@example.com"
+    assert done["task_variables"] == {"checked": ["a@example.com"]}
+    (ended,) = hook.historic_processes(processInstanceId=process["id"], includeProcessVariables="true")
+    assert "checked" not in {v["name"] for v in ended["variables"]}, "local to the task, not the process's"
+
+
 def test_attachments_upload_list_and_download_their_bytes(hook: OpenTextWorkflowHook) -> None:
     process = hook.start_process(BATCH_APPROVAL, unique("attach"), {"dataset": "ner", "regulated": False})
     content = b'{"text": "Zara opens a store."}\n' + bytes(range(256))

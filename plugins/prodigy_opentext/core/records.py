@@ -10,8 +10,9 @@ import csv
 import hashlib
 import json
 import math
+import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypedDict
@@ -235,10 +236,20 @@ def _jsonl_tasks(handle: Iterable[str]) -> Iterator[dict[str, Any] | InvalidReco
         yield task
 
 
+def _header_shown(names: Sequence[str] | None) -> str:
+    """A header's column names, if they look like names; a file without a header has data there, which
+    an error message must not repeat (it may be regulated content)."""
+    names = list(names or ())
+    if names and all(re.fullmatch(r"[A-Za-z_][\w-]{0,39}", n or "") for n in names):
+        return str(names)
+    return f"(its first line, {len(names)} field(s), does not look like column names: add a header line)"
+
+
 def _csv_tasks(handle: Iterable[str], text_column: str) -> Iterator[dict[str, Any] | InvalidRecord]:
     reader = csv.DictReader(handle)
     if text_column not in (reader.fieldnames or ()):
-        yield InvalidRecord(1, text_column, f"no such column in the header {reader.fieldnames}", where="line")
+        header = _header_shown(reader.fieldnames)
+        yield InvalidRecord(1, text_column, f"no such column in the header {header}", where="line")
         return
     for row in reader:
         text = row.pop(text_column)

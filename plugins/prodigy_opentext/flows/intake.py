@@ -14,7 +14,7 @@ the batch ready and starts its review (label escalation, then QA or approval), a
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
 
@@ -39,6 +39,9 @@ from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
 from prodigy_opentext.hooks.prodigy import ProdigyHook
 
 log = logging.getLogger(__name__)
+
+ATTACHMENTS_FOLDER = "attachments"
+"""Below the intake folder: where requests' attached sources are downloaded (no plain source may name it)."""
 
 
 def variables_of(task: dict[str, Any]) -> dict[str, Any]:
@@ -114,20 +117,26 @@ def source_file(request: AnnotationRequest, source_root: Path, folder: str = "in
 
 def _source_path(request: AnnotationRequest, source_root: Path, opentext: OpenTextWorkflowHook) -> Path:
     """Where the request's source is: a file in the intake folder, or the request's attachment of that
-    name (``attachment:<name>``), downloaded into ``<intake>/attachments/<request id>/``."""
-    location = request["source"]
+    name (``attachment:<name>``), downloaded into ``<intake>/attachments/<request id>/`` under the
+    attachment's id (its name is only the file type: JSONL, CSV or plain text)."""
+    location, attachments = request["source"], source_root / ATTACHMENTS_FOLDER
     if not location.startswith(ATTACHMENT_SOURCE):
-        return source_file(request, source_root)
+        path = source_file(request, source_root)
+        if path.resolve().is_relative_to(attachments.resolve()):
+            raise RequestRefused([f"source {location!r} is another request's attachment: attach the file"])
+        return path
     pid, name = request["process_instance_id"], location.removeprefix(ATTACHMENT_SOURCE).strip()
     attached = [a for a in opentext.list_attachments(pid) if a.get("name") == name]
     if not attached:
         raise RequestRefused(
             [f"source {location!r}: the request has no attachment {name!r}: attach the file"]
         )
-    target = source_root / "attachments" / checked_name(pid, "request id") / (Path(name).name or "source")
+    suffix = PurePosixPath(name.replace("\\", "/")).suffix.lower()
+    attachment_id = checked_name(str(attached[-1]["id"]), "attachment id")
+    target = attachments / checked_name(pid, "request id") / f"{attachment_id}{suffix}"
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
-    partial.write_bytes(opentext.attachment_content(pid, attached[-1]["id"]))
+    partial.write_bytes(opentext.attachment_content(pid, attachment_id))
     partial.replace(target)
     log.info(
         "request %s: source %s downloaded from its attachment (%d bytes)", pid, name, target.stat().st_size
@@ -172,10 +181,12 @@ def create_request_dataset(
     prodigy_conn_id: str,
     process_key: str = INTAKE_PROCESS,
     extra_meta: dict[str, Any] | None = None,
+    audit_details: dict[str, Any] | None = None,
 ) -> ProvisionedDataset:
     """A request's own dataset and task stream (``given`` tasks asked for, ``tasks`` after deduplication),
     created once, and the request's step completed: a rerun after a crash finds its own dataset; a dataset
-    of that name made for other work refuses the request. ``extra_meta`` joins the dataset's meta."""
+    of that name made for other work refuses the request. ``extra_meta`` joins the dataset's meta,
+    ``audit_details`` the audit entry."""
     pid, name = request["process_instance_id"], request["dataset"]
     hook = ProdigyHook(prodigy_conn_id)
     try:
@@ -207,7 +218,12 @@ def create_request_dataset(
         audit_path,
         "request_provisioned",
         name,
-        {**provisioned, "title": request["title"], "sessions": sorted(request["annotators"])},
+        {
+            **provisioned,
+            "title": request["title"],
+            "sessions": sorted(request["annotators"]),
+            **(audit_details or {}),
+        },
         event_key=f"{process_key}:{pid}:provisioned",
     )
     opentext.add_comment(

@@ -23,7 +23,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk.module_loading import import_string
 
-from prodigy_opentext.core.audit import AuditLog
+from prodigy_opentext.core.audit import AuditLog, verify_audit_log
 from prodigy_opentext.core.export import file_digest
 from prodigy_opentext.core.intake import request_tasks
 from prodigy_opentext.core.payloads import ClosedCase, HeldContent, ProvisionedDataset
@@ -46,6 +46,7 @@ from prodigy_opentext.core.regulated import (
 )
 from prodigy_opentext.core.release import verify_release
 from prodigy_opentext.exceptions import OpenTextNotFoundError, RequestRefused
+from prodigy_opentext.failures import AuditLogTampered
 from prodigy_opentext.flows._shared import record_in_audit_log
 from prodigy_opentext.flows.intake import (
     create_request_dataset,
@@ -62,6 +63,8 @@ from prodigy_opentext.hooks.prodigy import ProdigyHook
 log = logging.getLogger(__name__)
 
 HOLDING_AREA = "holding area"
+CLOSED_END = "end_closed"
+"""Where the model ends a case completed with its release."""
 NO_REDACTION = ("", "none")
 
 
@@ -91,13 +94,13 @@ def hold_cases(holding_root: Path, audit_path: Path, *, opentext: OpenTextWorkfl
         try:
             request = parse_case(pid, values, task_id=task["id"])
             held_file = source_file(request, holding_root, HOLDING_AREA)
-            tasks = request_tasks(request, source_tasks(held_file))
+            source, sha256 = _read_once(held_file)
+            tasks = request_tasks(request, source)
         except RequestRefused as refused:
             refuse_request(pid, task["id"], refused.problems, opentext, audit_path, REGULATED_PROCESS, "held")
             held.append(HeldContent(process_instance_id=pid, dataset=None, tasks=0, content_sha256=None,
                                     refused=refused.problems))  # fmt: skip
             continue
-        sha256 = file_digest(held_file).sha256
         record_in_audit_log(
             audit_path,
             "regulated_content_held",
@@ -114,8 +117,7 @@ def hold_cases(holding_root: Path, audit_path: Path, *, opentext: OpenTextWorkfl
         opentext.complete_task(
             task["id"],
             None,
-            # allowed_annotators cleared: only the access approval names them, not the case's start
-            {"held": True, "tasks": len(tasks), "content_sha256": sha256, "allowed_annotators": []},
+            {"held": True, "tasks": len(tasks), "content_sha256": sha256},
         )
         log.info("case %s: %d tasks held for access approval (sha256 %s)", pid, len(tasks), sha256)
         held.append(HeldContent(process_instance_id=pid, dataset=request["dataset"], tasks=len(tasks),
@@ -135,7 +137,12 @@ def load_granted(
     """Every case whose access was granted: its held content, unchanged since it was checked, masked by
     ``redact`` and loaded as a dataset served to the sessions the grant names only; or refused naming why."""
     loaded = []
-    for task in waiting_requests(opentext, LOAD_STEP, REGULATED_PROCESS):
+    waiting = waiting_requests(opentext, LOAD_STEP, REGULATED_PROCESS)
+    if waiting and not (chain := verify_audit_log(audit_path)).valid:
+        raise AuditLogTampered(
+            f"{audit_path}: {chain.reason}: the records of held content cannot be trusted; nothing loaded"
+        )
+    for task in waiting:
         pid, values = task["processInstanceId"], variables_of(task)
         try:
             loaded.append(
@@ -160,8 +167,9 @@ def _load(
     redact: Redaction | None,
     prodigy_conn_id: str,
 ) -> ProvisionedDataset:
-    granted_by = _granted_by(opentext, pid)
-    team = allowed_team(values, granted_by)
+    grant = opentext.last_completion(pid, APPROVAL_STEP) or {}
+    granted_by = grant.get("assignee")
+    team = allowed_team(grant.get("task_variables") or {}, granted_by)
     request = parse_case(pid, values, task_id=task_id) | {"annotators": team}
     if request["annotations_per_task"] > len(team):
         raise RequestRefused(
@@ -169,9 +177,8 @@ def _load(
              f"the grant names {len(team)}"]
         )  # fmt: skip
     held = _held_entry(audit_path, pid)
-    held_file = Path(held["held_file"])
-    source = source_tasks(held_file)
-    sha256 = file_digest(held_file).sha256
+    held_file = source_file(request | {"source": str(held["held_file"])}, holding_root, HOLDING_AREA)
+    source, sha256 = _read_once(held_file)
     if sha256 != held["content_sha256"]:
         raise RequestRefused(
             [f"the held content changed after it was checked for the access approval (sha256 {sha256}, "
@@ -183,19 +190,28 @@ def _load(
     extra = access_meta(pid, str(values["classification"]), sha256, granted_by, team) | {
         "redaction": {"callable": redaction, "tasks_masked": changed}
     }
-    record_in_audit_log(
-        audit_path,
-        "regulated_content_loaded",
-        request["dataset"],
-        {"process_instance_id": pid, "granted_by": granted_by, "sessions": sorted(team),
-         "content_sha256": sha256, "redaction": redaction, "tasks_masked": changed},
-        event_key=f"{REGULATED_PROCESS}:{pid}:loaded",
-    )  # fmt: skip
-    provisioned = create_request_dataset(
+    audited = {"granted_by": granted_by, "content_sha256": sha256, "redaction": redaction,
+               "tasks_masked": changed}  # fmt: skip
+    return create_request_dataset(
         request, tasks, len(source), work_root, audit_path, opentext, prodigy_conn_id, REGULATED_PROCESS,
-        extra,
+        extra, audited,
     )  # fmt: skip
-    return provisioned
+
+
+def _read_once(path: Path) -> tuple[list[dict[str, Any]], str]:
+    """A held file's tasks and the sha256 of exactly what was read (a file that changes while it is read
+    is refused: what is loaded must be what was approved)."""
+    try:
+        before = file_digest(path).sha256
+        tasks = source_tasks(path)
+        after = file_digest(path).sha256
+    except OSError as unreadable:
+        raise RequestRefused(
+            [f"the held content cannot be read ({unreadable.strerror}): put it back"]
+        ) from None
+    if before != after:
+        raise RequestRefused(["the held content changed while it was read: let it settle, then grant again"])
+    return tasks, after
 
 
 def _held_key(pid: str) -> str:
@@ -210,16 +226,6 @@ def _held_entry(audit_path: Path, pid: str) -> dict[str, Any]:
         if entry.get("event_key") == key:
             return dict(entry["details"])
     raise RequestRefused([f"Airflow has no record of checking this case's content ({key}): start a new case"])
-
-
-def _granted_by(opentext: OpenTextWorkflowHook, pid: str) -> str | None:
-    """Who completed the case's access approval, as OpenText's task history records it."""
-    done = [
-        t
-        for t in opentext.historic_tasks(processInstanceId=pid, taskDefinitionKey=APPROVAL_STEP)
-        if t.get("taskDefinitionKey") == APPROVAL_STEP and t.get("endTime")
-    ]
-    return max(done, key=lambda t: t["endTime"]).get("assignee") if done else None
 
 
 def close_released(
@@ -255,10 +261,10 @@ def close_released(
             f"Labeling complete: {figures['examples']} examples by {', '.join(figures['annotators'])}, "
             f"released as {dataset}@{version} (manifest sha256 {manifest_sha256}). Case closed.",
         )
-        opentext.complete_task(task["id"], None, {"completion": figures, "release_version": version,
-                                                  "manifest_sha256": manifest_sha256})  # fmt: skip
         access = hook.get_meta(dataset).get(ACCESS_META_KEY) or {}
         hook.set_meta(dataset, {ACCESS_META_KEY: {**access, "status": AccessStatus.CLOSED}})
+        opentext.complete_task(task["id"], None, {"completion": figures, "release_version": version,
+                                                  "manifest_sha256": manifest_sha256})  # fmt: skip
         closed.append(ClosedCase(process_instance_id=pid, dataset=dataset, release_version=version,
                                  manifest_sha256=manifest_sha256))  # fmt: skip
     return closed
@@ -270,7 +276,8 @@ def freeze_revoked(
     opentext: OpenTextWorkflowHook,
     prodigy_conn_id: str = ProdigyHook.default_conn_name,
 ) -> list[str]:
-    """Every regulated dataset whose case was cancelled after access was granted, frozen: no session
+    """Every regulated dataset whose case ended but closed after access was granted (cancelled, or refused
+    by a load that found the dataset from an earlier try), frozen: no session
     served (meta ``sessions`` empty), its task stream withdrawn, the access marked revoked (reviews and
     releases refuse it). The held content stays where it was. Returns the datasets frozen now."""
     hook = ProdigyHook(prodigy_conn_id)
@@ -283,9 +290,10 @@ def freeze_revoked(
             case = opentext.get_historic_process(str(access["case"]))
         except OpenTextNotFoundError:
             case = {"endTime": "unknown", "deleteReason": "the case no longer exists in OpenText"}
-        if not case.get("endTime") or not case.get("deleteReason"):
+        if not case.get("endTime") or case.get("endActivityId") == CLOSED_END:
             continue
-        name, reason = dataset["name"], str(case["deleteReason"])
+        name = dataset["name"]
+        reason = str(case.get("deleteReason") or f"the case ended at {case.get('endActivityId')}")
         stream = Path(str(dataset["meta"].get("stream") or ""))
         if stream.name and stream.is_file():
             stream.unlink()

@@ -29,7 +29,12 @@ from prodigy_opentext._opentext.models import (
 )
 from prodigy_opentext._opentext.paging import embedded_items, next_page_offset
 from prodigy_opentext._opentext.settings import OpenTextSettings
-from prodigy_opentext._opentext.variables import from_rest_variables, parse_timestamp, to_rest_variables
+from prodigy_opentext._opentext.variables import (
+    from_rest_variable,
+    from_rest_variables,
+    parse_timestamp,
+    to_rest_variables,
+)
 from prodigy_opentext.core.approvals import duplicate_start_reason, standing_instances
 from prodigy_opentext.core.payloads import Decision
 from prodigy_opentext.exceptions import (
@@ -331,10 +336,16 @@ class OpenTextWorkflowHook(BaseHook):
         self.request("POST", f"/tasks/{task_id}", json={"action": "delegate", "assignee": assignee})
 
     def complete_task(
-        self, task_id: str, outcome: str | None = None, variables: Mapping[str, Any] | None = None
+        self,
+        task_id: str,
+        outcome: str | None = None,
+        variables: Mapping[str, Any] | None = None,
+        task_variables: Mapping[str, Any] | None = None,
     ) -> None:
-        """Complete a task once: a retry after a lost answer finds the task already finished in history."""
-        body: dict[str, Any] = {"action": "complete", "variables": to_rest_variables(variables)}
+        """Complete a task once: a retry after a lost answer finds the task already finished in history.
+        ``task_variables`` are local to the task: its history keeps them as they were given."""
+        local = [{**item, "scope": "local"} for item in to_rest_variables(task_variables)]
+        body: dict[str, Any] = {"action": "complete", "variables": to_rest_variables(variables) + local}
         if outcome is not None:
             body["outcome"] = outcome
 
@@ -355,6 +366,7 @@ class OpenTextWorkflowHook(BaseHook):
         assignee: str | None = None,
         comment: str | None = None,
         variables: Mapping[str, Any] | None = None,
+        task_variables: Mapping[str, Any] | None = None,
     ) -> None:
         """Decide an open task as a reviewer does: claim it for ``assignee`` (unless it is theirs already),
         comment on its process, then complete it with ``outcome``; each step happens once on retries."""
@@ -362,7 +374,7 @@ class OpenTextWorkflowHook(BaseHook):
             self.claim_task(task["id"], assignee)
         if comment:
             self.add_comment(task["processInstanceId"], comment)
-        self.complete_task(task["id"], outcome, variables)
+        self.complete_task(task["id"], outcome, variables, task_variables)
 
     # Variables
 
@@ -450,6 +462,24 @@ class OpenTextWorkflowHook(BaseHook):
 
     def historic_tasks(self, **filters: Any) -> list[dict[str, Any]]:
         return list(self.paginate("/historic-task-instances", filters))
+
+    def last_completion(self, process_instance_id: str, task_definition_key: str) -> dict[str, Any] | None:
+        """The latest finished ``task_definition_key`` task of the process, with ``task_variables``: the
+        variables local to it (what its form submitted, kept by its history); None when none finished."""
+        done = [
+            task
+            for task in self.historic_tasks(
+                processInstanceId=process_instance_id,
+                taskDefinitionKey=task_definition_key,
+                includeTaskLocalVariables="true",
+            )
+            if task.get("taskDefinitionKey") == task_definition_key and task.get("endTime")
+        ]
+        if not done:
+            return None
+        last = max(done, key=lambda task: task["endTime"])
+        local = [v for v in last.get("variables") or [] if v.get("scope") == "local"]
+        return {**last, "task_variables": {v["name"]: from_rest_variable(v) for v in local}}
 
     # Identity
 

@@ -553,8 +553,15 @@ def test_the_access_form_shows_the_held_case_and_submits_the_allowed_annotators(
         v["name"]: v["value"]
         for v in sandbox.request("GET", f"/process-instances/{instance['id']}/variables").json()
     }
-    assert values["allowed_annotators"] == ["bob@example.com", "dora@example.com"]
-    assert values["access_approval_outcome"] == "granted"
+    assert values["access_approval_outcome"] == "granted" and "allowed_annotators" not in values
+    history = sandbox.request(
+        "GET",
+        "/historic-task-instances",
+        params={"processInstanceId": instance["id"], "taskDefinitionKey": "access_approval",
+                "includeTaskLocalVariables": "true"},
+    ).json()["_embedded"]["historicTaskInstances"]  # fmt: skip
+    (kept,) = [v for v in history[0]["variables"] if v["name"] == "allowed_annotators"]
+    assert (kept["value"], kept["scope"]) == (["bob@example.com", "dora@example.com"], "local")
 
 
 def test_a_request_uploads_its_source_as_an_attachment_reviewers_can_open(sandbox: OpenTextSandbox):
