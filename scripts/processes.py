@@ -237,6 +237,9 @@ class Stack:
                 process.popen.wait(timeout=STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
                 self.log(f"{process.name} (pid {process.pid}) did not exit after SIGKILL")
+        gone_by = time.monotonic() + STOP_TIMEOUT  # a killed grandchild takes a moment to go
+        while others() and time.monotonic() < gone_by:
+            time.sleep(0.1)
 
 
 def processes_with_env(name: str, value: str) -> list[psutil.Process]:
