@@ -14,6 +14,10 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PYTHONPATH := $(CURDIR):$(CURDIR)/dags
 
 INSTALLED := $(VENV)/.installed
+# The MLflow tracking server's own virtualenv (requirements-mlflow.in says why it is apart).
+MLFLOW_VENV := .venv-mlflow
+MLFLOW_INSTALLED := $(MLFLOW_VENV)/.installed
+export PROJECT_MLFLOW_SERVER := $(CURDIR)/$(MLFLOW_VENV)/bin/mlflow
 CONFIGURED := $(AIRFLOW_HOME)/.configured
 MIGRATED := $(AIRFLOW_HOME)/.migrated
 
@@ -27,7 +31,7 @@ help:
 	@echo "make bench   benchmarks (ratios measured side by side)"
 	@echo "make lock    recompile requirements*.txt from requirements*.in"
 
-setup: $(INSTALLED) $(MIGRATED)
+setup: $(INSTALLED) $(MIGRATED) $(MLFLOW_INSTALLED)
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -42,6 +46,11 @@ $(UV): $(BIN)/python
 $(INSTALLED): $(UV) requirements.txt requirements-dev.txt pyproject.toml
 	$(UV) pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements.txt -r requirements-dev.txt
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $@
+
+$(MLFLOW_INSTALLED): $(UV) requirements-mlflow.txt
+	$(PYTHON) -m venv $(MLFLOW_VENV)
+	$(UV) pip install --quiet --compile-bytecode --python $(MLFLOW_VENV)/bin/python -r requirements-mlflow.txt
 	touch $@
 
 $(CONFIGURED): $(INSTALLED) scripts/configure_airflow_home.py
@@ -84,6 +93,7 @@ bench: setup
 lock: $(UV)
 	$(UV) pip compile requirements.in --python-version 3.11 --no-header -q -o requirements.txt
 	$(UV) pip compile requirements-dev.in --python-version 3.11 --no-header -q -o requirements-dev.txt
+	$(UV) pip compile requirements-mlflow.in --python-version 3.11 --no-header -q -o requirements-mlflow.txt
 
 clean:
-	rm -rf $(VENV) $(AIRFLOW_HOME) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(MLFLOW_VENV) $(AIRFLOW_HOME) .pytest_cache .ruff_cache
