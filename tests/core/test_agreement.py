@@ -111,3 +111,49 @@ def test_binary_questions_on_the_same_input_are_separate_items_and_reanswers_rep
 def test_no_overlap_means_no_statistic() -> None:
     result = annotation_agreement([ner(1, "a", []), ner(2, "b", [])])
     assert (result["method"], result["value"], result["n_items"]) == (None, None, 0)
+
+
+def test_span_f1_counts_exact_spans_over_the_items_a_pair_shares() -> None:
+    # item 1: both mark ORG 0-4, only a marks GPE 20-26; item 2: a marks PRODUCT 11-16, b marks 11-15.
+    tasks = [
+        ner(1, "a", [(0, 4, "ORG"), (20, 26, "GPE")]),
+        ner(1, "b", [(0, 4, "ORG")]),
+        ner(2, "a", [(11, 16, "PRODUCT")]),
+        ner(2, "b", [(11, 15, "PRODUCT")]),
+    ]
+    result = annotation_agreement(tasks)
+    # common spans 1, spans marked 3 + 2: F1 = 2 * 1 / 5
+    assert result["span_f1"] == pytest.approx(0.4)
+    assert result["pairwise"]["a|b"]["span_f1"] == pytest.approx(0.4)
+    assert result["pairwise"]["a|b"]["percent_agreement"] == pytest.approx(0.0)
+
+
+def test_agreement_per_label_looks_only_at_what_each_decision_says_about_that_label() -> None:
+    tasks = [
+        ner(1, "a", [(0, 4, "ORG"), (20, 26, "GPE")]),
+        ner(1, "b", [(0, 4, "ORG")]),
+        ner(2, "a", [(0, 4, "ORG")]),
+        ner(2, "b", [(0, 4, "ORG")]),
+    ]
+    per_label = annotation_agreement(tasks)["per_label"]
+    assert set(per_label) == {"ORG", "GPE"}
+    assert per_label["ORG"]["n_items"] == 2
+    assert per_label["ORG"]["observed_agreement"] == pytest.approx(1.0)
+    assert per_label["GPE"]["n_items"] == 1
+    assert per_label["GPE"]["observed_agreement"] == pytest.approx(0.0)
+
+
+def test_binary_questions_are_grouped_per_label_by_the_question_asked() -> None:
+    def binary(input_hash: int, annotator: str, label: str, answer: str) -> dict:
+        return {"_input_hash": input_hash, "label": label, "_annotator_id": annotator, "answer": answer}
+
+    tasks = [
+        binary(1, "a", "SPORTS", "accept"),
+        binary(1, "b", "SPORTS", "accept"),
+        binary(1, "a", "POLITICS", "reject"),
+        binary(1, "b", "POLITICS", "accept"),
+    ]
+    result = annotation_agreement(tasks)
+    assert result["per_label"]["SPORTS"]["observed_agreement"] == pytest.approx(1.0)
+    assert result["per_label"]["POLITICS"]["observed_agreement"] == pytest.approx(0.0)
+    assert result["span_f1"] is None

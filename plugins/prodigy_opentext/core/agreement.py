@@ -1,5 +1,5 @@
 """Inter-annotator agreement on Prodigy answers: Cohen's kappa for two annotators, Krippendorff's alpha
-(nominal) for more.
+(nominal) for more, percent agreement, and for NER the pairwise span F1 that Prodigy users read.
 
 Agreement is computed where annotators overlap: on items (one question about one input) that at least two
 annotators answered. What an annotator "said" about an item is their *decision*: the answer together with
@@ -104,43 +104,107 @@ def krippendorff_alpha_nominal(units: Iterable[Sequence[Hashable]]) -> float | N
     return 1 - disagreement_observed / disagreement_expected
 
 
-def annotation_agreement(tasks: Iterable[Mapping[str, Any]]) -> Agreement:
-    """Agreement of the annotators of a dataset, over the items at least two of them answered.
+Overlap = list[tuple[Any, dict[str, Decision]]]
 
-    Returns ``method`` (``cohen_kappa`` for two annotators, ``krippendorff_alpha_nominal`` for more,
-    ``None`` without overlap), ``value``, ``n_items`` (overlapping items), ``n_annotators`` (annotators
-    on those items), ``observed_agreement`` (share of overlapping items where all decisions are equal)
-    and ``pairwise`` Cohen's kappa per annotator pair (``"a|b"``) with the items the pair shares.
-    """
+
+def _overlapping_decisions(tasks: Iterable[Mapping[str, Any]]) -> Overlap:
+    """Each item at least two annotators answered: its own label and ``{annotator: decision}`` (their
+    latest answers)."""
     by_item: dict[ItemKey, list[Mapping[str, Any]]] = defaultdict(list)
     for task in tasks:
         by_item[item_key(task)].append(task)
-    overlapping: list[dict[str, Decision]] = []
-    for versions in by_item.values():
+    overlapping = []
+    for key in sorted(by_item, key=repr):
         decisions = {
-            annotator or "": decision_of(task) for annotator, task in latest_by_annotator(versions).items()
+            annotator or "": decision_of(task)
+            for annotator, task in latest_by_annotator(by_item[key]).items()
         }
         if len(decisions) >= 2:
-            overlapping.append(decisions)
-    annotators = sorted({name for decisions in overlapping for name in decisions})
+            overlapping.append((key[1], decisions))
+    return overlapping
+
+
+def _agreement_of(items: list[dict[str, Decision]]) -> dict[str, Any]:
+    """Method, value, percent agreement and per-pair figures over items given as ``{annotator: decision}``."""
+    annotators = sorted({name for decisions in items for name in decisions})
     pairwise: dict[str, dict[str, Any]] = {}
     for a, b in combinations(annotators, 2):
-        pairs = [(d[a], d[b]) for d in overlapping if a in d and b in d]
+        pairs = [(d[a], d[b]) for d in items if a in d and b in d]
         if pairs:
-            pairwise[f"{a}|{b}"] = {"value": cohen_kappa(pairs), "n_items": len(pairs)}
+            pairwise[f"{a}|{b}"] = {
+                "value": cohen_kappa(pairs),
+                "n_items": len(pairs),
+                "percent_agreement": sum(1 for x, y in pairs if x == y) / len(pairs),
+                "span_f1": span_f1(pairs),
+            }
     if len(annotators) < 2:
         method, value = None, None
     elif len(annotators) == 2:
         method, value = "cohen_kappa", pairwise[f"{annotators[0]}|{annotators[1]}"]["value"]
     else:
         method = "krippendorff_alpha_nominal"
-        value = krippendorff_alpha_nominal([list(d.values()) for d in overlapping])
-    unanimous = sum(1 for d in overlapping if len(set(d.values())) == 1)
-    return Agreement(
-        method=method,
-        value=value,
-        n_items=len(overlapping),
-        n_annotators=len(annotators),
-        observed_agreement=unanimous / len(overlapping) if overlapping else None,
-        pairwise=pairwise,
+        value = krippendorff_alpha_nominal([list(d.values()) for d in items])
+    unanimous = sum(1 for d in items if len(set(d.values())) == 1)
+    return {
+        "method": method,
+        "value": value,
+        "n_items": len(items),
+        "n_annotators": len(annotators),
+        "observed_agreement": unanimous / len(items) if items else None,
+        "pairwise": pairwise,
+    }
+
+
+def span_f1(pairs: Sequence[tuple[Decision, Decision]]) -> float | None:
+    """Micro F1 of two annotators' spans (exact start, end and label) over the items they share, the one
+    taken as reference for the other (F1 is symmetric); None when neither marked a span."""
+    common = total = 0
+    for (_, spans_a, _), (_, spans_b, _) in pairs:
+        common += len(spans_a & spans_b)
+        total += len(spans_a) + len(spans_b)
+    return 2 * common / total if total else None
+
+
+def _labels_in(item_label: Any, decisions: Mapping[str, Decision]) -> set[str]:
+    """The labels an item concerns: its own (binary classification), its spans' and its accepted options'."""
+    labels = {str(item_label)} if item_label is not None else set()
+    for _, spans, accepted in decisions.values():
+        labels.update(str(label) for _, _, label in spans if label is not None)
+        labels.update(accepted)
+    return labels
+
+
+def _restricted(decision: Decision, label: str) -> Decision:
+    """A decision as far as it concerns one label: the answer, that label's spans, whether it was accepted."""
+    answer, spans, accepted = decision
+    return (
+        answer,
+        frozenset(span for span in spans if str(span[2]) == label),
+        frozenset(accepted & {label}),
     )
+
+
+def annotation_agreement(tasks: Iterable[Mapping[str, Any]]) -> Agreement:
+    """Agreement of the annotators of a dataset, over the items at least two of them answered.
+
+    Returns ``method`` (``cohen_kappa`` for two annotators, ``krippendorff_alpha_nominal`` for more,
+    ``None`` without overlap), ``value``, ``n_items`` (overlapping items), ``n_annotators`` (annotators
+    on those items), ``observed_agreement`` (percent agreement: share of overlapping items where all
+    decisions are equal), ``pairwise`` figures per annotator pair (``"a|b"``: Cohen's kappa as ``value``,
+    ``percent_agreement``, ``span_f1`` for spans, ``n_items``), ``span_f1`` over all pairs, and the same
+    figures ``per_label``, each decision cut down to what it says about that label.
+    """
+    overlapping = _overlapping_decisions(tasks)
+    items = [decisions for _, decisions in overlapping]
+    labels_of = [_labels_in(item_label, decisions) for item_label, decisions in overlapping]
+    per_label: dict[str, dict[str, Any]] = {}
+    for label in sorted(set().union(*labels_of)):
+        concerned = [
+            {name: _restricted(decision, label) for name, decision in decisions.items()}
+            for decisions, labels in zip(items, labels_of, strict=True)
+            if label in labels
+        ]
+        figures = _agreement_of(concerned)
+        per_label[label] = {k: figures[k] for k in ("method", "value", "n_items", "observed_agreement")}
+    all_pairs = [(d[a], d[b]) for d in items for a, b in combinations(sorted(d), 2)]
+    return Agreement(**_agreement_of(items), span_f1=span_f1(all_pairs), per_label=per_label)

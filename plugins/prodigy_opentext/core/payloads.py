@@ -134,6 +134,8 @@ class Agreement(TypedDict):
     n_annotators: int
     observed_agreement: float | None
     pairwise: dict[str, dict[str, Any]]
+    span_f1: float | None
+    per_label: dict[str, dict[str, Any]]
 
 
 class ConsensusCounts(TypedDict):
