@@ -11,14 +11,16 @@ trigger form.
    waits (deferred) until the annotators are done.
 2. **find_batch**: the dataset up to the `version` given (`b<last example id>`), else up to its last
    example now. A name that cannot be a folder, or a version the dataset does not hold, fails at once.
-3. **prepare_package**: streams the batch to `data/review/<dataset>/<version>/answers.jsonl` and computes
-   the statistics reviewers see: counts by answer, label and annotator, inter-annotator agreement
-   (Cohen's kappa / Krippendorff's alpha where inputs overlap) and open disputes.
+3. **prepare_package**: streams the batch to `data/review/<dataset>/<version>/answers.jsonl` and writes
+   the review report reviewers open from their task (`review_report.html`: counts by answer, label and
+   annotator with charts, agreement overall, per label and per annotator pair, sample items with their
+   spans, disputes and how they were decided, QA rounds).
 4. **supersede_older_reviews**: the dataset's open reviews of older versions are withdrawn in OpenText
    with a comment naming the version that replaces them.
 5. **request_approval**: one `annotation_batch_approval` process per (dataset, version), found again by its
    businessKey on reruns, one even when runs race, with the package's sha256 so a release can prove
-   reviewers approved exactly its data. Regulated datasets get a compliance review after the SME.
+   reviewers approved exactly its data, and the review report attached. Regulated datasets get a
+   compliance review after the SME.
    **deploy_process_models** first deploys the models of `include/bpmn` that changed (none, usually).
 6. **wait_for_decision**: deferred; no worker slot is held while reviewers decide.
 7. **record_decision**: the sign-off (who, when, decision, comments) goes into the dataset's meta and the
@@ -115,7 +117,7 @@ def annotation_batch_approval():
 
     @task
     def prepare_package(batch: BatchToReview) -> ReviewPackage:
-        return prepare_review_package(batch, data_dir() / "review")
+        return prepare_review_package(batch, data_dir() / "review", audit_log())
 
     @task
     def withdraw_older_reviews(package: ReviewPackage) -> list[str]:
@@ -136,6 +138,7 @@ def annotation_batch_approval():
         business_key=process["business_key"],
         process_name=process["process_name"],
         variables=process["variables"],
+        attachments=process["attachments"],
     )
     decision = OpenTextApprovalSensor(
         task_id="wait_for_decision",

@@ -12,15 +12,16 @@ Only complete, valid and approved annotation data reaches MLOps.
 3. **validate**: the Great Expectations suite `include/gx/annotation_dataset` (required fields, allowed
    answers, unique task hashes, labels in scheme, spans inside the text and on token boundaries, examples
    per label, ignore rate, no open disputes). A failure names the expectations and sample rows.
-4. **request_signoff** / **wait_for_signoff**: a `dataset_release_signoff` process in OpenText, waited for
-   deferred.
+4. **request_signoff** / **wait_for_signoff**: a `dataset_release_signoff` process in OpenText with the
+   review report attached (the batch's figures and this validation), waited for deferred.
 5. **check_approvals**: reads the batch approval and the release sign-off of this exact version back from
    OpenText; a missing, rejected, cancelled or superseded one refuses the release, and regulated data needs
    its compliance review. Each step must be in the task history, decided by a member of its group (per
    `include/policies/approvals.json`), by nobody who annotated the batch and nobody twice. Params that
    claim an approval change nothing.
-6. **publish**: writes `releases/<dataset>/<version>/` (data, disputes, `manifest.json` with checksums,
-   counts, labels, the GX summary, approvals, sessions and this run's id) under the release root
+6. **publish**: writes `releases/<dataset>/<version>/` (data, disputes, `dataset_card.html`, `manifest.json`
+   with checksums, counts, labels, agreement figures, the GX summary, approvals, sessions, the card's
+   sha256 and this run's id) under the release root
    (`data/releases` by default), immutably: an equal rerun is a no-op, different content an error.
 7. **announce**: updates the `annotation_releases` asset, which schedules MLOps consumers, once per
    release: a rerun of an announced release skips (no second event). The event carries the release's
@@ -101,7 +102,7 @@ def dataset_release():
 
     @task
     def stage_data(target: ReleaseTarget, run_id: str | None = None) -> StagedRelease:
-        return stage_release_data(target, data_dir() / "staging", str(run_id))
+        return stage_release_data(target, data_dir() / "staging", str(run_id), audit_log())
 
     staged = stage_data(batch_approval_holds(resolve_target()))
 
@@ -125,6 +126,7 @@ def dataset_release():
         business_key=request["business_key"],
         process_name=request["process_name"],
         variables=request["variables"],
+        attachments=request["attachments"],
     )
     signed_off = OpenTextApprovalSensor(
         task_id="wait_for_signoff",

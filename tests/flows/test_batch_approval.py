@@ -112,10 +112,10 @@ def test_a_grown_dataset_withdraws_its_older_review(prodigy_sqlite_conn, opentex
     """Before: the older version's review stayed open in the inbox after the dataset grew."""
     dataset = f"grown_{uuid.uuid4().hex[:8]}"
     add_answers(dataset, 0, 3)
-    older = prepare_review_package(batch_to_review(dataset), tmp_path / "review")
+    older = prepare_review_package(batch_to_review(dataset), tmp_path / "review", tmp_path / "audit.jsonl")
     older_id = start_review(opentext, older)
     add_answers(dataset, 3, 2)
-    newer = prepare_review_package(batch_to_review(dataset), tmp_path / "review")
+    newer = prepare_review_package(batch_to_review(dataset), tmp_path / "review", tmp_path / "audit.jsonl")
     assert newer["version"] != older["version"]
 
     assert supersede_older_reviews(newer) == [older_id]
@@ -149,10 +149,10 @@ def test_an_annotator_cannot_approve_their_own_batch(
     )
     ProdigyHook().set_meta(dataset, {"labels": ["DOCUMENTATION"]})
     with pytest.raises(DatasetRefused, match="session\\(s\\) alice name no OpenText user"):
-        prepare_review_package(batch_to_review(dataset), tmp_path / "review")
+        prepare_review_package(batch_to_review(dataset), tmp_path / "review", tmp_path / "audit.jsonl")
 
     ProdigyHook().set_meta(dataset, {"annotator_emails": {"alice": "alice.sme@example.com"}})
-    package = prepare_review_package(batch_to_review(dataset), tmp_path / "review")
+    package = prepare_review_package(batch_to_review(dataset), tmp_path / "review", tmp_path / "audit.jsonl")
     assert package["annotators"] == ["alice.sme@example.com"]
     process_id = start_review(opentext, package)
     sandbox.set_user_groups("alice.sme@example.com", ["annotation-sme"])
@@ -180,7 +180,9 @@ def test_two_runs_of_one_batch_at_once_make_one_process_and_one_audit_entry(
 
     def one_run(_: int) -> tuple[str, dict]:
         barrier.wait()
-        package = prepare_review_package(batch_to_review(dataset), tmp_path / "review")
+        package = prepare_review_package(
+            batch_to_review(dataset), tmp_path / "review", tmp_path / "audit.jsonl"
+        )
         process_id = start_review(OpenTextWorkflowHook(), package)
         started.append(process_id)
         decision = poll_until(lambda: OpenTextWorkflowHook().read_decision(process_id), 60, 0.2, "a decision")
@@ -259,7 +261,9 @@ def test_what_retrying_cannot_change_fails_before_anyone_is_asked(
         prodigy_sqlite_conn, "UPDATE example SET content = ? WHERE id = ?", (b"{not json", example_id)
     )
     with pytest.raises(RowsQuarantined, match="quarantine") as quarantined:
-        prepare_review_package(batch_to_review("quarantined_batch"), tmp_path / "review")
+        prepare_review_package(
+            batch_to_review("quarantined_batch"), tmp_path / "review", tmp_path / "audit.jsonl"
+        )
     assert isinstance(quarantined.value, AirflowFailException)
 
     monkeypatch.delenv("AIRFLOW_CONN_OPENTEXT_DEFAULT")

@@ -242,7 +242,9 @@ def test_unsettled_items_are_adjudicated_by_reviewers_and_counted_as_settled(
     assert consensus.disputes == [] and consensus.resolved == len(DISPUTED)
 
     target = resolve_release_target(dataset, batch_version(dataset))
-    staged = stage_release_data(target, data / "staging", "manual__escalated")
+    staged = stage_release_data(
+        target, data / "staging", "manual__escalated", data / "audit" / "governance.jsonl"
+    )
     assert staged["consensus"]["disputes"] == 0, "adjudicated items count as settled"
     assert sorted(numbers[entry["item"]] for entry in staged["adjudications"]) == list(DISPUTED)
     audit_path = data / "audit" / "governance.jsonl"

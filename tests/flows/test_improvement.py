@@ -108,7 +108,10 @@ def test_examples_become_tasks_and_the_request_closes_with_the_release_that_hold
     assert [t["taskDefinitionKey"] for t in waiting] == ["await_release"], "no release holds its tasks yet"
 
     staged = stage_release_data(
-        resolve_release_target(f"improve_{tag}", version), data / "staging", "manual__improve"
+        resolve_release_target(f"improve_{tag}", version),
+        data / "staging",
+        "manual__improve",
+        data / "audit" / "governance.jsonl",
     )
     release = publish_release(
         staged, {"success": True}, [], release_root=data, audit_path=data / "audit" / "governance.jsonl",

@@ -262,7 +262,12 @@ def test_a_failed_round_is_reworked_by_its_annotators_and_the_next_round_passes(
     approval = DagRun.find(dag_id="annotation_batch_approval", run_id=f"approval__{dataset}__{version}")
     assert [r.conf for r in approval] == [{"dataset": dataset, "version": version}]
 
-    staged = stage_release_data(resolve_release_target(dataset, version), data / "staging", "manual__qa")
+    staged = stage_release_data(
+        resolve_release_target(dataset, version),
+        data / "staging",
+        "manual__qa",
+        data / "audit" / "governance.jsonl",
+    )
     assert staged["consensus"]["disputes"] == 0, "bob's corrections replace his wrong answers"
     assert staged["reviewed_sha256"] != staged["export"]["sha256"], (
         "what is approved includes the corrections"

@@ -183,7 +183,9 @@ def test_content_reaches_prodigy_only_after_access_and_only_metadata_goes_back(
         "--disagree", 0, "--reject", 0, "--ignore", 0, "--flag", 0,
     )  # fmt: skip
     revoked_target = resolve_release_target(f"revoked_{tag}", batch_version(f"revoked_{tag}"))
-    waiting_signoff = stage_release_data(revoked_target, data / "staging", "manual_revoked")
+    waiting_signoff = stage_release_data(
+        revoked_target, data / "staging", "manual_revoked", data / "audit" / "governance.jsonl"
+    )
     sandbox.request("DELETE", f"/process-instances/{revoked}", params={"deleteReason": "consent withdrawn"})
     progress_run = dag.test()
     assert progress_run.state == "success", task_states(progress_run)
@@ -198,7 +200,12 @@ def test_content_reaches_prodigy_only_after_access_and_only_metadata_goes_back(
     assert variables_of(sandbox, granted)["review_run"] == f"escalation__claims_{tag}__{version}"
     assert [t["taskDefinitionKey"] for t in sandbox.tasks(processInstanceId=granted)] == ["await_release"]
 
-    staged = stage_release_data(resolve_release_target(f"claims_{tag}", version), data / "staging", "manual")
+    staged = stage_release_data(
+        resolve_release_target(f"claims_{tag}", version),
+        data / "staging",
+        "manual",
+        data / "audit" / "governance.jsonl",
+    )
     release = publish_release(
         staged, {"success": True}, [], release_root=data, audit_path=data / "audit" / "governance.jsonl",
         run_id="manual",

@@ -14,6 +14,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from prodigy_opentext.audit import VariableAnchor
+from prodigy_opentext.core.agreement import annotation_agreement
 from prodigy_opentext.core.approvals import (
     APPROVAL_PROCESSES,
     BATCH_APPROVAL_PROCESS,
@@ -49,6 +50,7 @@ from tests.flows.support import (
 from tests.hooks import prodigy_support
 from tests.hooks.prodigy_support import sample_rows
 from tests.hooks.test_opentext_contract import connection_json
+from tests.pages import chart_values
 
 prodigy_sqlite_conn = prodigy_support.prodigy_sqlite_conn
 
@@ -78,6 +80,8 @@ def test_approved_batch_is_released_with_its_approvals_and_validation(
         run = dags["annotation_batch_approval"].test(run_conf={"dataset": dataset})
     assert run.state == "success", task_states(run)
     assert len(historic(sandbox, BATCH_APPROVAL_PROCESS, approval_key)) == 1
+    approval_report = attached_report(historic(sandbox, BATCH_APPROVAL_PROCESS, approval_key)[0]["id"], data)
+    assert chart_values(approval_report)["answers-per-label"] == {"BRAND": 24.0}, "both annotators' answers"
     from prodigy_opentext.hooks.prodigy import ProdigyHook
 
     review = ProdigyHook().get_meta(dataset)["review"]
@@ -103,6 +107,19 @@ def test_approved_batch_is_released_with_its_approvals_and_validation(
     assert manifest["validation"]["success"] is True
     assert manifest["counts"]["examples"] == 12
     assert manifest["label_distribution"] == {"BRAND": 12}
+    assert manifest["agreement"]["method"] == "cohen_kappa" and manifest["agreement"]["n_items"] == 12
+    signoff_report = attached_report(historic(sandbox, RELEASE_SIGNOFF_PROCESS, signoff_key)[0]["id"], data)
+    assert "Great Expectations suite" in signoff_report, "the sign-off's report shows the validation"
+    card = (data / "releases" / dataset / version / "dataset_card.html").read_bytes()
+    assert manifest["dataset_card"] == {
+        "file": "dataset_card.html",
+        "sha256": hashlib.sha256(card).hexdigest(),
+    }
+    charts = chart_values(card.decode())
+    assert charts["answers-per-label"] == {k: float(v) for k, v in manifest["label_distribution"].items()}
+    assert charts["answers-per-annotator"] == {
+        k: float(v) for k, v in manifest["counts"]["by_annotator"].items()
+    }
 
     again = dags["dataset_release"].test(run_conf={"dataset": dataset, "version": version})
     assert again.state == "success", task_states(again)
@@ -120,8 +137,31 @@ def test_approved_batch_is_released_with_its_approvals_and_validation(
     head = VariableAnchor(audit).anchored_head()
     assert head is not None and head.seq == 4, "the tasks anchored the log's head in the Variable"
     assert verify_audit_log(audit, [head]).valid
-    actions = [json.loads(line)["action"] for line in audit.read_text().splitlines()]
-    assert actions == ["batch_approved", "release_written", "release_announced", "release_handed_off"]
+    entries = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [e["action"] for e in entries] == [
+        "batch_approved",
+        "release_written",
+        "release_announced",
+        "release_handed_off",
+    ]
+    assert entries[1]["details"]["manifest_sha256"] == hashlib.sha256(manifest_bytes).hexdigest()
+
+
+def attached_report(process_instance_id: str, data: Path) -> str:
+    """The review report attached to a process, checked to carry no path of the Airflow machine in its
+    variables (reviewers open the attachment, not a folder they cannot reach)."""
+    from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
+
+    hook = OpenTextWorkflowHook()
+    attachments = {a["name"]: a for a in hook.list_attachments(process_instance_id)}
+    assert list(attachments) == ["review_report.html"]
+    (process,) = hook.historic_processes(processInstanceId=process_instance_id, includeProcessVariables=True)
+    variables = {v["name"]: v["value"] for v in process["variables"]}
+    assert variables["review_report"] == "review_report.html"
+    assert not [name for name, value in variables.items() if str(data) in str(value)], "no local paths"
+    report = hook.attachment_content(process_instance_id, attachments["review_report.html"]["id"]).decode()
+    assert report.startswith("<!DOCTYPE html>") and "<script" not in report
+    return report
 
 
 @pytest.mark.slow
@@ -173,6 +213,9 @@ def staged(folder: Path, labels: list[str]) -> dict:
         "sessions": ["brands-alice"],
         "adjudications": [],
         "reworked": [],
+        "regulated": False,
+        "agreement": annotation_agreement([]),
+        "licence": "CC-BY-4.0",
     }
 
 
@@ -215,7 +258,9 @@ def test_staging_writes_standard_json_where_prodigy_stored_nan(
     hook.set_meta("scored", {"labels": ["DOCUMENTATION"]})
     target = resolve_release_target("scored", f"b{hook.last_example_id('scored')}")
 
-    staged = stage_release_data(target, tmp_path / "staging", "manual__2026-12-01T10:00:00+00:00")
+    staged = stage_release_data(
+        target, tmp_path / "staging", "manual__2026-12-01T10:00:00+00:00", tmp_path / "audit.jsonl"
+    )
     assert staged["non_finite_as_null"] == 1
     lines = Path(staged["annotations"]).read_text().splitlines()
     merged = [json.loads(line, parse_constant=pytest.fail) for line in lines]

@@ -55,6 +55,8 @@ class ProcessRequest(TypedDict):
     business_key: str
     process_name: str
     variables: dict[str, Any]
+    attachments: NotRequired[dict[str, str]]
+    """Files attached to the process once it is started: ``{attachment name: local path}``."""
 
 
 class ApprovalRecord(TypedDict):
@@ -441,6 +443,11 @@ class StagedRelease(ReleaseTarget):
     """The answers with the adjudications and QA corrections merged in, as batch approval approved them."""
     non_finite_as_null: int
     """Rows in which NaN or Infinity was written as null (standard JSON has neither)."""
+    agreement: Agreement
+    licence: str | None
+    """What the dataset's meta states as its licence, for the dataset card."""
+    review_figures: str
+    """The figures of the release sign-off's review report (JSON), written when the data was staged."""
 
 
 class PublishedRelease(TypedDict):

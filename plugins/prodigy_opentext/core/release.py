@@ -1,7 +1,8 @@
 """Immutable, versioned dataset releases: ``<root>/releases/<dataset>/<version>/``.
 
-A release holds its data files and a ``manifest.json`` (SHA-256 and size per file, example counts, label
-distribution, validation summary, approvals, source dataset and sessions, run id, creation time). It is
+A release holds its data files, a ``manifest.json`` (SHA-256 and size per file, example counts, label
+distribution, agreement figures, validation summary, approvals, source dataset and sessions, regulated flag,
+licence, run id, creation time) and its dataset card, whose sha256 the manifest records. It is
 staged in a temporary directory beside its final place and published by one ``rename``, so readers see
 either no release or a whole one. A version is written once: writing it again with the same content is a
 no-op that returns the existing manifest (``already_released``); with different content it raises
@@ -16,7 +17,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -123,6 +124,10 @@ def write_release(
     reworked: Iterable[Mapping[str, Any]] = (),
     source_dataset: str | None = None,
     sessions: Iterable[str] = (),
+    agreement: Mapping[str, Any] | None = None,
+    regulated: bool = False,
+    licence: str | None = None,
+    dataset_card: tuple[str, Callable[[Mapping[str, Any]], str]] | None = None,
     run_id: str | None = None,
     move: bool = False,
 ) -> ReleaseResult:
@@ -131,8 +136,10 @@ def write_release(
     ``data_files`` are JSONL Prodigy examples (checked, counted and checksummed); ``attachments`` any other
     files (checksummed only). Both are named by their file name, or by the keys of a mapping.
     ``adjudications`` are the reviewers' decisions the examples hold, ``reworked`` the answers QA sent back
-    and their annotators redid, both listed in the manifest. ``move``
-    moves them in instead of copying (only once the release is known to be new).
+    and their annotators redid, both listed in the manifest. ``dataset_card`` is ``(file name, render)``:
+    the card rendered from the manifest's content (not its run id or time, so an equal rerun renders an
+    equal card), written beside it and recorded in it with its sha256. ``move`` moves the files in instead
+    of copying (only once the release is known to be new).
     """
     target = release_path(root, dataset, version)
     data, extra = _named(data_files), _named(attachments)
@@ -157,6 +164,9 @@ def write_release(
             "by_annotator": counts["by_annotator"],
         },
         "label_distribution": counts["by_label"],
+        "agreement": agreement,
+        "regulated": regulated,
+        "licence": licence,
         "validation": validation,
         "approvals": list(approvals),
         "adjudications": list(adjudications),
@@ -165,6 +175,16 @@ def write_release(
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     manifest = json.loads(json.dumps(manifest))
+    card: bytes | None = None
+    if dataset_card is not None:
+        card_name, render = dataset_card
+        if card_name in files or not PLAIN_NAME.match(card_name):
+            raise ReleaseError(f"dataset card name {card_name!r} cannot be used in this release")
+        card = render({k: v for k, v in manifest.items() if k not in ("run_id", "created")}).encode()
+        card_sha256 = hashlib.sha256(card).hexdigest()
+        manifest["files"][card_name] = {"sha256": card_sha256, "bytes": len(card), "kind": "card"}
+        manifest["files"] = dict(sorted(manifest["files"].items()))
+        manifest["dataset_card"] = {"file": card_name, "sha256": card_sha256}
     if target.exists():
         return _existing_or_conflict(target, manifest, dataset, version)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -175,6 +195,9 @@ def write_release(
             if _transfer(path, stage / name, move=move) != files[name]["sha256"]:
                 raise ReleaseError(f"release file {name!r}: {path} changed while the release was written")
             os.chmod(stage / name, 0o444)
+        if card is not None:
+            (stage / manifest["dataset_card"]["file"]).write_bytes(card)
+            os.chmod(stage / manifest["dataset_card"]["file"], 0o444)
         with open(stage / MANIFEST_NAME, "w") as out:
             json.dump(manifest, out, indent=2, sort_keys=True)
             out.write("\n")

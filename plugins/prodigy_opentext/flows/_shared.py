@@ -12,17 +12,18 @@ from typing import Any
 from airflow.sdk import Asset
 
 from prodigy_opentext.audit import VariableAnchor
-from prodigy_opentext.core.agreement import item_key
+from prodigy_opentext.core.agreement import annotation_agreement, item_key
 from prodigy_opentext.core.audit import AppendResult, AuditLog
 from prodigy_opentext.core.batches import version_last_example_id
 from prodigy_opentext.core.consensus import ConsensusResult, build_consensus
-from prodigy_opentext.core.escalation import adjudication_dataset
+from prodigy_opentext.core.escalation import adjudication_dataset, adjudications_in
 from prodigy_opentext.core.paths import plain_name
-from prodigy_opentext.core.payloads import ExportManifest
+from prodigy_opentext.core.payloads import ExportManifest, QAFigures
 from prodigy_opentext.core.qa import correction_of
 from prodigy_opentext.core.records import decode_record, standard_json
 from prodigy_opentext.core.regulated import frozen_reason
 from prodigy_opentext.core.release import reviewed_sha256
+from prodigy_opentext.core.review_report import ReviewFigures, review_figures
 from prodigy_opentext.exceptions import AuditAnchorMismatch, DatasetNotFoundError, UnsafeName
 from prodigy_opentext.failures import AuditLogTampered, DatasetRefused, NameRefused, RowsQuarantined
 from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
@@ -97,6 +98,27 @@ class MergedBatch:
         """What reviewers approve and the release ships
         (:func:`~prodigy_opentext.core.release.reviewed_sha256`)."""
         return reviewed_sha256(self.export["sha256"], self.adjudications, self.corrections)
+
+    def review_figures(
+        self, dataset: str, version: str, *, regulated: bool, audit_path: Path
+    ) -> ReviewFigures:
+        """What the batch's review report shows, with the QA rounds the audit log holds for it."""
+        return review_figures(
+            dataset,
+            version,
+            regulated=regulated,
+            tasks=self.tasks,
+            counts={
+                "by_answer": self.export["by_answer"],
+                "by_label": self.export["by_label"],
+                "by_annotator": self.export["by_annotator"],
+            },
+            agreement=annotation_agreement(self.tasks),
+            merged=self.consensus.merged,
+            disputes=[dispute.as_dict() for dispute in self.consensus.disputes],
+            adjudications=adjudications_in(self.consensus.merged),
+            qa_rounds=recorded_qa_rounds(audit_path, dataset, version),
+        )
 
 
 def adjudications_of(
@@ -202,6 +224,17 @@ def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]], named: int = 20) 
     if changed_rows > named:
         log.warning("%s: %d rows in all had NaN or Infinity written as null", path.name, changed_rows)
     return changed_rows
+
+
+def recorded_qa_rounds(audit_path: Path, dataset: str, version: str) -> list[QAFigures]:
+    """The figures of the QA rounds the audit log holds for ``dataset@version``, in round order."""
+    subject = f"{dataset}@{version}"
+    rounds = {
+        entry["details"]["figures"]["round"]: entry["details"]["figures"]
+        for entry in AuditLog(audit_path).entries()
+        if entry.get("action") == "qa_round_recorded" and entry.get("subject") == subject
+    }
+    return [rounds[number] for number in sorted(rounds)]
 
 
 def record_in_audit_log(

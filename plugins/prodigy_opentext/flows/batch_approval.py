@@ -16,7 +16,6 @@ from pathlib import Path
 from airflow.sdk.exceptions import AirflowSkipException
 
 from prodigy_opentext._opentext.variables import from_rest_variables
-from prodigy_opentext.core.agreement import annotation_agreement
 from prodigy_opentext.core.approvals import BATCH_APPROVAL_PROCESS, approval_record
 from prodigy_opentext.core.batches import (
     Batch,
@@ -37,6 +36,7 @@ from prodigy_opentext.core.payloads import (
     RunRequest,
 )
 from prodigy_opentext.core.records import sessions_of
+from prodigy_opentext.core.review_report import REVIEW_REPORT_NAME, review_report_html
 from prodigy_opentext.exceptions import ApprovalRefused, DatasetNotGovernable, UnsafeName
 from prodigy_opentext.failures import DatasetRefused
 from prodigy_opentext.flows._approvals import annotators_of, read_approval, require_qa
@@ -135,9 +135,13 @@ def approval_run(batch: BatchToReview) -> RunRequest:
 
 
 def prepare_review_package(
-    batch: BatchToReview, review_root: Path, prodigy_conn_id: str = ProdigyHook.default_conn_name
+    batch: BatchToReview,
+    review_root: Path,
+    audit_path: Path,
+    prodigy_conn_id: str = ProdigyHook.default_conn_name,
 ) -> ReviewPackage:
-    """Export the batch for reviewers, compute its statistics, and say which process to start for it; a
+    """Export the batch for reviewers, compute its statistics, write its review report (attached to the
+    approval process, so reviewers open it from their task), and say which process to start for it; a
     batch whose dataset asks for QA is refused until its latest QA round passed (as OpenText records it)."""
     dataset, version = batch["dataset"], batch["version"]
     require_qa(batch)
@@ -145,9 +149,14 @@ def prepare_review_package(
     merged = export_and_merge(dataset, batch["last_example_id"], package_dir, prodigy_conn_id)
     manifest = whole_export(merged.export)
     annotators = annotators_of(dataset, sessions_of(merged.tasks), prodigy_conn_id)
+    figures = merged.review_figures(
+        dataset, version, regulated=bool(batch["regulated"]), audit_path=audit_path
+    )
+    report = package_dir / REVIEW_REPORT_NAME
+    report.write_text(review_report_html(figures))
     statistics = BatchStatistics(
         examples=manifest["rows"],
-        agreement=annotation_agreement(merged.tasks),
+        agreement=figures["agreement"],
         disputes=len(merged.consensus.disputes),
         items=len(merged.consensus.merged),
         counts={
@@ -181,15 +190,16 @@ def prepare_review_package(
                 "dataset": dataset,
                 "version": version,
                 "regulated": bool(batch["regulated"]),
-                "package_location": str(package_dir),
                 "answers_sha256": merged.sha256,
                 "examples": statistics["examples"],
                 "agreement_method": statistics["agreement"]["method"],
                 "agreement": statistics["agreement"]["value"],
+                "percent_agreement": statistics["agreement"]["observed_agreement"],
                 "open_disputes": statistics["disputes"],
                 "annotators": ", ".join(annotators),
-                "statistics": json.dumps(statistics, sort_keys=True),
+                "review_report": REVIEW_REPORT_NAME,
             },
+            attachments={REVIEW_REPORT_NAME: str(report)},
         ),
     )
 

@@ -39,6 +39,13 @@ from prodigy_opentext.core.payloads import (
 from prodigy_opentext.core.qa import reworks_in
 from prodigy_opentext.core.records import RecordSummary, parse_record, sessions_of
 from prodigy_opentext.core.release import MANIFEST_NAME, verify_release, write_release
+from prodigy_opentext.core.review_report import (
+    DATASET_CARD_NAME,
+    REVIEW_REPORT_NAME,
+    dataset_card_html,
+    licence_of,
+    review_report_html,
+)
 from prodigy_opentext.exceptions import ApprovalRefused, ReleaseConflict
 from prodigy_opentext.failures import DatasetRefused, ReleaseDistrusted, ReleaseVersionTaken
 from prodigy_opentext.flows._approvals import annotators_of, read_approval, require_qa, verify_approvals
@@ -91,10 +98,12 @@ def stage_release_data(
     target: ReleaseTarget,
     staging_root: Path,
     run_id: str,
+    audit_path: Path,
     prodigy_conn_id: str = ProdigyHook.default_conn_name,
 ) -> StagedRelease:
     """Export the version into ``<staging_root>/<dataset>/<version>/<run>/``, merge every annotator's
-    answers into final examples, list open disputes."""
+    answers into final examples, list open disputes, and keep the figures of the sign-off's review report
+    (with the QA rounds ``audit_path`` holds)."""
     staging_dir = (
         staging_root
         / checked_name(target["dataset"], "dataset")
@@ -104,6 +113,11 @@ def stage_release_data(
     merged = export_and_merge(target["dataset"], target["last_example_id"], staging_dir, prodigy_conn_id)
     export, consensus = merged.export, merged.consensus
     whole_export(export)
+    figures = merged.review_figures(
+        target["dataset"], target["version"], regulated=bool(target["regulated"]), audit_path=audit_path
+    )
+    figures_path = staging_dir / "review_figures.json"
+    figures_path.write_text(json.dumps(figures, sort_keys=True, default=str))
     sessions = sessions_of(merged.tasks)
     annotators = annotators_of(target["dataset"], sessions, prodigy_conn_id)
     annotations, disputes = staging_dir / "annotations.jsonl", staging_dir / "disputes.jsonl"
@@ -130,11 +144,21 @@ def stage_release_data(
         export={k: export[k] for k in ("rows", "quarantined", "quarantine_path", "sha256")},
         reviewed_sha256=merged.sha256,
         non_finite_as_null=nulled,
+        agreement=figures["agreement"],
+        licence=licence_of(ProdigyHook(prodigy_conn_id).get_meta(target["dataset"])),
+        review_figures=str(figures_path),
     )
 
 
 def release_signoff_request(staged: StagedRelease, validation: Mapping[str, Any]) -> ProcessRequest:
-    """What the release sign-off process is started with: the batch, its checks and their results."""
+    """What the release sign-off process is started with: the batch, its checks and their results, and the
+    review report (with the validation) attached for the people who sign off."""
+    figures = json.loads(Path(staged["review_figures"]).read_text())
+    report = Path(staged["review_figures"]).with_name(REVIEW_REPORT_NAME)
+    report.write_text(review_report_html(figures, validation))
+    failed = [
+        f"{e['frame']}: {e['rule']}" for e in validation.get("expectations") or () if not e.get("success")
+    ]
     return ProcessRequest(
         business_key=business_key(RELEASE_SIGNOFF_PROCESS, staged["dataset"], staged["version"]),
         process_name=f"Release {staged['dataset']} {staged['version']}",
@@ -144,8 +168,12 @@ def release_signoff_request(staged: StagedRelease, validation: Mapping[str, Any]
             "regulated": staged["regulated"],
             "examples": staged["consensus"]["merged"],
             "validation_success": bool(validation.get("success")),
-            "validation": json.dumps(validation, sort_keys=True, default=str)[:4000],
+            "validation_failed": ", ".join(failed) or "none",
+            "agreement": staged["agreement"]["value"],
+            "percent_agreement": staged["agreement"]["observed_agreement"],
+            "review_report": REVIEW_REPORT_NAME,
         },
+        attachments={REVIEW_REPORT_NAME: str(report)},
     )
 
 
@@ -191,15 +219,26 @@ def publish_release(
             reworked=staged["reworked"],
             source_dataset=staged["dataset"],
             sessions=staged["sessions"],
+            agreement=staged["agreement"],
+            regulated=bool(staged["regulated"]),
+            licence=staged["licence"],
+            dataset_card=(DATASET_CARD_NAME, dataset_card_html),
             run_id=run_id,
         )
     except ReleaseConflict as conflict:
         raise ReleaseVersionTaken(conflict.dataset, conflict.version, conflict.differences) from None
+    manifest_sha256 = file_digest(result.path / MANIFEST_NAME).sha256
     record_in_audit_log(
         audit_path,
         "release_written",
         f"{staged['dataset']}@{staged['version']}",
-        {"path": str(result.path), "approvals": approvals, "run_id": run_id},
+        {
+            "path": str(result.path),
+            "manifest_sha256": manifest_sha256,
+            "dataset_card_sha256": result.manifest["dataset_card"]["sha256"],
+            "approvals": approvals,
+            "run_id": run_id,
+        },
         event_key=f"release:{staged['dataset']}:{staged['version']}",
     )
     log.info(
@@ -207,7 +246,6 @@ def publish_release(
         result.path,
         "already existed (equal content)" if result.already_released else "written",
     )
-    manifest_sha256 = file_digest(result.path / MANIFEST_NAME).sha256
     return PublishedRelease(
         dataset=staged["dataset"],
         version=staged["version"],

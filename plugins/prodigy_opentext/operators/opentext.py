@@ -3,6 +3,7 @@ work Airflow's own tasks of a process."""
 
 from __future__ import annotations
 
+import mimetypes
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -43,10 +44,18 @@ class OpenTextStartProcessOperator(_OpenTextOperator):
     :param business_key: identifies the work item, e.g. ``batch-approval:ner_news:v3`` (templated).
     :param variables: start variables; Python types become OpenText's typed variables (templated).
     :param process_name: display name of the instance in OpenText (templated).
+    :param attachments: ``{name: local path}`` of files attached to the instance, e.g. the review report
+        reviewers open from their task; attached once, however often the task runs (templated).
     """
 
-    template_fields: Sequence[str] = ("process_definition_key", "business_key", "variables", "process_name")
-    template_fields_renderers = {"variables": "json"}
+    template_fields: Sequence[str] = (
+        "process_definition_key",
+        "business_key",
+        "variables",
+        "process_name",
+        "attachments",
+    )
+    template_fields_renderers = {"variables": "json", "attachments": "json"}
 
     def __init__(
         self,
@@ -55,6 +64,7 @@ class OpenTextStartProcessOperator(_OpenTextOperator):
         business_key: str,
         variables: dict[str, Any] | None = None,
         process_name: str | None = None,
+        attachments: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -62,12 +72,24 @@ class OpenTextStartProcessOperator(_OpenTextOperator):
         self.business_key = business_key
         self.variables = variables
         self.process_name = process_name
+        self.attachments = attachments
 
     def execute(self, context: Context) -> str:
+        files = {name: Path(path) for name, path in (self.attachments or {}).items()}
+        missing = [f"{name} ({path})" for name, path in files.items() if not path.is_file()]
+        if missing:
+            raise AirflowFailException(
+                f"cannot attach {', '.join(missing)} to {self.business_key}: no such file; the step that "
+                "writes it must run first"
+            )
         instance = self.hook.start_process(
             self.process_definition_key, self.business_key, self.variables, self.process_name
         )
         self.log.info("OpenText process instance for %s: %s", self.business_key, instance["id"])
+        for name, path in files.items():
+            content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            attached = self.hook.add_attachment(instance["id"], name, path.read_bytes(), content_type)
+            self.log.info("attached %s to %s (attachment %s)", name, instance["id"], attached.get("id"))
         return instance["id"]
 
 
