@@ -117,6 +117,37 @@ def test_a_broken_chain_names_its_first_bad_line(tmp_path: Path, capsys) -> None
     assert (code, report.split(":")[0]) == (1, "audit log broken at entry 1 (line 1)")
 
 
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        (
+            "edited middle line",
+            "at entry 3 (line 3): hash does not match the entry's content (the entry was edited)",
+        ),
+        ("deleted middle line", "at entry 3 (line 3): the line holds entry 4 where entry 3 belongs"),
+        ("swapped lines", "at entry 3 (line 3): the line holds entry 4 where entry 3 belongs"),
+    ],
+)
+def test_verify_names_the_first_bad_line_of_a_damaged_chain(
+    tmp_path: Path, damage: str, named: str, capsys
+) -> None:
+    path = tmp_path / "governance.jsonl"
+    log = AuditLog(path)
+    for n in range(1, 6):
+        log.append("airflow", "release_written", f"brands@b{n}", {"n": n})
+    lines = path.read_text().splitlines(keepends=True)
+    assert verify(path, "--no-airflow", capsys=capsys)[0] == 1, "intact but not anchored: exit 1 too"
+    if damage == "edited middle line":
+        lines[2] = lines[2].replace("brands@b3", "brands@b9")
+    elif damage == "deleted middle line":
+        del lines[2]
+    else:
+        lines[2], lines[3] = lines[3], lines[2]
+    path.write_text("".join(lines))
+    code, report = verify(path, "--no-airflow", capsys=capsys)
+    assert code == 1 and f"audit log broken {named}" in report
+
+
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
     for argv in ([], ["verify"], ["verify", "x.jsonl", "--anchor-file", str(tmp_path / "none.json")]):
         with pytest.raises(SystemExit) as usage:

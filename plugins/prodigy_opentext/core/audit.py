@@ -112,10 +112,13 @@ def _check_line(raw: bytes, line_no: int, prev_hash: str) -> dict[str, Any] | st
         return f"not valid JSON ({err})"
     if not isinstance(entry, dict) or "hash" not in entry or "prev_hash" not in entry:
         return "not an audit entry (no hash/prev_hash)"
+    if entry.get("seq") != line_no:
+        return (
+            f"the line holds entry {entry.get('seq')!r} where entry {line_no} belongs: an entry before it "
+            "was removed, or entries were reordered"
+        )
     if entry["prev_hash"] != prev_hash:
         return f"prev_hash {entry['prev_hash']!r} does not match the previous entry's hash {prev_hash!r}"
-    if entry.get("seq") != line_no:
-        return f"seq {entry.get('seq')!r} where {line_no} was expected (an entry removed or reordered)"
     if entry_hash(entry) != entry["hash"]:
         return "hash does not match the entry's content (the entry was edited)"
     return entry
