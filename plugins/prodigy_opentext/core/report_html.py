@@ -11,6 +11,7 @@ numbers behind the picture.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from html import escape as _escape
 from typing import Any
 
@@ -52,15 +53,29 @@ def percent(value: float | None) -> str:
     return NO_VALUE if value is None else f"{value * 100:.1f} %"
 
 
-def page(title: str, body: Iterable[str], *, subtitle: str = "") -> str:
-    """A whole HTML document: the title as heading, the subtitle under it, then the body's parts."""
+def moment(timestamp: str | None) -> str:
+    """An ISO 8601 time (OpenText's ``+0000`` or Python's ``+00:00``) as people read it, in UTC; text
+    that is no time is shown as it is, None as a dash."""
+    if not timestamp:
+        return NO_VALUE
+    try:
+        parsed = datetime.fromisoformat(timestamp)
+    except ValueError:
+        return timestamp
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def page(title: str, body: Iterable[str], *, subtitle: str = "", style: str = "") -> str:
+    """A whole HTML document: the title as heading, the subtitle under it, then the body's parts;
+    ``style``: rules a page adds to the shared ones."""
     parts = "\n".join(body)
     lead = f'<p class="subtitle">{escape(subtitle)}</p>' if subtitle else ""
     return (
         "<!DOCTYPE html>\n"
         f'<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<style>{STYLE}</style></head>\n"
+        f"<style>{STYLE}{style}</style></head>\n"
         f"<body><main><h1>{escape(title)}</h1>{lead}\n{parts}\n</main></body></html>\n"
     )
 
