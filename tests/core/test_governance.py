@@ -14,6 +14,7 @@ from prodigy_opentext.core.governance import (
     CONSUMER_ACTION,
     Links,
     TaskStep,
+    approval_processes,
     build_report,
     chain_status,
     governance_report_html,
@@ -94,7 +95,8 @@ def recorded(tmp_path: Path) -> dict:
 
 def report_of(recorded: dict, **options) -> dict:
     verification = verify_audit_log(recorded["log"])
-    chain = chain_status(str(recorded["log"]), verification, anchored=True, summary=str(verification))
+    verdict = (0 if verification.valid else 1, str(verification))
+    chain = chain_status(str(recorded["log"]), verification, anchored=True, verdict=verdict)
     history = {
         SIGNOFF_PID: [
             TaskStep(
@@ -185,6 +187,7 @@ def test_a_broken_chain_is_shown_first_and_loudly(recorded: dict) -> None:
     assert re.search(
         r'<p id="audit-chain" class="bad alarm" data-valid="false"><b>AUDIT CHAIN BROKEN at line 3', html
     )
+    assert "entry 2</td>" in html and "entry 3 (NOT verified)" in html and "entry 4 (NOT verified)" in html
 
 
 def test_the_page_charts_the_manifest_figures_and_links_to_opentext_and_cards(recorded: dict) -> None:
@@ -200,6 +203,10 @@ def test_the_page_charts_the_manifest_figures_and_links_to_opentext_and_cards(re
     assert f'href="http://inbox.test/inbox/processes/{BATCH_PID}"' in html
     assert 'href="/cards/brands/b4"' in html and 'href="http://mlflow/#/runs/r1"' in html
     assert "{&quot;" not in html and '{"' not in html.split("</style>")[1], "no raw JSON on the page"
+
+
+def test_the_approval_processes_are_those_the_log_records(recorded: dict) -> None:
+    assert approval_processes(read_entries(recorded["log"])) == ["p-old", BATCH_PID, SIGNOFF_PID]
 
 
 def test_status_records_name_each_process_once_with_the_release(recorded: dict) -> None:

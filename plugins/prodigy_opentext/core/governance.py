@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from prodigy_opentext.core.approvals import BATCH_APPROVAL_PROCESS, RELEASE_SIGNOFF_PROCESS
+from prodigy_opentext.core.audit import AuditVerification
 from prodigy_opentext.core.batches import review_state, version_last_example_id
 from prodigy_opentext.core.escalation import ESCALATION_PROCESS
 from prodigy_opentext.core.export import file_digest
@@ -466,7 +467,7 @@ def _consumer_run(
     if not dataset or not version:
         return None
     details = _details(entry)
-    mlflow = details.get("mlflow") if isinstance(details.get("mlflow"), Mapping) else {}
+    mlflow: Mapping[str, Any] = details["mlflow"] if isinstance(details.get("mlflow"), Mapping) else {}
     sha256 = details.get("manifest_sha256")
     if sha256 is None and isinstance(details.get("idempotency_key"), str):
         sha256 = details["idempotency_key"].rpartition(":")[2] or None
@@ -761,18 +762,35 @@ def _release_problems(release: ReleaseView) -> list[str]:
     return problems
 
 
-def chain_status(log: str, verification: Any, *, anchored: bool, summary: str) -> ChainStatus:
-    """The report's view of a chain check (:class:`~prodigy_opentext.core.audit.AuditVerification`) and
-    of the command's verdict ``summary`` (``python -m prodigy_opentext.audit verify``)."""
+def chain_status(
+    log: str, verification: AuditVerification, *, anchored: bool, verdict: tuple[int, str]
+) -> ChainStatus:
+    """The report's view of a chain check and of the verdict of ``python -m prodigy_opentext.audit
+    verify`` (its exit code and report): the log counts as intact only where the command says so, so a
+    log with entries but no anchored head is not."""
+    code, summary = verdict
     return ChainStatus(
         log=log,
-        valid=bool(verification.valid),
-        entries=int(verification.entries),
+        valid=code == 0 and verification.valid,
+        entries=verification.entries,
         broken_line=verification.broken_line,
         reason=verification.reason,
         anchored=anchored,
         summary=summary,
     )
+
+
+def approval_processes(entries: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The OpenText processes of the approvals the log records (batch approvals and release sign-offs):
+    whose task history the report links to."""
+    found: dict[str, None] = {}
+    for entry in entries:
+        details = _details(entry)
+        records = [details.get("signoff") or {}, *(details.get("approvals") or ())]
+        for record in records:
+            if isinstance(record, Mapping) and record.get("process_instance_id"):
+                found[str(record["process_instance_id"])] = None
+    return list(found)
 
 
 # --- what goes back to OpenText ------------------------------------------------------------------------
@@ -1087,7 +1105,16 @@ def _dataset_section(dataset: DatasetView, links: Links) -> str:
     )
 
 
-def _timeline_section(timeline: Sequence[TimelineEvent], links: Links) -> str:
+def _recorded_as(event: TimelineEvent, chain: ChainStatus) -> str:
+    """Where an event is recorded; an audit entry from the broken line on is marked unverified."""
+    if event["source"] != "audit log":
+        return event["source"]
+    broken = chain["broken_line"]
+    unverified = not chain["valid"] and (broken is None or (event["seq"] or 0) >= broken)
+    return f"entry {event['seq']}" + (" (NOT verified)" if unverified else "")
+
+
+def _timeline_section(timeline: Sequence[TimelineEvent], chain: ChainStatus, links: Links) -> str:
     counts = {title: sum(1 for e in timeline if e["kind"] == kind) for kind, title in KIND_TITLES.items()}
     rows = [
         [
@@ -1096,7 +1123,7 @@ def _timeline_section(timeline: Sequence[TimelineEvent], links: Links) -> str:
             f"{e['dataset'] or ''} {e['version'] or ''}".strip(),
             e["summary"],
             _linked(links.process(e["process_instance_id"]), e["process_instance_id"]),
-            f"entry {e['seq']}" if e["source"] == "audit log" else e["source"],
+            _recorded_as(e, chain),
         ]
         for e in timeline
     ]
@@ -1160,7 +1187,7 @@ def governance_report_html(report: GovernanceReport, links: Links) -> str:
                     or ['<p class="muted">No dataset yet.</p>']
                 ),
             ),
-            _timeline_section(report["timeline"], links),
+            _timeline_section(report["timeline"], chain, links),
         ],
         subtitle="Built from the audit log, the release manifests, Prodigy and OpenText at "
         f"{moment(report['generated_at'])}.",
