@@ -1,9 +1,10 @@
 """Starting what a run of the project needs, and waiting until it answers.
 
-The OpenText sandbox, a Prodigy installation (its home, datasets, served tasks, simulated annotators), and
-Airflow: ``airflow standalone`` (LocalExecutor, as ``make demo`` runs it) or each component of
-docker-compose.yaml as its own process (the CeleryExecutor test). The Prodigy steps that use the project's
-hook import it when called, so importing this module does not import Airflow.
+The OpenText sandbox, a Prodigy installation (its home, datasets, served tasks, simulated annotators), the
+MLflow tracking server (from its own virtualenv, ``.venv-mlflow``), and Airflow: ``airflow standalone``
+(LocalExecutor, as ``make demo`` runs it) or each component of docker-compose.yaml as its own process (the
+CeleryExecutor test). The Prodigy steps that use the project's hook import it when called, so importing
+this module does not import Airflow.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, NamedTuple
 
 from scripts.airflow_api import AirflowApi
 from scripts.configure_airflow_home import REPO, project_settings
-from scripts.processes import VENV_BIN, Stack, answers_http, free_port, wait_for
+from scripts.processes import VENV_BIN, Stack, StackError, answers_http, free_port, wait_for
 
 DEMO_TASKS = REPO / "include" / "demo" / "tasks.jsonl"
 """The demo task stream (synthetic fashion-brand NER tasks) the stories annotate."""
@@ -87,6 +88,63 @@ def start_opentext_sandbox(stack: Stack, port: int, db_path: Path, env: Mapping[
         stack=stack,
     )
     return client
+
+
+MLFLOW_SERVER_ENVIRONMENT = {
+    # MLflow's job runner serves GenAI evaluation jobs: seven more processes that tracking runs do not use.
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+}
+"""What the MLflow tracking server runs with, wherever the project starts it (docker-compose.yaml too)."""
+
+
+def mlflow_server_binary() -> Path:
+    """``mlflow`` of the server's virtualenv: ``PROJECT_MLFLOW_SERVER`` (the Makefile sets it), else
+    ``.venv-mlflow/bin/mlflow`` (``make setup`` builds it)."""
+    return Path(os.environ.get("PROJECT_MLFLOW_SERVER") or REPO / ".venv-mlflow" / "bin" / "mlflow")
+
+
+def mlflow_server_command(binary: Path, port: int, store: Path, host: str = "127.0.0.1") -> list[str]:
+    """``mlflow server`` on a SQLite backend in ``store``, artifacts served from ``store/artifacts``."""
+    command = [str(binary), "server", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}"]
+    command += ["--artifacts-destination", str(store / "artifacts"), "--host", host, "--port", str(port)]
+    return [*command, "--workers", "1"]
+
+
+@dataclass(frozen=True)
+class MLflowServer:
+    """A running MLflow tracking server."""
+
+    url: str
+
+    def connection(self, experiment: str | None = None) -> str:
+        """``AIRFLOW_CONN_MLFLOW_DEFAULT``: an ``mlflow`` connection to this server."""
+        extra = {"experiment_name": experiment} if experiment else {}
+        return json.dumps({"conn_type": "mlflow", "host": self.url, "extra": extra})
+
+
+def start_mlflow_server(stack: Stack, port: int, store: Path, env: Mapping[str, str]) -> MLflowServer:
+    """The MLflow tracking server on 127.0.0.1:port with its data in ``store``; returns once it answers."""
+    binary = mlflow_server_binary()
+    if not binary.is_file():
+        raise StackError(
+            f"no MLflow server at {binary}: `make setup` builds its virtualenv .venv-mlflow "
+            "(or set PROJECT_MLFLOW_SERVER to an mlflow executable)"
+        )
+    store.mkdir(parents=True, exist_ok=True)
+    server = MLflowServer(f"http://127.0.0.1:{port}")
+    own = {k: v for k, v in env.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}  # its own virtualenv
+    stack.start(
+        "mlflow-server", mlflow_server_command(binary, port, store), {**own, **MLFLOW_SERVER_ENVIRONMENT}
+    )
+    wait_for(
+        lambda: answers_http(f"{server.url}/health"),
+        timeout=120,
+        what=f"the MLflow tracking server at {server.url}",
+        interval=0.3,
+        stack=stack,
+    )
+    return server
 
 
 @dataclass(frozen=True)
@@ -260,7 +318,7 @@ class AirflowSite:
         workers are sized for a laptop.
         """
         env = {k: v for k, v in base.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
-        for (section, key), value in project_settings(self.home).items():
+        for (section, key), value in project_settings(self.home, self.data_dir).items():
             env[f"AIRFLOW__{section.upper()}__{key.upper()}"] = value
         env.update(
             {

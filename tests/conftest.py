@@ -29,5 +29,6 @@ pytest_plugins = [
     "tests.fixtures.airflow_db",
     "tests.fixtures.prodigy_sandbox",
     "tests.fixtures.opentext_sandbox",
+    "tests.fixtures.mlflow_server",
     "tests.fixtures.airflow_cluster",
 ]

@@ -34,6 +34,11 @@ def get_provider_info() -> dict:
                 "external-doc-url": "https://developer.opentext.com/",
                 "tags": ["service"],
             },
+            {
+                "integration-name": "MLflow",
+                "external-doc-url": "https://mlflow.org/docs/latest/ml/tracking/",
+                "tags": ["software"],
+            },
         ],
         "hooks": [
             {"integration-name": "Prodigy", "python-modules": ["prodigy_opentext.hooks.prodigy"]},
@@ -41,6 +46,7 @@ def get_provider_info() -> dict:
                 "integration-name": "OpenText Workflow Service",
                 "python-modules": ["prodigy_opentext.hooks.opentext"],
             },
+            {"integration-name": "MLflow", "python-modules": ["prodigy_opentext.hooks.mlflow"]},
         ],
         "operators": [
             {
@@ -112,6 +118,48 @@ def get_provider_info() -> dict:
                     "timeout": {
                         "label": "Request timeout (s)",
                         "schema": {"type": ["number", "null"], "default": 30},
+                    },
+                    "verify": {
+                        "label": "Verify TLS certificates",
+                        "schema": {"type": ["boolean", "null"], "default": True},
+                    },
+                },
+            },
+            {
+                "connection-type": "mlflow",
+                "hook-class-name": "prodigy_opentext.hooks.mlflow.MLflowTrackingHook",
+                "hook-name": "MLflow tracking server",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port"],
+                    "relabeling": {
+                        "host": "Tracking server URL",
+                        "login": "User (basic auth)",
+                        "password": "Password (basic auth)",
+                    },
+                    "placeholders": {"host": "http://mlflow:5000"},
+                },
+                "conn-fields": {
+                    "experiment_name": {
+                        "label": "Experiment",
+                        "description": "where training runs are recorded",
+                        "schema": {"type": ["string", "null"], "default": "annotation-releases"},
+                    },
+                    "token": {
+                        "label": "Bearer token (instead of basic auth)",
+                        "schema": {"type": ["string", "null"], "format": "password"},
+                    },
+                    "ui_url": {
+                        "label": "UI URL",
+                        "description": "where people open MLflow, when not at the tracking server URL",
+                        "schema": _OPTIONAL_STRING,
+                    },
+                    "timeout": {
+                        "label": "Request timeout (s)",
+                        "schema": {"type": ["integer", "null"], "default": 30},
+                    },
+                    "max_retries": {
+                        "label": "Retries per request",
+                        "schema": {"type": ["integer", "null"], "default": 3},
                     },
                     "verify": {
                         "label": "Verify TLS certificates",

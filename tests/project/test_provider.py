@@ -9,6 +9,7 @@ import pytest
 CONNECTION_TYPES = {
     "prodigy": "prodigy_opentext.hooks.prodigy.ProdigyHook",
     "opentext_workflow": "prodigy_opentext.hooks.opentext.OpenTextWorkflowHook",
+    "mlflow": "prodigy_opentext.hooks.mlflow.MLflowTrackingHook",
 }
 
 
