@@ -16,6 +16,7 @@ Environment (defaults in brackets):
     DEMO_AIRFLOW_PORT          Airflow UI and REST API [8080]
     DEMO_OPENTEXT_PORT         OpenText Workflow Service sandbox and its inbox [8091]
     DEMO_PRODIGY_PORT          Prodigy sandbox [8092]
+    DEMO_MLFLOW_PORT           MLflow tracking server and its UI [8093]
     DEMO_REVIEW_PAUSE_SECONDS  how long the approval waits for you to look before the reviewer acts [20]
     DEMO_ONCE=1                exit with the story's status instead of waiting for Ctrl-C
 """
@@ -40,6 +41,7 @@ from scripts.launchers import (
     AirflowSite,
     ProdigyProject,
     start_airflow_standalone,
+    start_mlflow_server,
     start_opentext_sandbox,
 )
 from scripts.processes import Stack, StackError, require_free_ports, reset_directory, say, wait_for
@@ -56,6 +58,7 @@ class DemoSettings:
     airflow_port: int
     opentext_port: int
     prodigy_port: int
+    mlflow_port: int
     review_pause: float
     once: bool
 
@@ -68,6 +71,7 @@ class DemoSettings:
             airflow_port=int(env.get("DEMO_AIRFLOW_PORT", "8080")),
             opentext_port=int(env.get("DEMO_OPENTEXT_PORT", "8091")),
             prodigy_port=int(env.get("DEMO_PRODIGY_PORT", "8092")),
+            mlflow_port=int(env.get("DEMO_MLFLOW_PORT", "8093")),
             review_pause=float(env.get("DEMO_REVIEW_PAUSE_SECONDS", "20")),
             once=env.get("DEMO_ONCE") == "1",
         )
@@ -95,6 +99,7 @@ def main() -> int:
         "Airflow": settings.airflow_port,
         "the OpenText sandbox": settings.opentext_port,
         "the Prodigy sandbox": settings.prodigy_port,
+        "the MLflow tracking server": settings.mlflow_port,
     }
     try:
         require_free_ports(ports)
@@ -182,6 +187,10 @@ class Demo:
             "AIRFLOW_CONN_OPENTEXT_DEFAULT": opentext.connection(),
             "OPENTEXT_POLL_SECONDS": OPENTEXT_POLL_SECONDS,
         }
+        step("Starting the MLflow tracking server, where the MLOps consumer records its training runs")
+        mlflow = start_mlflow_server(stack, settings.mlflow_port, data / "mlflow", env)
+        connections.update(mlflow.airflow_settings())
+        say(f"    MLflow UI: {mlflow.url}")
         step("Starting Airflow: airflow standalone (api-server, scheduler, dag-processor, triggerer)")
         api = start_airflow_standalone(stack, site, site.environment(env, connections))
         say(f"    Airflow UI: {api.url}  (user admin, password {api.password})")
@@ -216,6 +225,8 @@ def print_closing_summary(summary: dict[str, Any]) -> None:
         failed = f"{qa['failed']} of {qa['sampled']} sampled answers failed"
         lines.append(f"  QA round {qa['round']}: {failed}{done}")
     lines.append(f"  release: {summary['release']['path']}")
+    if training := summary.get("training_run"):
+        lines.append(f"  MLflow training run that used it: {training['run_url']}")
     lines.append(f"  summary: {summary['data_dir']}/summary.json")
     say("\n".join(lines))
 

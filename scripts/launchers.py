@@ -122,6 +122,11 @@ class MLflowServer:
         extra = {"experiment_name": experiment} if experiment else {}
         return json.dumps({"conn_type": "mlflow", "host": self.url, "extra": extra})
 
+    def airflow_settings(self) -> dict[str, str]:
+        """What Airflow's processes need to record training runs here: the ``mlflow_default`` connection,
+        and the MLflow client's telemetry off (nothing leaves the machine)."""
+        return {"AIRFLOW_CONN_MLFLOW_DEFAULT": self.connection(), "MLFLOW_DISABLE_TELEMETRY": "true"}
+
 
 def start_mlflow_server(stack: Stack, port: int, store: Path, env: Mapping[str, str]) -> MLflowServer:
     """The MLflow tracking server on 127.0.0.1:port with its data in ``store``; returns once it answers."""

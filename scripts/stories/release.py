@@ -2,7 +2,9 @@
 
 It follows the ``dataset_release`` run that batch approval started for the dataset; the release manager
 signs off once Airflow waits deferred; the release is written and the ``mlops_release_consumer`` run its
-asset event starts verifies and loads it. Journal results: ``release`` and ``consumed``.
+asset event starts verifies and loads it, recording its training run in MLflow where Airflow has the
+``mlflow_default`` connection. Journal results: ``release``, ``consumed`` and ``training_run`` (the MLflow run
+that used the release; None without that connection).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ RELEASE_DAG, CONSUMER_DAG = "dataset_release", "mlops_release_consumer"
 
 class ReleaseStory:
     dag_ids: ClassVar[tuple[str, ...]] = (RELEASE_DAG, CONSUMER_DAG)
-    results: ClassVar[tuple[str, ...]] = ("release", "consumed")
+    results: ClassVar[tuple[str, ...]] = ("release", "consumed", "training_run")
 
     def play(self, world: World, journal: Journal) -> None:
         api, stack = world.api, world.stack
@@ -39,4 +41,8 @@ class ReleaseStory:
         )
         world.step("The release's asset event started the MLOps consumer", world.run_url(consumer))
         finish(world, consumer, journal)
-        journal.results["consumed"] = api.xcom(CONSUMER_DAG, consumer["dag_run_id"], "load_for_training")
+        consumed = api.xcom(CONSUMER_DAG, consumer["dag_run_id"], "load_for_training")
+        journal.results["consumed"] = consumed
+        if training := next((loaded["mlflow"] for loaded in consumed if loaded.get("mlflow")), None):
+            journal.results["training_run"] = training
+            world.step("MLflow recorded the training run that used the release", training["run_url"])

@@ -93,7 +93,11 @@ def test_connections_use_the_provider_connection_types(compose):
 
     declared = {c["connection-type"] for c in get_provider_info()["connection-types"]}
     env = compose["x-airflow-common"]["environment"]
-    for var in ("AIRFLOW_CONN_PRODIGY_DEFAULT", "AIRFLOW_CONN_OPENTEXT_DEFAULT"):
+    for var in (
+        "AIRFLOW_CONN_PRODIGY_DEFAULT",
+        "AIRFLOW_CONN_OPENTEXT_DEFAULT",
+        "AIRFLOW_CONN_MLFLOW_DEFAULT",
+    ):
         default = re.fullmatch(r"\$\{" + var + r":-(.*)\}", env[var], re.S).group(1)
         assert json.loads(default)["conn_type"] in declared
 
@@ -159,3 +163,61 @@ def test_only_airflow_mounts_the_holding_area_of_regulated_content(compose):
     assert not [m for m in prodigy if holding.startswith(m) or m.startswith(holding)], prodigy
     others = set(mounted_at) - {holding}
     assert others <= set(prodigy), "the Prodigy container mounts everything else Airflow does"
+
+
+def pinned(requirements: str, name: str) -> str:
+    match = re.search(rf"^{re.escape(name)}==(\S+)$", (REPO / requirements).read_text(), re.M)
+    assert match, f"{requirements} does not pin {name}"
+    return match.group(1)
+
+
+def test_mlflow_runs_the_tested_version_as_the_tests_run_it(compose):
+    """The tracking server of the compose file is the one the tests and the demo start: the version of
+    requirements-mlflow.in (the client's too), the same flags, SQLite and artifacts on its own volume."""
+    from scripts.launchers import MLFLOW_SERVER_ENVIRONMENT, mlflow_server_command
+
+    version = pinned("requirements-mlflow.in", "mlflow")
+    assert pinned("requirements.in", "mlflow-skinny") == version, "client and server versions differ"
+    spec = compose["services"]["mlflow"]
+    assert spec["image"] == f"ghcr.io/mlflow/mlflow:v{version}"
+    command = list(spec["command"])
+    assert command[:2] == ["mlflow", "server"]
+    options = dict(zip(command[2::2], command[3::2], strict=True))
+    tested = mlflow_server_command(Path("mlflow"), 5000, Path("/store"))
+    assert set(options) - {"--allowed-hosts"} == set(tested[2::2]), "the flags the tests run with"
+    assert options["--workers"] == "1"
+    store = options["--backend-store-uri"].removeprefix("sqlite:///")
+    assert options["--backend-store-uri"].startswith("sqlite:////"), "SQLite at an absolute path"
+    volumes = {m.split(":")[1]: m.split(":")[0] for m in spec["volumes"]}
+    for path in (store, options["--artifacts-destination"]):
+        mounted = [target for target in volumes if path.startswith(target + "/")]
+        assert mounted and volumes[mounted[0]] in compose["volumes"], f"{path} is not on a named volume"
+    assert {k: spec["environment"][k] for k in MLFLOW_SERVER_ENVIRONMENT} == MLFLOW_SERVER_ENVIRONMENT
+
+    env = compose["x-airflow-common"]["environment"]
+    default = re.fullmatch(
+        r"\$\{AIRFLOW_CONN_MLFLOW_DEFAULT:-(.*)\}", env["AIRFLOW_CONN_MLFLOW_DEFAULT"], re.S
+    )
+    connection = json.loads(default.group(1))
+    assert connection["host"] == f"http://mlflow:{options['--port']}"
+    assert f"mlflow:{options['--port']}" in options["--allowed-hosts"].split(","), "MLflow lets Airflow in"
+    host_port = next(p.split(":")[0] for p in spec["ports"] if p.endswith(f":{options['--port']}"))
+    assert connection["extra"]["ui_url"] == f"http://localhost:{host_port}"
+    assert compose["services"]["airflow-worker"]["depends_on"]["mlflow"] == {"condition": "service_healthy"}
+
+
+def test_the_mlflow_server_accepts_the_compose_flags(compose):
+    from scripts.launchers import mlflow_server_binary
+    from tests.fixtures.services import unavailable
+
+    binary = mlflow_server_binary()
+    if not binary.is_file():
+        unavailable(
+            "PROJECT_MLFLOW_SERVER", ".venv-mlflow/bin/mlflow, which `make setup` builds", f"no {binary}"
+        )
+    result = subprocess.run(
+        [str(binary), "server", "--help"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    flags = {arg for arg in compose["services"]["mlflow"]["command"] if arg.startswith("--")}
+    assert {flag for flag in flags if flag not in result.stdout} == set()

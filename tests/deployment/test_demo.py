@@ -2,11 +2,13 @@
 
 The demo runs as a user runs it (``python -m scripts.demo``) with ``DEMO_ONCE=1``, its data folder and
 AIRFLOW_HOME in tmp and free ports, so it does not touch a developer's demo. What it read from Airflow's
-REST API before shutting down comes back in its ``DEMO_SUMMARY`` line.
+REST API before shutting down comes back in its ``DEMO_SUMMARY`` line; what MLflow recorded is read from
+MLflow's REST API afterwards, from a tracking server started again on the demo's MLflow store.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -15,10 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from scripts.processes import STACK_MARKER, free_port, processes_with_env
+from prodigy_opentext.hooks.mlflow import DEFAULT_EXPERIMENT, DIGEST_LENGTH
+from scripts.launchers import start_mlflow_server
+from scripts.processes import STACK_MARKER, Stack, free_port, processes_with_env
 from scripts.stories import DAG_IDS
 from scripts.stories.batch_approval import SME_REVIEWER
 from scripts.stories.release import RELEASE_MANAGER
+from tests.fixtures.mlflow_server import MLflowRest, dataset_inputs
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_TIMEOUT_SECONDS = 1500
@@ -41,6 +46,7 @@ def demo_run(tmp_path: Path) -> tuple[subprocess.CompletedProcess, dict]:
             "DEMO_AIRFLOW_PORT": str(free_port()),
             "DEMO_OPENTEXT_PORT": str(free_port()),
             "DEMO_PRODIGY_PORT": str(free_port()),
+            "DEMO_MLFLOW_PORT": str(free_port()),
             "DEMO_REVIEW_PAUSE_SECONDS": "0",
             "DEMO_ONCE": "1",
         }
@@ -60,7 +66,7 @@ def demo_run(tmp_path: Path) -> tuple[subprocess.CompletedProcess, dict]:
     return result, json.loads(lines[-1].removeprefix("DEMO_SUMMARY "))
 
 
-def test_demo_runs_the_story_to_a_consumed_release_and_stops_everything(demo_run):
+def test_demo_runs_the_story_to_a_consumed_release_and_stops_everything(demo_run, tmp_path: Path):
     result, summary = demo_run
     assert result.returncode == 0, result.stdout[-5000:]
     assert summary["status"] == "success"
@@ -83,3 +89,16 @@ def test_demo_runs_the_story_to_a_consumed_release_and_stops_everything(demo_run
         assert run["url"] in result.stdout
 
     assert processes_with_env(STACK_MARKER, summary["stack_id"]) == []
+
+    training = summary["training_run"]
+    assert training["run_url"] in result.stdout, "the summary shows the MLflow run that used the release"
+    sha256 = hashlib.sha256(Path(release["manifest"]).read_bytes()).hexdigest()
+    with Stack(tmp_path / "mlflow-logs") as stack:
+        store = Path(summary["data_dir"]) / "mlflow"
+        mlflow = MLflowRest(start_mlflow_server(stack, free_port(), store, dict(os.environ)).url)
+        runs = mlflow.runs(DEFAULT_EXPERIMENT, f"tags.`release.manifest_sha256` = '{sha256}'")
+    assert [run["info"]["run_id"] for run in runs] == [training["run_id"]]
+    (logged,) = dataset_inputs(runs[0])
+    assert logged["digest"] == sha256[:DIGEST_LENGTH]
+    assert logged["source"] == {"uri": Path(release["path"]).resolve().as_uri()}
+    assert logged["context"] == "training"
