@@ -207,4 +207,14 @@ def annotation_agreement(tasks: Iterable[Mapping[str, Any]]) -> Agreement:
         figures = _agreement_of(concerned)
         per_label[label] = {k: figures[k] for k in ("method", "value", "n_items", "observed_agreement")}
     all_pairs = [(d[a], d[b]) for d in items for a, b in combinations(sorted(d), 2)]
-    return Agreement(**_agreement_of(items), span_f1=span_f1(all_pairs), per_label=per_label)
+    overall = _agreement_of(items)
+    return Agreement(
+        method=overall["method"],
+        value=overall["value"],
+        n_items=overall["n_items"],
+        n_annotators=overall["n_annotators"],
+        observed_agreement=overall["observed_agreement"],
+        pairwise=overall["pairwise"],
+        span_f1=span_f1(all_pairs),
+        per_label=per_label,
+    )
