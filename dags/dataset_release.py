@@ -56,13 +56,13 @@ from prodigy_opentext.flows.release import (
     check_batch_approval,
     check_release_approvals,
     hand_off_release,
-    publish_release,
     release_signoff_request,
     resolve_release_target,
     stage_release_data,
 )
 from prodigy_opentext.operators.annotation_validation import AnnotationValidationOperator
 from prodigy_opentext.operators.opentext import OpenTextStartProcessOperator
+from prodigy_opentext.operators.release import PublishReleaseOperator
 from prodigy_opentext.sensors.opentext import OpenTextApprovalSensor
 
 
@@ -89,6 +89,8 @@ from prodigy_opentext.sensors.opentext import OpenTextApprovalSensor
         "min_examples_per_label": Param(1, type="integer", minimum=0),
     },
     render_template_as_native_obj=True,
+    # Read where the task runs (the worker's environment decides where data goes), not at parse time.
+    user_defined_macros={"data_dir": data_dir, "audit_log": audit_log},
 )
 def dataset_release():
     @task
@@ -142,13 +144,14 @@ def dataset_release():
     approvals = check_approvals(staged)
     signed_off >> approvals
 
-    @task
-    def publish(
-        staged: StagedRelease, validation: dict, approvals: list[ApprovalRecord], run_id: str | None = None
-    ) -> PublishedRelease:
-        return publish_release(
-            staged, validation, approvals, release_root=data_dir(), audit_path=audit_log(), run_id=str(run_id)
-        )
+    published = PublishReleaseOperator(
+        task_id="publish",
+        staged=staged,
+        validation=validate.output,
+        approvals=approvals,
+        release_root="{{ data_dir() }}",
+        audit_path="{{ audit_log() }}",
+    ).output
 
     @task(outlets=[ANNOTATION_RELEASES])
     def announce(release: PublishedRelease, outlet_events=None) -> PublishedRelease:
@@ -159,7 +162,6 @@ def dataset_release():
     def hand_off(release: PublishedRelease) -> HandOff | None:
         return hand_off_release(release, audit_log())
 
-    published = publish(staged, validate.output, approvals)
     announce(published) >> hand_off(published)
 
 

@@ -2,20 +2,36 @@
 
 Airflow writes a complete ``airflow.cfg`` (with generated secrets) the first time it runs; this script
 then sets the few options the project depends on, in place, so every ``airflow`` command run with
-``AIRFLOW_HOME=.airflow`` sees this repo's ``dags/`` and ``plugins/`` and no example DAGs.
-Running it again changes nothing.
+``AIRFLOW_HOME=.airflow`` sees this repo's ``dags/`` and ``plugins/`` and no example DAGs, and writes
+OpenLineage events into the data folder. Running it again changes nothing.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+LINEAGE_EVENTS = "openlineage-events.jsonl"
+"""The file in the data folder that OpenLineage's file transport appends every event to."""
 
 
-def project_settings(home: Path) -> dict[tuple[str, str], str]:
+def default_data_dir() -> Path:
+    """The data folder as ``dags/_governance_deployment.py`` finds it: ``PROJECT_DATA_DIR``, or ``data/``."""
+    return Path(os.environ.get("PROJECT_DATA_DIR") or REPO / "data")
+
+
+def lineage_transport(data_dir: Path) -> str:
+    """OpenLineage's file transport (``[openlineage] transport``), one JSON event a line, appended: in the
+    data folder itself, which every Airflow process of an installation can write."""
+    return json.dumps({"type": "file", "log_file_path": str(data_dir / LINEAGE_EVENTS), "append": True})
+
+
+def project_settings(home: Path, data_dir: Path) -> dict[tuple[str, str], str]:
+    """The options the project sets; ``data_dir`` is where its files (and lineage events) go."""
     return {
         ("core", "dags_folder"): str(REPO / "dags"),
         ("core", "plugins_folder"): str(REPO / "plugins"),
@@ -26,6 +42,9 @@ def project_settings(home: Path) -> dict[tuple[str, str], str]:
         ("dag_processor", "refresh_interval"): "30",
         # Waits on OpenText and Prodigy hold no worker slot: sensors defer to the triggerer by default.
         ("operators", "default_deferrable"): "True",
+        # Jobs are named in OpenLineage as <namespace>/<dag>.<task>.
+        ("openlineage", "namespace"): "prodigy-opentext",
+        ("openlineage", "transport"): lineage_transport(data_dir),
     }
 
 
@@ -62,7 +81,9 @@ def main(home: str) -> None:
     if not cfg.exists():
         sys.exit(f"{cfg} does not exist yet: run any airflow command with AIRFLOW_HOME={home_path} first")
     text = cfg.read_text()
-    updated = apply_settings(text, project_settings(home_path))
+    data_dir = default_data_dir().resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)  # the lineage file's folder: the transport creates no folder
+    updated = apply_settings(text, project_settings(home_path, data_dir))
     if updated != text:
         cfg.write_text(updated)
         print(f"configured {cfg}")

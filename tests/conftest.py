@@ -20,6 +20,9 @@ os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO / "plugins"))
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 os.environ.setdefault("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "True")
 os.environ.setdefault("OPENTEXT_POLL_SECONDS", "1")
+# No lineage from the suite's runs (the project's airflow.cfg sends it to data/);
+# tests/operators/test_lineage.py turns it on for its own runs.
+os.environ["AIRFLOW__OPENLINEAGE__DISABLED"] = "True"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 

@@ -27,6 +27,7 @@ from prodigy_opentext.failures import AnnotationValidationFailed
 
 if TYPE_CHECKING:
     import pandas as pd
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
 T = TypeVar("T", int, float)
@@ -96,6 +97,9 @@ class AnnotationValidationOperator(BaseOperator):
     :class:`~prodigy_opentext.exceptions.AnnotationValidationError` naming every broken rule with sample
     rows when the dataset fails (as :class:`AnnotationValidationFailed`, which is not retried).
 
+    OpenLineage (passed or failed): the files checked, each with the standard ``dataQualityAssertions`` of
+    its rules, and the ``prodigyOpentextValidation`` run facet (success, figures, per rule its outcome).
+
     :param export_path: JSONL file of examples (merged: one per item), e.g. consensus output.
     :param label_scheme: the approved labels; any other label fails the dataset.
     :param disputes_path: JSONL file of disputes still open (consensus output); any one fails the dataset.
@@ -132,6 +136,7 @@ class AnnotationValidationOperator(BaseOperator):
         self.min_examples_per_label = min_examples_per_label
         self.max_ignore_rate = max_ignore_rate
         self.suite_dir = suite_dir
+        self._summary: dict[str, Any] | None = None
 
     def rules(self) -> AnnotationRules:
         """The rendered parameters as rules (strings, without native rendering, are parsed); a threshold
@@ -155,6 +160,7 @@ class AnnotationValidationOperator(BaseOperator):
         suites = load_suites(self.suite_dir)
         flattened = flatten_export(self.export_path, rules, self.disputes_path)
         summary = run_annotation_suites(flattened.frames(), suites, rules)
+        self._summary = summary
         context["ti"].xcom_push(key=XCOM_KEY, value=summary)
         stats = summary["statistics"]
         self.log.info(
@@ -167,3 +173,9 @@ class AnnotationValidationOperator(BaseOperator):
         if not summary["success"]:
             raise AnnotationValidationFailed(summary)
         return summary
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """Also asked when the task failed: a failed validation is reported with its outcome."""
+        from prodigy_opentext.lineage import validation_lineage
+
+        return validation_lineage(self.export_path, self.disputes_path, self._summary)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from prodigy_opentext.core.batches import Batch
 from prodigy_opentext.core.export import JsonlSink, ParquetSink, partial_path
 from prodigy_opentext.core.params import from_rendered
 from prodigy_opentext.core.payloads import ExportManifest, LoadedTasks
@@ -19,6 +20,7 @@ from prodigy_opentext.failures import RowsQuarantined
 from prodigy_opentext.hooks.prodigy import ProdigyHook
 
 if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
 OUTPUT_FORMATS = {"jsonl": JsonlSink, "parquet": ParquetSink}
@@ -49,6 +51,10 @@ class ProdigyExportOperator(_ProdigyOperator):
     log and the manifest) instead of the output; the task fails with :class:`QuarantineLimitExceeded` when
     their share of the rows read is above ``max_quarantined_fraction``. Returns the manifest (counts by
     answer, label and annotator, sha256, example id range, quarantine) to XCom; the data stays in files.
+
+    OpenLineage: the Prodigy dataset version read (``<dataset>@b<until_id>``, else up to the last example
+    exported) → the data file (sha256, rows, bytes; columns for Parquet) and the quarantine file, if rows
+    went there.
 
     :param dataset: the Prodigy dataset (templated).
     :param output_path: the data file to write (templated); its parent folders are created.
@@ -108,6 +114,7 @@ class ProdigyExportOperator(_ProdigyOperator):
         self.manifest_path = manifest_path
         self.max_quarantined_fraction = max_quarantined_fraction
         self.progress_every = progress_every
+        self._manifest: ExportManifest | None = None
 
     def execute(self, context: Context) -> ExportManifest:
         output = Path(self.output_path)
@@ -126,6 +133,7 @@ class ProdigyExportOperator(_ProdigyOperator):
         )
         manifest["format"] = self.output_format
         manifest["manifest_path"] = str(manifest_path)
+        self._manifest = manifest
         _write_atomically(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         self.log.info(
             "Exported %d rows of %r to %s (sha256 %s); by answer %s; manifest %s",
@@ -146,6 +154,19 @@ class ProdigyExportOperator(_ProdigyOperator):
         if manifest["read"] and manifest["quarantined"] / manifest["read"] > self.max_quarantined_fraction:
             raise RowsQuarantined(manifest, self.max_quarantined_fraction)
         return manifest
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """Also asked when the task failed: after too many rows were quarantined, the files are named."""
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        from prodigy_opentext.lineage import export_lineage
+
+        if self._manifest is None:
+            return OperatorLineage()
+        manifest = self._manifest
+        last_id = manifest.get("filters", {}).get("until_id") or manifest["last_example_id"]
+        version = Batch(self.dataset, last_id).version if last_id is not None else None
+        return export_lineage(self.hook.target, self.dataset, version, manifest)
 
 
 class ProdigyLoadTasksOperator(_ProdigyOperator):
