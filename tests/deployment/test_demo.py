@@ -3,7 +3,8 @@
 The demo runs as a user runs it (``python -m scripts.demo``) with ``DEMO_ONCE=1``, its data folder and
 AIRFLOW_HOME in tmp and free ports, so it does not touch a developer's demo. What it read from Airflow's
 REST API before shutting down comes back in its ``DEMO_SUMMARY`` line; what MLflow recorded is read from
-MLflow's REST API afterwards, from a tracking server started again on the demo's MLflow store.
+MLflow's REST API afterwards, from a tracking server started again on the demo's MLflow store; its
+OpenLineage events from the file in its data folder.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from prodigy_opentext.hooks.mlflow import DEFAULT_EXPERIMENT, DIGEST_LENGTH
+from prodigy_opentext.lineage import APPROVALS_FACET
+from scripts.configure_airflow_home import LINEAGE_EVENTS
 from scripts.launchers import start_mlflow_server
 from scripts.processes import STACK_MARKER, Stack, free_port, processes_with_env
 from scripts.stories import DAG_IDS
@@ -102,3 +105,13 @@ def test_demo_runs_the_story_to_a_consumed_release_and_stops_everything(demo_run
     assert logged["digest"] == sha256[:DIGEST_LENGTH]
     assert logged["source"] == {"uri": Path(release["path"]).resolve().as_uri()}
     assert logged["context"] == "training"
+
+    events = [
+        json.loads(line) for line in (Path(summary["data_dir"]) / LINEAGE_EVENTS).read_text().splitlines()
+    ]
+    (publish,) = [
+        e for e in events if e["eventType"] == "COMPLETE" and e["job"]["name"] == "dataset_release.publish"
+    ]
+    assert str(Path(release["manifest"]).resolve()) in {output["name"] for output in publish["outputs"]}
+    approvers = [a["approver"] for a in publish["run"]["facets"][APPROVALS_FACET]["approvals"]]
+    assert sorted(approvers) == sorted([SME_REVIEWER, RELEASE_MANAGER])
