@@ -26,7 +26,8 @@ class BatchApprovalStory:
         world.step(f"The settled batch's {BATCH_DAG} run {batch['dag_run_id']} started", world.run_url(batch))
         task, waits = open_task(world, batch, BATCH_PROCESS, journal)
         world.step(
-            f"OpenText task '{task['name']}' waits for a reviewer; in Airflow: {', '.join(waits)}",
+            f"OpenText task '{task['name']}' waits for a reviewer, the batch's review report attached; "
+            f"in Airflow: {', '.join(waits)}",
             world.reviewer.task_url(task),
         )
         if world.review_pause > 0:

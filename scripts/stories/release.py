@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from prodigy_opentext.core.review_report import DATASET_CARD_NAME
 from scripts.airflow_api import after
 from scripts.stories._story import Journal, World, approve, finish, open_task
 
@@ -35,6 +36,7 @@ class ReleaseStory:
         written = api.xcom(RELEASE_DAG, release["dag_run_id"], "publish")
         journal.results["release"] = written
         world.step(f"Release of {written['examples']} examples written", written["path"])
+        world.step("Its dataset card, beside manifest.json", f"{written['path']}/{DATASET_CARD_NAME}")
 
         consumer = api.wait_for_new_run(
             CONSUMER_DAG, lambda run: after(run["run_after"], released["start_date"]), world.timeout, stack
