@@ -30,6 +30,24 @@ def reviewer(sandbox, key: str, outcome: str, user: str, comment: str):
     return acting_in_background(decide, timeout=REVIEW_TIMEOUT)
 
 
+def released(sandbox, dags, dataset: str) -> tuple[str, Any]:
+    """The dataset's batch approved by the SME, then released with the release manager's sign-off: the
+    batch's version and the successful ``dataset_release`` run."""
+    from prodigy_opentext.core.approvals import BATCH_APPROVAL_PROCESS, RELEASE_SIGNOFF_PROCESS
+    from prodigy_opentext.core.batches import business_key
+    from tests.fixtures.airflow_db import task_states
+
+    version = batch_version(dataset)
+    with reviewer(sandbox, business_key(BATCH_APPROVAL_PROCESS, dataset, version), "approved", SME, "Fine"):
+        approval = dags["annotation_batch_approval"].test(run_conf={"dataset": dataset})
+    assert approval.state == "success", task_states(approval)
+    signoff_key = business_key(RELEASE_SIGNOFF_PROCESS, dataset, version)
+    with reviewer(sandbox, signoff_key, "approved", RELEASE_MANAGER, "Release it"):
+        release = dags["dataset_release"].test(run_conf={"dataset": dataset, "version": version})
+    assert release.state == "success", task_states(release)
+    return version, release
+
+
 def historic(sandbox, process_key: str, key: str) -> list[dict[str, Any]]:
     body = sandbox.request(
         "GET", "/historic-process-instances", params={"processDefinitionKey": process_key, "businessKey": key}

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from prodigy_opentext.core.approvals import BATCH_APPROVAL_PROCESS, RELEASE_SIGNOFF_PROCESS
-from prodigy_opentext.core.batches import business_key
 from prodigy_opentext.core.governance import REPORT_HTML, REPORT_JSON
 from prodigy_opentext.failures import AuditLogTampered
 from prodigy_opentext.flows.governance import require_intact_chain
 from tests.fixtures.airflow_db import task_states
-from tests.flows.support import RELEASE_MANAGER, SME, batch_version, reviewer
+from tests.flows.support import SME, released
+from tests.pages import chart_values
 
 pytestmark = pytest.mark.slow
 
@@ -29,13 +28,6 @@ def latest_report(data: Path, before: set[Path]) -> Path:
     return folder
 
 
-def chart_values(html: str, chart_id: str) -> dict[str, str]:
-    figure = re.search(rf'<figure id="{re.escape(chart_id)}">.*?</figure>', html, re.S)
-    assert figure is not None, f"no chart {chart_id}"
-    assert "<svg" in figure.group(0)
-    return dict(re.findall(r'data-label="([^"]+)" data-value="([^"]+)"', figure.group(0)))
-
-
 def test_the_report_holds_what_the_flows_recorded_and_opentext_holds_its_status(
     flows, annotated_dataset
 ) -> None:
@@ -43,14 +35,7 @@ def test_the_report_holds_what_the_flows_recorded_and_opentext_holds_its_status(
 
     sandbox, dags, data = flows["sandbox"], flows["dags"], flows["data"]
     dataset = annotated_dataset()
-    version = batch_version(dataset)
-    with reviewer(sandbox, business_key(BATCH_APPROVAL_PROCESS, dataset, version), "approved", SME, "Fine"):
-        approval = dags["annotation_batch_approval"].test(run_conf={"dataset": dataset})
-    assert approval.state == "success", task_states(approval)
-    signoff_key = business_key(RELEASE_SIGNOFF_PROCESS, dataset, version)
-    with reviewer(sandbox, signoff_key, "approved", RELEASE_MANAGER, "Release it"):
-        release = dags["dataset_release"].test(run_conf={"dataset": dataset, "version": version})
-    assert release.state == "success", task_states(release)
+    version, _ = released(sandbox, dags, dataset)
 
     (data / "reports" / "governance").mkdir(parents=True, exist_ok=True)
     run = dags["governance_report"].test()
@@ -89,14 +74,10 @@ def test_the_report_holds_what_the_flows_recorded_and_opentext_holds_its_status(
     assert [(v["version"], v["status"]) for v in versions] == [(version, "released")]
 
     key = f"{dataset}-{version}"
-    assert chart_values(html, f"labels-{key}") == {
-        k: str(v) for k, v in manifest["label_distribution"].items()
-    }
-    assert chart_values(html, f"annotators-{key}") == {
-        k: str(v) for k, v in manifest["counts"]["by_annotator"].items()
-    }
-    assert chart_values(html, "examples-per-release") == {
-        f"{dataset} {version}": str(manifest["counts"]["examples"])
+    assert chart_values(html)[f"labels-{key}"] == manifest["label_distribution"]
+    assert chart_values(html)[f"annotators-{key}"] == manifest["counts"]["by_annotator"]
+    assert chart_values(html)["examples-per-release"] == {
+        f"{dataset} {version}": manifest["counts"]["examples"]
     }
     card = folder / re.search(r'<a href="([^"]+)">dataset card \(', html).group(1)
     assert card.resolve() == (manifest_path.parent / "dataset_card.html").resolve()

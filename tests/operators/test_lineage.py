@@ -19,8 +19,6 @@ import pytest
 import sqlalchemy as sa
 
 from prodigy_opentext._prodigy.database import DatabaseTarget
-from prodigy_opentext.core.approvals import BATCH_APPROVAL_PROCESS, RELEASE_SIGNOFF_PROCESS
-from prodigy_opentext.core.batches import business_key
 from prodigy_opentext.lineage import (
     AGREEMENT_FACET,
     APPROVALS_FACET,
@@ -31,7 +29,7 @@ from prodigy_opentext.lineage import (
 )
 from tests.fixtures.airflow_db import task_states
 from tests.flows.conftest import annotated_dataset, audit_heads, flows  # noqa: F401 (fixtures)
-from tests.flows.support import RELEASE_MANAGER, SME, batch_version, reviewer
+from tests.flows.support import RELEASE_MANAGER, SME, released
 from tests.hooks import prodigy_support
 from tests.hooks.prodigy_support import execute_sql, sample_rows
 
@@ -95,14 +93,7 @@ def test_a_release_run_reports_its_inputs_outputs_approvals_validation_and_agree
 ) -> None:
     sandbox, dags, data = flows["sandbox"], flows["dags"], flows["data"]
     dataset = annotated_dataset()
-    version = batch_version(dataset)
-    with reviewer(sandbox, business_key(BATCH_APPROVAL_PROCESS, dataset, version), "approved", SME, "ok"):
-        approval = dags["annotation_batch_approval"].test(run_conf={"dataset": dataset})
-    assert approval.state == "success", task_states(approval)
-    signoff_key = business_key(RELEASE_SIGNOFF_PROCESS, dataset, version)
-    with reviewer(sandbox, signoff_key, "approved", RELEASE_MANAGER, "Release it"):
-        run = dags["dataset_release"].test(run_conf={"dataset": dataset, "version": version})
-    assert run.state == "success", task_states(run)
+    version, run = released(sandbox, dags, dataset)
     folder = data / "releases" / dataset / version
     manifest = json.loads((folder / "manifest.json").read_text())
 
