@@ -176,6 +176,8 @@ class ProcessModel:
     xml: bytes
     start_messages: tuple[str, ...]
     has_none_start: bool
+    activity_names: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    """Each named element's name by its BPMN id, e.g. ``end_approved`` → ``Batch approved``."""
 
 
 def parse_model(xml: bytes) -> ProcessModel:
@@ -208,6 +210,11 @@ def parse_model(xml: bytes) -> ProcessModel:
             if isinstance(t.event_definition, MessageEventDefinition)
         ),
         has_none_start=any(isinstance(t.event_definition, NoneEventDefinition) for t in start_events),
+        activity_names={
+            str(node.get("id")): str(node.get("name"))
+            for node in document.iter(f"{{{BPMN_NAMESPACE}}}*")
+            if node.get("id") and node.get("name")
+        },
     )
 
 

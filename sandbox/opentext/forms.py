@@ -30,6 +30,8 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any
 
+from sandbox.opentext.readable import readable
+
 DISPUTE_FORM = "label-dispute-review"
 QA_FORM = "qa-sample-check"
 QA_LEAD_FORM = "qa-lead-review"
@@ -72,7 +74,7 @@ def _version_label(item: Mapping[str, Any], version: Mapping[str, Any]) -> str:
 def _problems(values: Mapping[str, Any]) -> str:
     """Why the task came back to the reviewer, above the form."""
     problems = values.get("review_problems")
-    return f'<p id="review-problems" class="error">{escape(str(problems))}</p>' if problems else ""
+    return f'<div id="review-problems" class="error">{readable(problems)}</div>' if problems else ""
 
 
 def _dispute_fields(values: Mapping[str, Any]) -> str:
@@ -212,7 +214,7 @@ def _proposed(values: Mapping[str, Any]) -> list[str]:
 
 def _access_fields(values: Mapping[str, Any]) -> str:
     rows = [
-        [escape(name), escape(str(values.get(key) if values.get(key) is not None else ""))]
+        [escape(name), readable(values.get(key))]
         for name, key in (
             ("Title", "title"),
             ("Classification", "classification"),

@@ -15,13 +15,21 @@ free ``#outcome`` field, and ``#notice`` / ``#error`` messages. ``/inbox/request
 ``#approvers``, ``#annotators``, ``#annotations-per-task`` and ``#dataset`` (``#submit-request``); the
 source is a location (``#source``) or a file uploaded with the form (``#source-file``), attached to the
 process and named ``attachment:<file name>``. A task page lists its process's attachments
-(``#attachments``, links ``a.attachment`` to ``/inbox/attachments/<process>/<id>``).
+(``#attachments``, links ``a.attachment`` to ``/inbox/attachments/<process>/<id>``: HTML opens inline under
+:data:`ATTACHMENT_POLICY`, anything else downloads).
+
+History: a task that is no longer open shows its decision (``#decision``, ``#decision-outcome``,
+``#decision-by``, ``#decision-time``, ``#decision-comments``) above its process's history, which
+``/inbox/processes/<id>`` (``#process-history`` on a task page) shows alone: ``#process-details`` with
+``#process-state``, ``#history`` rows ``tr.history-task[data-task-id]``, ``#process-comments``. The list's
+``#recent`` rows (``#recent-<id>``, ``a.open-history``) are the latest closed tasks. Variable values are
+shown by :func:`sandbox.opentext.readable.readable`, never as JSON.
 """
 
 from __future__ import annotations
 
-import json
 import re
+from datetime import UTC, datetime
 from html import escape
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -32,7 +40,6 @@ from starlette.concurrency import run_in_threadpool
 
 from sandbox.opentext.api import tenant_service
 from sandbox.opentext.auth import AuthenticationFailed, OAuthError, Principal
-from sandbox.opentext.clock import format_timestamp
 from sandbox.opentext.errors import NotFound, ServiceError
 from sandbox.opentext.forms import (
     SHOWN_BY_FORM,
@@ -41,11 +48,20 @@ from sandbox.opentext.forms import (
     form_fields,
     submitted_variables,
 )
+from sandbox.opentext.readable import label, readable
 from sandbox.opentext.service import MAX_ATTACHMENT_BYTES, PageRequest, WorkflowService
+from sandbox.opentext.variables import Variable
 
 inbox_router = APIRouter(prefix="/inbox")
 SESSION_COOKIE = "otws_inbox"
 INBOX_PAGE_SIZE = 100
+RECENT_DECISIONS = 10
+INLINE_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+ATTACHMENT_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; sandbox"
+)
+"""What an HTML attachment may do in the reviewer's browser: show itself with its inline styles and
+images, nothing else (no scripts, forms, requests or access to the inbox's origin)."""
 _BUTTON_IDS = {"approved": "approve", "rejected": "reject"}
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #1d2733; }
@@ -54,6 +70,10 @@ text-align: left; vertical-align: top; } pre { margin: 0; white-space: pre-wrap;
 .notice { background: #e6f4ea; padding: .5rem; } .error { background: #fce8e6; padding: .5rem; }
 form { margin: 1rem 0; } label { display: block; margin-top: .6rem; } textarea { width: 30rem; height: 5rem; }
 button { margin: .6rem .4rem 0 0; padding: .4rem .9rem; } dt { font-weight: 600; } dd { margin: 0 0 .4rem 0; }
+td table { margin: 0; } td th { background: #f4f6f9; font-weight: 500; }
+ul.values { margin: 0; padding-left: 1.1rem; } .text { white-space: pre-wrap; } .none, .more { color: #667; }
+td.task-comments ul { margin: 0; padding: 0; list-style: none; } td.task-comments p { margin: .1rem 0 .4rem; }
+section#decision { background: #eef3fb; padding: .2rem 1rem .6rem; } tr.this-task { background: #eef3fb; }
 """
 
 
@@ -72,6 +92,13 @@ def _messages(notice: str | None, error: str | None) -> str:
     if error:
         parts.append(f'<p id="error" class="error">{escape(error)}</p>')
     return "".join(parts)
+
+
+def _moment(epoch_seconds: float | None) -> str | None:
+    """A time as people read it, in UTC (the API's own format is for programs)."""
+    if epoch_seconds is None:
+        return None
+    return datetime.fromtimestamp(epoch_seconds, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _link(path: str, **query: str | None) -> str:
@@ -180,8 +207,8 @@ def inbox(
         f'<td class="business-key">{escape(t["business_key"] or "")}</td>'
         f'<td class="groups">{escape(", ".join(t["candidate_groups"]))}</td>'
         f'<td class="assignee">{escape(t["assignee"] or "")}</td>'
-        f'<td class="created">{escape(format_timestamp(t["create_time"]) or "")}</td>'
-        f'<td class="due">{escape(format_timestamp(t["due_date"]) or "")}</td></tr>'
+        f'<td class="created">{escape(_moment(t["create_time"]) or "")}</td>'
+        f'<td class="due">{escape(_moment(t["due_date"]) or "")}</td></tr>'
         for t in page.rows
     )
     table = (
@@ -201,8 +228,35 @@ def inbox(
         f'<p id="task-count">{page.total} open task(s)</p>'
         + table
         + '<p><a id="new-request" href="/inbox/requests/new">New annotation request</a></p>'
+        + _recent_decisions(
+            service, {"candidateGroup": group, "ignoreAssignee": True} if group else {"assignee": user}
+        )
     )
     return _html("Reviewer inbox", body)
+
+
+def _recent_decisions(service: WorkflowService, filters: dict[str, object]) -> str:
+    """History: the latest closed tasks of the group, or else the ones the user decided, each linking to
+    its decision and its process's history."""
+    page = service.list_tasks(
+        filters, PageRequest(count=RECENT_DECISIONS, sort="endTime", order="desc"), finished=True
+    )
+    rows = "".join(
+        f'<tr id="recent-{escape(t["id"])}" data-task-id="{escape(t["id"])}">'
+        f'<td><a class="open-history" href="/inbox/tasks/{quote(t["id"])}">{escape(t["name"])}</a></td>'
+        f'<td class="business-key">{escape(t["business_key"] or "")}</td>'
+        f'<td class="assignee">{escape(t["assignee"] or "")}</td>'
+        f'<td class="outcome">{escape(_how_ended(t))}</td>'
+        f'<td class="ended">{escape(_moment(t["end_time"]) or "")}</td></tr>'
+        for t in page.rows
+    )
+    table = (
+        '<table id="recent"><thead><tr><th>Task</th><th>Business key</th><th>Decided by</th><th>Outcome</th>'
+        f"<th>Ended</th></tr></thead><tbody>{rows}</tbody></table>"
+        if page.rows
+        else '<p id="no-recent">Nothing decided yet.</p>'
+    )
+    return f"<h2>History: recently closed</h2>{table}"
 
 
 REQUEST_MESSAGE = "annotationRequest"
@@ -365,6 +419,78 @@ def _outcome_controls(outcomes: list[str]) -> str:
     return "".join(buttons)
 
 
+def _comment_items(comments: list[dict]) -> str:
+    return "".join(
+        f'<li class="comment" data-author="{escape(c["author"] or "")}"><span class="author">'
+        f"{escape(c['author'] or '')}</span> <time>{escape(_moment(c['time']) or '')}</time>"
+        f"<p>{escape(c['message'])}</p></li>"
+        for c in comments
+    )
+
+
+def _size(size: int) -> str:
+    if size < 1000:
+        return f"{size} bytes"
+    return f"{size / 1000:.1f} kB" if size < 1_000_000 else f"{size / 1_000_000:.1f} MB"
+
+
+def _opens_in_browser(content_type: str) -> bool:
+    """HTML attachments (review reports, dataset cards) open in the browser, sandboxed; others download."""
+    return content_type.split(";")[0].strip().lower() in INLINE_TYPES
+
+
+def _attachments_table(attachments: list[dict]) -> str:
+    if not attachments:
+        return '<p id="no-attachments">No attachments.</p>'
+    rows = []
+    for a in attachments:
+        href = f"/inbox/attachments/{quote(a['process_instance_id'])}/{quote(a['id'])}"
+        new_tab = ' target="_blank" rel="noopener"' if _opens_in_browser(a["type"]) else ""
+        rows.append(
+            f'<tr data-attachment="{escape(a["name"])}">'
+            f'<td><a class="attachment" href="{href}"{new_tab}>{escape(a["name"])}</a></td>'
+            f'<td class="type">{escape(a["type"])}</td><td class="size">{_size(a["size"])}</td>'
+            f'<td class="added">{escape(a["user_id"] or "")} '
+            f"<time>{escape(_moment(a['time']) or '')}</time></td>"
+            f'<td class="description">{escape(a["description"] or "")}</td></tr>'
+        )
+    return (
+        '<table id="attachments"><thead><tr><th>Name</th><th>Type</th><th>Size</th><th>Added by</th>'
+        f"<th>Description</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _variables_table(variables: list[Variable], left_out: frozenset[str] = frozenset()) -> str:
+    rows = "".join(
+        f'<tr data-variable="{escape(v.name)}"><th>{escape(label(v.name))}</th>'
+        f'<td class="value">{readable(v.value)}</td></tr>'
+        for v in variables
+        if v.name not in left_out
+    )
+    return f'<table id="variables"><tbody>{rows}</tbody></table>'
+
+
+def _details(details: dict[str, str | None], list_id: str, labels: dict[str, str] | None = None) -> str:
+    """A definition list, each value's element id its key; its label the key read as words, or
+    ``labels[key]``."""
+    items = "".join(
+        f"<dt>{escape((labels or {}).get(key) or key.replace('-', ' ').capitalize())}</dt>"
+        f'<dd id="{key}">{escape(value or "")}</dd>'
+        for key, value in details.items()
+    )
+    return f'<dl id="{list_id}">{items}</dl>'
+
+
+def _not_found_page(principal: Principal, service: WorkflowService, message: str) -> HTMLResponse:
+    body = (
+        "<h1>Not found</h1>"
+        + _signed_in_bar(principal, service)
+        + _messages(None, message)
+        + '<a id="back" href="/inbox">Back to inbox</a>'
+    )
+    return _html("Not found", body, 404)
+
+
 def _task_page(
     principal: Principal,
     service: WorkflowService,
@@ -373,69 +499,51 @@ def _task_page(
     error: str | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
+    """An open task with its form; a task that is no longer open shows its decision in its process's
+    history (:func:`_history_page`)."""
     user = principal.user
     try:
         task = service.runtime_task(task_id)
     except NotFound:
-        body = (
-            "<h1>Task not open</h1>"
-            + _messages(notice, error or f"Task {task_id} is not open any more.")
-            + '<a id="back" href="/inbox">Back to inbox</a>'
-        )
-        return _html("Task not open", body, 404)
-    process_variables = service.variables_of(task["process_instance_id"])
-    values = {v.name: v.value for v in process_variables}
-    fields = form_fields(task["form_key"], values)
+        try:
+            ended = service.historic_task(task_id)
+        except NotFound:
+            return _not_found_page(principal, service, error or f"There is no task {task_id}.")
+        process_id = ended["process_instance_id"]
+        return _history_page(principal, service, process_id, ended, notice, error, status_code)
+    process_id = task["process_instance_id"]
+    fields = form_fields(task["form_key"], service.variable_values(process_id))
     submits = fields is not None and task["form_key"] in SUBMITTING_FORMS
-    shown_by_form = SHOWN_BY_FORM.get(task["form_key"], frozenset())
-    variables = "".join(
-        f'<tr data-variable="{escape(v.name)}"><th>{escape(v.name)}</th>'
-        f'<td class="type">{escape(v.type)}</td>'
-        f'<td class="value"><pre>{escape(json.dumps(v.value, indent=2, ensure_ascii=False))}</pre></td></tr>'
-        for v in process_variables
-        if v.name not in shown_by_form
-    )
-    comments = "".join(
-        f'<li class="comment" data-author="{escape(c["author"] or "")}"><span class="author">'
-        f"{escape(c['author'] or '')}</span> <time>{escape(format_timestamp(c['time']) or '')}</time>"
-        f"<p>{escape(c['message'])}</p></li>"
-        for c in service.comments(task["process_instance_id"])
-    )
-    attachments = "".join(
-        f'<li><a class="attachment" href="/inbox/attachments/{escape(a["process_instance_id"])}/'
-        f'{escape(a["id"])}">{escape(a["name"])}</a> ({a["size"]} bytes, {escape(a["type"])}, by '
-        f"{escape(a['user_id'] or '')})</li>"
-        for a in service.attachments(task["process_instance_id"])
-    )
     details = {
         "task-id": task["id"],
         "process-key": task["process_definition_key"],
         "business-key": task["business_key"],
         "assignee": task["assignee"],
         "candidate-groups": ", ".join(task["candidate_groups"]),
-        "created": format_timestamp(task["create_time"]),
-        "due-date": format_timestamp(task["due_date"]),
+        "created": _moment(task["create_time"]),
+        "due-date": _moment(task["due_date"]),
         "priority": str(task["priority"]),
         "form-key": task["form_key"],
     }
-    detail_list = "".join(
-        f'<dt>{escape(key.replace("-", " ").capitalize())}</dt><dd id="{key}">{escape(value or "")}</dd>'
-        for key, value in details.items()
-    )
     claim = (
         '<button id="claim" type="submit" name="action" value="claim">Claim</button>'
         if task["assignee"] is None or task["assignee"] != user
         else ""
     )
+    shown_by_form = SHOWN_BY_FORM.get(task["form_key"], frozenset())
     body = (
         f'<h1 id="task-name">{escape(task["name"])}</h1>'
         + _signed_in_bar(principal, service)
         + _messages(notice, error)
         + f'<p id="task-description">{escape(task["description"] or "")}</p>'
-        f'<dl id="task-details">{detail_list}</dl>'
-        f'<h2>Variables</h2><table id="variables"><tbody>{variables}</tbody></table>'
-        f'<h2>Attachments</h2><ul id="attachments">{attachments}</ul>'
-        f'<h2>Comments</h2><ul id="comments">{comments}</ul>'
+        + _details(details, "task-details")
+        + f'<p><a id="process-history" href="/inbox/processes/{quote(process_id)}">'
+        "History of this process</a></p>"
+        "<h2>Variables</h2>"
+        + _variables_table(service.variables_of(process_id), shown_by_form)
+        + "<h2>Attachments</h2>"
+        + _attachments_table(service.attachments(process_id))
+        + f'<h2>Comments</h2><ul id="comments">{_comment_items(service.comments(process_id))}</ul>'
         f'<form id="task-form" method="post" action="/inbox/tasks/{escape(task_id)}">'
         + (f'<div id="form-fields">{fields}</div>' if fields else "")
         + '<label for="comment">Comment</label><textarea id="comment" name="comment"></textarea>'
@@ -445,13 +553,159 @@ def _task_page(
     return _html(task["name"], body, status_code)
 
 
+def _how_ended(task: dict) -> str:
+    """What closed a task: a decision (its outcome), a completion without one, a timer or a deletion."""
+    if task["end_time"] is None:
+        return "open"
+    if task["delete_reason"]:
+        return f"ended without a decision: {task['delete_reason']}"
+    return task["outcome"] or "completed"
+
+
+def _process_state(service: WorkflowService, instance: dict, open_tasks: list[dict]) -> str:
+    if instance["end_time"] is None:
+        waiting = ", ".join(t["name"] for t in open_tasks) or "no user task"
+        return f"{'suspended' if instance['suspended'] else 'running'}, waiting at {waiting}"
+    if instance["delete_reason"]:
+        return f"ended: deleted ({instance['delete_reason']})"
+    end = instance["end_activity_id"]
+    name = service.activity_name(instance, end)
+    return f"ended at {end}" + (f" ({name})" if name else "")
+
+
+def _history_table(tasks: list[dict], comments: list[dict], current: str | None) -> str:
+    """One row per task: who it was offered to, who claimed and decided it, how it ended, when, the
+    comments made on it and, where the task kept any, its own variables (e.g. what a grant allowed)."""
+    with_locals = any(t["local_variables"] for t in tasks)
+    rows = []
+    for t in tasks:
+        said = [c for c in comments if c["task_id"] == t["id"]]
+        local = {name: item.get("value") for name, item in t["local_variables"].items()}
+        rows.append(
+            f'<tr class="history-task{" this-task" if t["id"] == current else ""}" '
+            f'data-task-id="{escape(t["id"])}">'
+            f'<td class="name"><a href="/inbox/tasks/{quote(t["id"])}">{escape(t["name"])}</a></td>'
+            f'<td class="groups">{escape(", ".join([*t["candidate_groups"], *t["candidate_users"]]))}</td>'
+            f'<td class="assignee">{escape(t["assignee"] or "")}</td>'
+            f'<td class="outcome">{escape(_how_ended(t))}</td>'
+            f'<td class="created">{escape(_moment(t["create_time"]) or "")}</td>'
+            f'<td class="claimed">{escape(_moment(t["claim_time"]) or "")}</td>'
+            f'<td class="ended">{escape(_moment(t["end_time"]) or "")}</td>'
+            f'<td class="task-comments"><ul>{_comment_items(said)}</ul></td>'
+            + (f'<td class="task-variables">{readable(local) if local else ""}</td>' if with_locals else "")
+            + "</tr>"
+        )
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("Task", "Offered to", "Claimed and decided by", "Outcome", "Created", "Claimed", "Ended")
+    )
+    head += "<th>Comments</th>" + ("<th>Task variables</th>" if with_locals else "")
+    return f'<table id="history"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+DECISION_LABELS = {"decision-outcome": "Outcome", "decision-by": "Decided by", "decision-time": "When"}
+
+
+def _history_page(
+    principal: Principal,
+    service: WorkflowService,
+    instance_id: str,
+    task: dict | None = None,
+    notice: str | None = None,
+    error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    """A process's history: its state, every task with who claimed and decided it, the outcome, when,
+    and the comments made on it; with ``task`` (a closed one), that task's decision first.
+
+    Readable by every signed-in person of the process's tenant, as an open task's page is: the inbox, like
+    the service's history API, narrows what a person may do (claim, complete), not what they may read."""
+    try:
+        instance = service.historic_instance(instance_id)
+    except NotFound:
+        return _not_found_page(principal, service, f"There is no process {instance_id}.")
+    tasks = service.process_tasks(instance_id)
+    comments = service.comments(instance_id)
+    decision = ""
+    if task is not None:
+        said = [c for c in comments if c["task_id"] == task["id"]]
+        decided = {
+            "decision-outcome": _how_ended(task),
+            "decision-by": task["assignee"] or "nobody",
+            "decision-time": _moment(task["end_time"]),
+        }
+        decision = (
+            '<section id="decision"><h2>Decision</h2>'
+            + _details(decided, "decision-details", DECISION_LABELS)
+            + f'<ul id="decision-comments">{_comment_items(said)}</ul></section>'
+        )
+    definition = (
+        f"{instance['process_definition_name'] or instance['process_definition_key']} "
+        f"({instance['process_definition_key']}, version {instance['process_definition_version']})"
+    )
+    details = {
+        "process-name": instance["name"],
+        "process-definition": definition,
+        "business-key": instance["business_key"],
+        "started-by": instance["start_user_id"],
+        "started": _moment(instance["start_time"]),
+        "ended": _moment(instance["end_time"]),
+        "process-state": _process_state(service, instance, [t for t in tasks if t["end_time"] is None]),
+    }
+    details = {key: value for key, value in details.items() if value}
+    task_ids = {t["id"] for t in tasks}
+    other_comments = [c for c in comments if c["task_id"] not in task_ids]
+    title = task["name"] if task is not None else instance["name"] or definition
+    body = (
+        f'<h1 id="{"task-name" if task is not None else "history-title"}">{escape(title)}</h1>'
+        + _signed_in_bar(principal, service)
+        + _messages(notice, error)
+        + decision
+        + "<h2>Process</h2>"
+        + _details(details, "process-details")
+        + "<h2>Tasks</h2>"
+        + _history_table(tasks, comments, task["id"] if task is not None else None)
+        + "<h2>Comments not made on a task</h2>"
+        + (
+            f'<ul id="process-comments">{_comment_items(other_comments)}</ul>'
+            if other_comments
+            else '<p id="no-process-comments">None.</p>'
+        )
+        + "<h2>Attachments</h2>"
+        + _attachments_table(service.attachments(instance_id))
+        + "<h2>Variables</h2>"
+        + _variables_table(service.variables_of(instance_id))
+        + '<a id="back" href="/inbox">Back to inbox</a>'
+    )
+    return _html(f"History: {title}", body, status_code)
+
+
+@inbox_router.get("/processes/{instance_id}", response_class=HTMLResponse)
+def process_page(instance_id: str, request: Request) -> HTMLResponse:
+    """The history of a process, running or ended (the governance report links here)."""
+    principal, service = _signed_in(request)
+    return _history_page(principal, service, instance_id)
+
+
 @inbox_router.get("/attachments/{instance_id}/{attachment_id}")
 def attachment(instance_id: str, attachment_id: str, request: Request) -> Response:
-    """An attachment's content, as a download named as it was attached."""
-    _, service = _signed_in(request)
-    row, content = service.attachment_content(instance_id, attachment_id)
-    disposition = f"attachment; filename*=UTF-8''{quote(row['name'])}"
-    return Response(content, media_type=row["type"], headers={"Content-Disposition": disposition})
+    """An attachment's content, named as it was attached: HTML opens in the browser under a policy that
+    lets it run nothing and load nothing (no scripts, no requests, an origin of its own), anything else
+    downloads."""
+    principal, service = _signed_in(request)
+    try:
+        row, content = service.attachment_content(instance_id, attachment_id)
+    except NotFound as missing:
+        return _not_found_page(principal, service, missing.exception)
+    inline = _opens_in_browser(row["type"])
+    disposition = "inline" if inline else "attachment"
+    headers = {
+        "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(row['name'])}",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if inline:
+        headers["Content-Security-Policy"] = ATTACHMENT_POLICY
+    return Response(content, media_type=row["type"], headers=headers)
 
 
 @inbox_router.get("/tasks/{task_id}", response_class=HTMLResponse)
@@ -473,12 +727,25 @@ async def act_on_task(task_id: str, request: Request) -> Response:
 def _act_on_task(task_id: str, request: Request, form: dict[str, str]) -> Response:
     principal, service = _signed_in(request)
     user = principal.user
-    action, outcome, comment = form.get("action", ""), form.get("outcome", ""), form.get("comment", "")
+    action, comment = form.get("action", ""), form.get("comment", "")
+    outcome = "decided" if action == "decide" else form.get("outcome", "").strip()
+    try:
+        task = service.runtime_task(task_id)
+    except NotFound:
+        # e.g. sent twice, or decided by someone else meanwhile: show what became of it, change nothing
+        return _task_page(
+            principal, service, task_id, error="This task is not open any more.", status_code=409
+        )
     try:
         if action == "claim":
             service.claim_task(task_id, user, user)
             return RedirectResponse(_link(f"/inbox/tasks/{task_id}", notice=f"Claimed by {user}."), 303)
-        task = service.runtime_task(task_id)
+        if task["outcomes"] and outcome not in task["outcomes"]:
+            given = f"“{outcome}” is not an outcome of this task" if outcome else "Choose an outcome"
+            valid = ", ".join(task["outcomes"])
+            return _task_page(
+                principal, service, task_id, error=f"{given}: choose one of {valid}.", status_code=400
+            )
         if task["assignee"] not in (None, user):
             return _task_page(
                 principal,
@@ -491,14 +758,12 @@ def _act_on_task(task_id: str, request: Request, form: dict[str, str]) -> Respon
         variables, missing = submitted_variables(task["form_key"], values, form)
         if missing:
             return _task_page(principal, service, task_id, error="; ".join(missing), status_code=400)
-        if action == "decide":
-            outcome = "decided"
         if task["assignee"] is None:
             service.claim_task(task_id, user, user)
         if comment.strip():  # before completing: whoever reads the decision sees its comment
             service.add_comment(task["process_instance_id"], comment.strip(), user, task_id)
-        service.complete_task(task_id, outcome.strip() or None, variables, user)
+        service.complete_task(task_id, outcome or None, variables, user)
     except ServiceError as failure:
         return _task_page(principal, service, task_id, error=failure.exception, status_code=failure.status)
-    done = f"Completed “{task['name']}”" + (f" with outcome {outcome.strip()}." if outcome.strip() else ".")
+    done = f"Completed “{task['name']}”" + (f" with outcome {outcome}." if outcome else ".")
     return RedirectResponse(_link("/inbox", notice=done), 303)

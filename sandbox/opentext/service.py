@@ -313,6 +313,20 @@ class WorkflowService:
     def historic_instance(self, instance_id: str) -> dict:
         return self._instance(instance_id, "historic process instance")
 
+    def activity_name(self, instance: dict, activity_id: str | None) -> str | None:
+        """The name the instance's model gives an activity (``end_approved`` → ``Batch approved``)."""
+        if activity_id is None:
+            return None
+        model = self._model(self._definition(None, instance["process_definition_id"], None))
+        return model.activity_names.get(activity_id)
+
+    def process_tasks(self, instance_id: str) -> list[dict]:
+        """Every task of an instance, open or ended, in the order the process reached them."""
+        self._instance(instance_id)
+        return self.store.query(
+            "SELECT * FROM tasks WHERE process_instance_id = ? ORDER BY seq", [instance_id]
+        )
+
     def list_instances(self, filters: dict[str, Any], request: PageRequest, finished: bool | None) -> Page:
         """Runtime list (``finished=False``) or history (``None``: all, ``True``: only ended ones)."""
         conditions = []

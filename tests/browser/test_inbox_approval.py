@@ -1,4 +1,5 @@
-"""A reviewer approves in the OpenText sandbox's inbox page, in headless Chromium; the waiting DAG resumes.
+"""Reviewers in the OpenText sandbox's inbox, in headless Chromium: an approval resumes the waiting DAG, the
+QA form, and a batch review with its review report, a refused outcome and the decision in the history.
 
 Needs Debian's Chromium at /usr/bin/chromium (``make browser`` installs it). Without it these tests skip,
 or fail when ``TEST_REQUIRE_SERVICES=1``. Screenshots land in ``test-artifacts/browser/``.
@@ -6,14 +7,19 @@ or fail when ``TEST_REQUIRE_SERVICES=1``. Screenshots land in ``test-artifacts/b
 
 from __future__ import annotations
 
+import hashlib
 import json
+import mimetypes
+import re
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from prodigy_opentext.core.review_report import REVIEW_REPORT_NAME, review_report_html
 from tests.browser.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_chromium
+from tests.core import test_review_report as review_report_tests
 from tests.fixtures.airflow_db import task_states
 from tests.fixtures.background import acting_in_background
 from tests.fixtures.opentext_sandbox import PASSWORD
@@ -23,6 +29,7 @@ REVIEWER = "sme@example.com"
 
 opentext = sensor_tests.opentext
 deferred = sensor_tests.deferred
+three_annotators = review_report_tests.three_annotators
 
 
 @pytest.fixture
@@ -144,3 +151,123 @@ def test_a_qa_reviewer_judges_the_sample_in_the_inbox_form(
         "reason": "missed_span",
         "comment": "Initech is an organisation too.",
     }
+
+
+ESCAPED_JSON = re.compile(r"""[{\[]\s*["']|&quot;|&#x27;""")
+"""JSON (or a Python repr) printed on a page instead of shown as a table or a list."""
+
+
+def assert_readable(page: Any, what: str) -> None:
+    text = page.locator("body").inner_text()
+    assert not ESCAPED_JSON.search(text), f"{what} prints JSON: {ESCAPED_JSON.search(text)}"
+
+
+@pytest.mark.browser
+def test_a_reviewer_reads_the_review_report_decides_and_finds_the_decision_in_the_history(
+    chromium: Path, opentext_sandbox_session: Any, three_annotators: list[dict]
+) -> None:
+    """The batch approval task as the DAG opens it (its variables, the real review report attached as
+    text/html): the report opens sandboxed with its charts, an invalid outcome names the valid ones, and
+    the task's link shows the decision and comment in the process's history afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    sandbox = opentext_sandbox_session
+    suffix = uuid.uuid4().hex[:8]
+    report = review_report_html(review_report_tests.figures_of(three_annotators))
+    instance = sandbox.start_process(
+        "annotation_batch_approval",
+        f"annotation_batch_approval:brands:b90-{suffix}",
+        {
+            "dataset": "brands",
+            "version": "b90",
+            "regulated": False,
+            "answers_sha256": hashlib.sha256(json.dumps(three_annotators).encode()).hexdigest(),
+            "examples": len(three_annotators),
+            "agreement_method": "krippendorff_alpha_nominal",
+            "agreement": 0.82,
+            "percent_agreement": 0.9,
+            "open_disputes": 4,
+            "annotators": "brands-alice, brands-bob, brands-carol",
+            "review_report": REVIEW_REPORT_NAME,
+        },
+    )
+    attached = sandbox.request(
+        "POST",
+        f"/process-instances/{instance['id']}/attachments",
+        files={"file": (REVIEW_REPORT_NAME, report.encode(), mimetypes.guess_type(REVIEW_REPORT_NAME)[0])},
+    )
+    assert attached.status_code == 201, attached.text
+    (task,) = sandbox.tasks(processInstanceId=instance["id"])
+    shots = ARTIFACTS / f"inbox-history-{suffix}"
+    shots.mkdir(parents=True, exist_ok=True)
+    comment = "Agreement is fine; bob misses trailing brands, noted for the guidelines."
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            page = context.new_page()
+            page.goto(f"{sandbox.inbox_url}/tasks/{task['id']}")
+            page.fill("#email", REVIEWER)
+            page.fill("#password", PASSWORD)
+            page.click("#log-in")
+            page.wait_for_selector("#task-form")
+            page.screenshot(path=shots / "0-task.png", full_page=True)
+            assert_readable(page, "the task page")
+            listed = page.locator("#attachments tbody tr")
+            assert listed.count() == 1
+            assert listed.locator("td.type").inner_text() == "text/html"
+            assert listed.locator("td.size").inner_text().endswith("kB")
+
+            with context.expect_page() as opened:
+                listed.locator("a.attachment").click()
+            shown = opened.value
+            refused: list[str] = []
+            shown.on("console", lambda message: refused.append(message.text))
+            shown.wait_for_load_state()
+            chart = shown.locator("figure#answers-per-label svg")
+            assert chart.is_visible()
+            assert shown.locator("figure#answers-per-label rect.bar").first.bounding_box()["width"] > 0
+            assert shown.locator("h1").inner_text().startswith("Review")
+            shown.screenshot(path=shots / "1-review-report.png", full_page=True)
+            assert not refused, f"the attachment policy blocked part of the report: {refused}"
+            shown.close()
+
+            page.fill("#comment", "Not sure yet.")
+            page.eval_on_selector("#approve", "button => button.value = 'maybe'")  # a stale or forged form
+            page.click("#approve")
+            error = page.wait_for_selector("#error").inner_text()
+            page.screenshot(path=shots / "2-invalid-outcome.png", full_page=True)
+            assert error == "“maybe” is not an outcome of this task: choose one of rejected, approved.", error
+            assert [t["id"] for t in sandbox.tasks(processInstanceId=instance["id"])] == [task["id"]]
+
+            page.fill("#comment", comment)
+            page.click("#approve")
+            assert "with outcome approved" in page.wait_for_selector("#notice").inner_text()
+            page.screenshot(path=shots / "3-inbox-after-decision.png", full_page=True)
+            assert page.locator(f"#recent-{task['id']} td.outcome").inner_text() == "approved"
+            assert_readable(page, "the inbox list")
+
+            page.goto(f"{sandbox.inbox_url}/tasks/{task['id']}")
+            page.wait_for_selector("#decision")
+            page.screenshot(path=shots / "4-history.png", full_page=True)
+            assert page.locator("#decision-outcome").inner_text() == "approved"
+            assert page.locator("#decision-by").inner_text() == REVIEWER
+            assert page.locator("#decision-comments li p").all_inner_texts() == [comment]
+            assert page.locator("#process-state").inner_text() == "ended at end_approved (Batch approved)"
+            row = page.locator(f'#history tr[data-task-id="{task["id"]}"]')
+            assert row.locator("td.assignee").inner_text() == REVIEWER
+            assert comment in row.locator("td.task-comments").inner_text()
+            assert page.locator("#attachments a.attachment").inner_text() == REVIEW_REPORT_NAME
+            assert_readable(page, "the history page")
+
+            page.goto(f"{sandbox.inbox_url}/requests/new")
+            assert_readable(page, "the request form")
+        finally:
+            browser.close()
+    assert sorted(path.name for path in shots.iterdir()) == [
+        "0-task.png",
+        "1-review-report.png",
+        "2-invalid-outcome.png",
+        "3-inbox-after-decision.png",
+        "4-history.png",
+    ]

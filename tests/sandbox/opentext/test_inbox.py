@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -93,10 +94,8 @@ def test_reviewer_claims_and_approves_with_a_comment(sandbox: OpenTextSandbox, b
     page = _page(sme.get(sandbox.url + link, timeout=30))
     assert page.get_element_by_id("task-name").text == "SME review of annotation batch"
     assert page.get_element_by_id("candidate-groups").text == "annotation-sme"
-    dataset_row = page.xpath('//table[@id="variables"]//tr[@data-variable="dataset"]/td[@class="value"]/pre')[
-        0
-    ]
-    assert json.loads(dataset_row.text) == "ner_news_v2"
+    (dataset_value,) = page.xpath('//table[@id="variables"]//tr[@data-variable="dataset"]/td[@class="value"]')
+    assert dataset_value.text_content() == "ner_news_v2"
     assert [b.get("id") for b in page.xpath('//form[@id="task-form"]//button')] == [
         "claim",
         "reject",
@@ -124,6 +123,81 @@ def test_reviewer_claims_and_approves_with_a_comment(sandbox: OpenTextSandbox, b
     assert [(c["author"], c["message"], c["taskId"]) for c in comments] == [
         ("sme@example.com", "Consistent spans.", task["id"])
     ]
+    recent = after.get_element_by_id(f"recent-{task['id']}")
+    assert recent.find_class("outcome")[0].text == "approved", "the list links to what the user decided"
+    assert recent.find_class("open-history")[0].get("href") == link
+
+
+def _history(page: html.HtmlElement) -> list[dict[str, str]]:
+    """The rows of a history page's task table, by column class."""
+    return [
+        {cell.get("class"): cell.text_content().strip() for cell in row.xpath("td")}
+        for row in page.xpath('//table[@id="history"]/tbody/tr')
+    ]
+
+
+def test_a_closed_tasks_link_shows_its_decision_and_the_processs_history(
+    sandbox: OpenTextSandbox, business_key
+):
+    instance = sandbox.start_process(
+        "annotation_batch_approval", business_key, {"regulated": True, "dataset": "claims", "examples": 40}
+    )
+    (sme_task,) = sandbox.tasks(processInstanceId=instance["id"])
+    sme = _signed_in(sandbox, "sme@example.com")
+    assert _post(sme, sandbox, sme_task["id"], action="claim").status_code == 303
+    done = _post(sme, sandbox, sme_task["id"], outcome="approved", comment="Spans are consistent.")
+    assert done.status_code == 303
+    (compliance,) = sandbox.tasks(processInstanceId=instance["id"])
+    sandbox.request(
+        "POST", f"/process-instances/{instance['id']}/comments", json={"message": "Exported for review."}
+    )
+
+    page = _page(sme.get(f"{sandbox.inbox_url}/tasks/{sme_task['id']}", timeout=30))
+    assert page.get_element_by_id("task-name").text == "SME review of annotation batch"
+    assert page.get_element_by_id("decision-outcome").text == "approved"
+    assert page.get_element_by_id("decision-by").text == "sme@example.com"
+    assert page.get_element_by_id("decision-time").text, "when it was decided"
+    assert [c.text_content() for c in page.xpath('//ul[@id="decision-comments"]/li/p')] == [
+        "Spans are consistent."
+    ]
+    assert not _ids(page, "task-form"), "a closed task offers nothing to do"
+    assert (
+        page.get_element_by_id("process-state").text
+        == "running, waiting at Compliance review of regulated batch"
+    )
+    rows = _history(page)
+    assert [(r["name"], r["groups"], r["assignee"], r["outcome"]) for r in rows] == [
+        ("SME review of annotation batch", "annotation-sme", "sme@example.com", "approved"),
+        ("Compliance review of regulated batch", "compliance-officers", "", "open"),
+    ]
+    assert rows[0]["claimed"] and rows[0]["ended"] and not rows[1]["ended"]
+    assert rows[0]["task-comments"].endswith("Spans are consistent.")
+    assert "Exported for review." in page.get_element_by_id("process-comments").text_content()
+
+    officer = _signed_in(sandbox, "officer@example.com")
+    sandbox.complete(compliance["id"], "rejected", "officer@example.com")
+    by_process = officer.get(f"{sandbox.inbox_url}/processes/{instance['id']}", timeout=30)
+    assert by_process.status_code == 200
+    process_page = _page(by_process)
+    assert process_page.get_element_by_id("process-state").text == "ended at end_rejected (Batch rejected)"
+    assert process_page.get_element_by_id("business-key").text == business_key
+    assert [(r["assignee"], r["outcome"]) for r in _history(process_page)] == [
+        ("sme@example.com", "approved"),
+        ("officer@example.com", "rejected"),
+    ]
+    assert not _ids(process_page, "decision")
+
+    again = _post(sme, sandbox, sme_task["id"], outcome="rejected")
+    assert again.status_code == 409, "a second decision on a closed task changes nothing"
+    assert _page(again).get_element_by_id("error").text == "This task is not open any more."
+    assert _page(again).get_element_by_id("decision-outcome").text == "approved"
+    for missing in ("/tasks/no-such-task", "/processes/no-such-process"):
+        gone = sme.get(sandbox.inbox_url + missing, timeout=30)
+        assert gone.status_code == 404 and _ids(_page(gone), "error")
+    anonymous = requests.get(
+        f"{sandbox.inbox_url}/processes/{instance['id']}", allow_redirects=False, timeout=30
+    )
+    assert anonymous.status_code == 303, "history needs a sign-in as every inbox page does"
 
 
 def test_outcome_buttons_follow_the_model(sandbox: OpenTextSandbox, business_key):
@@ -185,12 +259,19 @@ def test_inbox_shows_what_a_reviewer_may_do_and_refuses_the_rest(sandbox: OpenTe
     taken = _post(stranger, sandbox, task["id"], outcome="approved")
     assert taken.status_code == 409
     assert "claimed by leads@example.com" in _page(taken).get_element_by_id("error").text
-    wrong_outcome = _post(leads, sandbox, task["id"], outcome="perhaps")
+    wrong_outcome = _post(leads, sandbox, task["id"], outcome="perhaps", comment="Maybe later.")
     assert wrong_outcome.status_code == 400
-    assert "improvement_decision" in _page(wrong_outcome).get_element_by_id("error").text
+    refused = _page(wrong_outcome)
+    assert refused.get_element_by_id("error").text == (
+        "“perhaps” is not an outcome of this task: choose one of approved, rejected."
+    )
+    assert refused.get_element_by_id("task-name").text == "Approve model improvement request"
+    assert _ids(refused, "approve"), "the task page again, to decide with a valid outcome"
+    no_outcome = _post(leads, sandbox, task["id"], action="complete")
+    assert no_outcome.status_code == 400
+    assert "Choose an outcome: choose one of approved" in _page(no_outcome).get_element_by_id("error").text
     assert [t["id"] for t in sandbox.tasks(processInstanceId=instance["id"])] == [task["id"]]
-    gone = leads.get(f"{sandbox.inbox_url}/tasks/no-such-task", timeout=30)
-    assert gone.status_code == 404
+    assert sandbox.request("GET", f"/process-instances/{instance['id']}/comments").json() == []
 
 
 def _cli(sandbox: OpenTextSandbox, *args: str) -> subprocess.CompletedProcess[str]:
@@ -562,6 +643,14 @@ def test_the_access_form_shows_the_held_case_and_submits_the_allowed_annotators(
     ).json()["_embedded"]["historicTaskInstances"]  # fmt: skip
     (kept,) = [v for v in history[0]["variables"] if v["name"] == "allowed_annotators"]
     assert (kept["value"], kept["scope"]) == (["bob@example.com", "dora@example.com"], "local")
+    closed = _page(officer.get(f"{sandbox.inbox_url}/tasks/{task['id']}", timeout=30))
+    (granted_row,) = closed.xpath(f'//table[@id="history"]/tbody/tr[@data-task-id="{task["id"]}"]')
+    assert "this-task" in granted_row.get("class")
+    (grant,) = granted_row.find_class("task-variables")
+    assert grant.xpath(".//th/text()") == ["allowed annotators"], (
+        "what the grant allowed, kept in its history"
+    )
+    assert [li.text_content() for li in grant.xpath(".//li")] == ["bob@example.com", "dora@example.com"]
 
 
 def test_a_request_uploads_its_source_as_an_attachment_reviewers_can_open(sandbox: OpenTextSandbox):
@@ -593,7 +682,105 @@ def test_a_request_uploads_its_source_as_an_attachment_reviewers_can_open(sandbo
     assert {v["name"]: v["value"] for v in task["variables"]}["source"] == "attachment:brands.jsonl"
     owner = _signed_in(sandbox, "owner@example.com")
     page = _page(owner.get(f"{sandbox.inbox_url}/tasks/{task['id']}", timeout=30))
-    (link,) = page.xpath('//ul[@id="attachments"]//a[@class="attachment"]')
-    assert link.text == "brands.jsonl"
+    (row,) = page.xpath('//table[@id="attachments"]/tbody/tr')
+    (link,) = row.find_class("attachment")
+    assert link.text == "brands.jsonl" and link.get("target") is None
+    assert (row.find_class("type")[0].text, row.find_class("size")[0].text) == (
+        "application/x-ndjson",
+        "32 bytes",
+    )
     download = owner.get(sandbox.url + link.get("href"), timeout=30)
-    assert download.content == source and "brands.jsonl" in download.headers["content-disposition"]
+    assert download.content == source
+    assert download.headers["content-disposition"] == "attachment; filename*=UTF-8''brands.jsonl"
+    assert download.headers["x-content-type-options"] == "nosniff"
+    assert "content-security-policy" not in download.headers
+
+
+REPORT = (
+    "<!DOCTYPE html><html><head><style>h1 { color: #123; }</style></head><body><h1>Review report</h1>"
+    '<figure id="answers-per-label"><svg xmlns="http://www.w3.org/2000/svg"><rect class="bar"/></svg>'
+    "</figure><script>document.title = 'ran'</script></body></html>"
+)
+
+
+def test_an_html_attachment_opens_in_the_browser_under_a_policy_that_lets_it_run_nothing(
+    sandbox: OpenTextSandbox, business_key
+):
+    instance = sandbox.start_process("dataset_release_signoff", business_key)
+    added = sandbox.request(
+        "POST",
+        f"/process-instances/{instance['id']}/attachments",
+        files={"file": ("review_report.html", REPORT.encode(), "text/html")},
+    )
+    assert added.status_code == 201, added.text
+    (task,) = sandbox.tasks(processInstanceId=instance["id"])
+    manager = _signed_in(sandbox, "rm@example.com")
+    page = _page(manager.get(f"{sandbox.inbox_url}/tasks/{task['id']}", timeout=30))
+    (link,) = page.xpath('//table[@id="attachments"]//a[@class="attachment"]')
+    assert (link.text, link.get("target")) == ("review_report.html", "_blank")
+    opened = manager.get(sandbox.url + link.get("href"), timeout=30)
+    assert opened.status_code == 200 and opened.text == REPORT
+    assert opened.headers["content-type"] == "text/html; charset=utf-8"
+    assert opened.headers["content-disposition"] == "inline; filename*=UTF-8''review_report.html"
+    assert opened.headers["content-security-policy"] == (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; sandbox"
+    )
+    assert opened.headers["x-content-type-options"] == "nosniff"
+    missing = manager.get(f"{sandbox.inbox_url}/attachments/{instance['id']}/no-such-file", timeout=30)
+    assert missing.status_code == 404 and "no-such-file" in _page(missing).get_element_by_id("error").text
+    anonymous = requests.get(sandbox.url + link.get("href"), allow_redirects=False, timeout=30)
+    assert anonymous.status_code == 303
+
+
+ESCAPED_JSON = re.compile(r"""[{\[]\s*["']|&quot;|&#x27;""")
+"""What JSON (or a Python repr) looks like when it is printed on a page instead of shown as a table."""
+
+
+def test_structured_variables_read_as_tables_and_lists_on_every_inbox_page(
+    sandbox: OpenTextSandbox, business_key
+):
+    variables = {
+        "model": "ner-news",
+        "examples": [{"text": "Acme buys Initech", "label": "ORG"}, {"text": "Zara opens", "label": "BRAND"}],
+        "labels": ["ORG", "BRAND"],
+        "progress": {"percent": 40, "by_annotator": {"alice@example.com": 12, "bob@example.com": 4}},
+        "policy_reference": '{"policy": "AI-7", "sections": ["3.1", "4"]}',
+        "urgent": False,
+    }
+    instance = sandbox.start_process("model_improvement_request", business_key, variables)
+    (task,) = sandbox.tasks(processInstanceId=instance["id"])
+    ml = _signed_in(sandbox, "ml@example.com")
+    task_page = ml.get(f"{sandbox.inbox_url}/tasks/{task['id']}", timeout=30)
+    page = _page(task_page)
+
+    def value(name: str) -> html.HtmlElement:
+        (cell,) = page.xpath(f'//table[@id="variables"]//tr[@data-variable="{name}"]/td[@class="value"]')
+        return cell
+
+    assert [[c.text_content() for c in r.xpath("td")] for r in value("examples").xpath(".//tbody/tr")] == [
+        ["Acme buys Initech", "ORG"],
+        ["Zara opens", "BRAND"],
+    ]
+    assert [h.text for h in value("examples").xpath(".//thead/tr/th")] == ["text", "label"]
+    assert [li.text_content() for li in value("labels").xpath("./ul/li")] == ["ORG", "BRAND"]
+    progress = value("progress")
+    assert progress.xpath("./table/tbody/tr/th/text()") == ["percent", "by annotator"]
+    assert progress.xpath(".//table//table/tbody/tr/th/text()") == ["alice@example.com", "bob@example.com"]
+    held = value("policy_reference")
+    assert held.xpath("./table/tbody/tr/th/text()") == ["policy", "sections"], "JSON text reads as its value"
+    assert value("urgent").text_content() == "no"
+    sandbox.complete(task["id"], "approved", "ml@example.com", comment="Worth it.")
+
+    pages = {
+        "task": task_page,
+        "history": ml.get(f"{sandbox.inbox_url}/processes/{instance['id']}", timeout=30),
+        "closed task": ml.get(f"{sandbox.inbox_url}/tasks/{task['id']}", timeout=30),
+        "list": ml.get(sandbox.inbox_url, timeout=30),
+        "request form": ml.get(f"{sandbox.inbox_url}/requests/new", timeout=30),
+    }
+    for name, response in pages.items():
+        assert response.status_code == 200, name
+        text = _page(response).text_content()
+        assert not ESCAPED_JSON.search(text), f"the {name} page prints JSON: {ESCAPED_JSON.search(text)}"
+    history = _page(pages["history"])
+    assert history.xpath('//tr[@data-variable="examples"]//table[@class="records"]'), "shown there as a table"
