@@ -44,9 +44,10 @@ from prodigy_opentext.core.review_report import METHOD_NAMES
 
 STYLE = (
     ".alarm{background:#fce8e6;border:2px solid #b42318;border-radius:6px;padding:.7rem 1rem}"
-    "h3{margin:.2rem 0 .4rem}h4{margin:1rem 0 .3rem}"
+    "h3{margin:.2rem 0 .4rem}h4{margin:1rem 0 .3rem}.item{overflow-x:auto}"
 )
-"""What the governance page adds to the shared page shell: the broken chain's alarm."""
+"""What the governance page adds to the shared page shell: the broken chain's alarm, and wide tables that
+scroll within their block."""
 REPORT_HTML = "governance_report.html"
 REPORT_JSON = "governance_report.json"
 CONSUMER_ACTION = "release_used_for_training"
