@@ -99,7 +99,7 @@ def _complete(client: ReviewerClient, options: argparse.Namespace) -> None:
             "POST",
             f"/process-instances/{task['processInstanceId']}/comments",
             "add the comment",
-            json={"message": options.comment},
+            json={"message": options.comment, "taskId": options.task_id},
         )
     body: dict[str, Any] = {"action": "complete"}
     if options.outcome:

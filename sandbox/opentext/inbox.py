@@ -573,6 +573,14 @@ def _process_state(service: WorkflowService, instance: dict, open_tasks: list[di
     return f"ended at {end}" + (f" ({name})" if name else "")
 
 
+def _holder(task: dict) -> str:
+    """Who holds (or decided) a task, and who handed it to them while a delegation is pending."""
+    holder = task["assignee"] or ""
+    if task["delegation_state"] == "pending" and task["owner"]:
+        return f"{holder} (delegated by {task['owner']})"
+    return holder
+
+
 def _history_table(tasks: list[dict], comments: list[dict], current: str | None) -> str:
     """One row per task: who it was offered to, who claimed and decided it, how it ended, when, the
     comments made on it and, where the task kept any, its own variables (e.g. what a grant allowed)."""
@@ -586,7 +594,7 @@ def _history_table(tasks: list[dict], comments: list[dict], current: str | None)
             f'data-task-id="{escape(t["id"])}">'
             f'<td class="name"><a href="/inbox/tasks/{quote(t["id"])}">{escape(t["name"])}</a></td>'
             f'<td class="groups">{escape(", ".join([*t["candidate_groups"], *t["candidate_users"]]))}</td>'
-            f'<td class="assignee">{escape(t["assignee"] or "")}</td>'
+            f'<td class="assignee">{escape(_holder(t))}</td>'
             f'<td class="outcome">{escape(_how_ended(t))}</td>'
             f'<td class="created">{escape(_moment(t["create_time"]) or "")}</td>'
             f'<td class="claimed">{escape(_moment(t["claim_time"]) or "")}</td>'

@@ -218,11 +218,13 @@ def test_a_reviewer_reads_the_review_report_decides_and_finds_the_decision_in_th
             assert listed.locator("td.type").inner_text() == "text/html"
             assert listed.locator("td.size").inner_text().endswith("kB")
 
+            refused: list[
+                str
+            ] = []  # what the report's tab logs, e.g. a policy violation, from its first byte
+            context.on("console", lambda message: message.page is not page and refused.append(message.text))
             with context.expect_page() as opened:
                 listed.locator("a.attachment").click()
             shown = opened.value
-            refused: list[str] = []
-            shown.on("console", lambda message: refused.append(message.text))
             shown.wait_for_load_state()
             chart = shown.locator("figure#answers-per-label svg")
             assert chart.is_visible()

@@ -175,6 +175,15 @@ def test_a_closed_tasks_link_shows_its_decision_and_the_processs_history(
     assert "Exported for review." in page.get_element_by_id("process-comments").text_content()
 
     officer = _signed_in(sandbox, "officer@example.com")
+    sandbox.claim(compliance["id"], "officer@example.com")
+    handed = {"action": "delegate", "assignee": "deputy@example.com"}
+    sandbox.request("POST", f"/tasks/{compliance['id']}", user="officer@example.com", json=handed)
+    delegated = _history(_page(officer.get(f"{sandbox.inbox_url}/processes/{instance['id']}", timeout=30)))
+    assert delegated[1]["assignee"] == "deputy@example.com (delegated by officer@example.com)"
+    sandbox.set_user_groups("deputy@example.com", [])
+    sandbox.request(
+        "POST", f"/tasks/{compliance['id']}", user="deputy@example.com", json={"action": "resolve"}
+    )
     sandbox.complete(compliance["id"], "rejected", "officer@example.com")
     by_process = officer.get(f"{sandbox.inbox_url}/processes/{instance['id']}", timeout=30)
     assert by_process.status_code == 200
@@ -191,6 +200,13 @@ def test_a_closed_tasks_link_shows_its_decision_and_the_processs_history(
     assert again.status_code == 409, "a second decision on a closed task changes nothing"
     assert _page(again).get_element_by_id("error").text == "This task is not open any more."
     assert _page(again).get_element_by_id("decision-outcome").text == "approved"
+
+    withdrawn = sandbox.start_process("annotation_batch_approval", business_key, {"regulated": False})
+    (left,) = sandbox.tasks(processInstanceId=withdrawn["id"])
+    sandbox.request("DELETE", f"/process-instances/{withdrawn['id']}", params={"deleteReason": "superseded"})
+    closed = _page(sme.get(f"{sandbox.inbox_url}/tasks/{left['id']}", timeout=30))
+    assert closed.get_element_by_id("decision-outcome").text == "ended without a decision: superseded"
+    assert closed.get_element_by_id("process-state").text == "ended: deleted (superseded)"
     for missing in ("/tasks/no-such-task", "/processes/no-such-process"):
         gone = sme.get(sandbox.inbox_url + missing, timeout=30)
         assert gone.status_code == 404 and _ids(_page(gone), "error")
@@ -321,7 +337,9 @@ def test_cli_lists_claims_and_completes(sandbox: OpenTextSandbox, business_key):
     assert completed.returncode == 0, completed.stderr
     assert sandbox.historic_instance(instance["id"])["endActivityId"] == "end_approved"
     comments = sandbox.request("GET", f"/process-instances/{instance['id']}/comments").json()
-    assert [(c["author"], c["message"]) for c in comments] == [("rm@example.com", "Ship it.")]
+    assert [(c["author"], c["message"], c["taskId"]) for c in comments] == [
+        ("rm@example.com", "Ship it.", task["id"])
+    ], "made on the task, so its history shows it beside the decision"
 
 
 CASE = [
