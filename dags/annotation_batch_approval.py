@@ -10,7 +10,9 @@ trigger form.
 1. **choose_start** / **wait_for_batch**: with `min_answers` / `annotators_per_input`, the run first
    waits (deferred) until the annotators are done.
 2. **find_batch**: the dataset up to the `version` given (`b<last example id>`), else up to its last
-   example now. A name that cannot be a folder, or a version the dataset does not hold, fails at once.
+   example now; with no dataset, the next dataset marked ready for review (as `annotation_ready_batches`
+   finds them; the run skips when none is). A name that cannot be a folder, or a version the dataset does
+   not hold, fails at once.
 3. **prepare_package**: streams the batch to `data/review/<dataset>/<version>/answers.jsonl` and writes
    the review report reviewers open from their task (`review_report.html`: counts by answer, label and
    annotator with charts, agreement overall, per label and per annotator pair, sample items with their
@@ -42,6 +44,7 @@ from _governance_deployment import DEFAULT_ARGS, OPENTEXT_POLL_SECONDS, audit_lo
 from airflow.sdk import Param, dag, task
 
 from prodigy_opentext.core.approvals import BATCH_APPROVAL_PROCESS
+from prodigy_opentext.core.paths import PLAIN_NAME
 from prodigy_opentext.core.payloads import (
     BatchToReview,
     JudgedDecision,
@@ -56,6 +59,7 @@ from prodigy_opentext.flows.batch_approval import (
     record_review_decision,
     release_run,
     supersede_older_reviews,
+    waits_for_annotators,
 )
 from prodigy_opentext.operators.dag_run import TriggerDagRunOnceOperator
 from prodigy_opentext.operators.opentext import OpenTextDeployModelsOperator, OpenTextStartProcessOperator
@@ -75,24 +79,37 @@ from prodigy_opentext.sensors.prodigy import ProdigyBatchSensor
     doc_md=__doc__,
     params={
         "dataset": Param(
-            "demo_batch",
-            type="string",
-            pattern=r"^[^,\s]+$",
+            None,
+            type=["null", "string"],
+            pattern=PLAIN_NAME.pattern,
             title="Dataset",
-            description="The Prodigy dataset whose batch to approve.",
+            description=(
+                "The Prodigy dataset whose batch to approve: letters, digits, '.', '_' and '-', starting "
+                "with a letter or digit. Empty: the next dataset marked ready for review (meta "
+                '{"review": {"status": "ready"}}), as annotation_ready_batches finds them; none ready, '
+                "the run skips."
+            ),
         ),
         "version": Param(
-            "",
-            type="string",
-            pattern=r"^(b[0-9]+)?$",
+            None,
+            type=["null", "string"],
+            pattern=r"^b[0-9]+$",
             title="Version",
-            description="b<last example id> (empty: the dataset as it is now).",
+            description="b<last example id>, with a dataset. Empty: the dataset as it is now.",
         ),
         "min_answers": Param(
-            0, type="integer", minimum=0, description="Wait until the dataset holds this many answers."
+            0,
+            type="integer",
+            minimum=0,
+            title="Wait for answers",
+            description="With a dataset: wait until it holds this many answers first (0: no wait).",
         ),
         "annotators_per_input": Param(
-            0, type="integer", minimum=0, description="Wait until every input has this many annotators."
+            0,
+            type="integer",
+            minimum=0,
+            title="Wait for annotators per input",
+            description="With a dataset: wait until every input has this many annotators first (0: no wait).",
         ),
     },
     render_template_as_native_obj=True,
@@ -100,7 +117,8 @@ from prodigy_opentext.sensors.prodigy import ProdigyBatchSensor
 def annotation_batch_approval():
     @task.branch
     def choose_start(params: dict) -> str:
-        return "wait_for_batch" if params["min_answers"] or params["annotators_per_input"] else "find_batch"
+        waits = waits_for_annotators(params["dataset"], params["min_answers"], params["annotators_per_input"])
+        return "wait_for_batch" if waits else "find_batch"
 
     wait_for_batch = ProdigyBatchSensor(
         task_id="wait_for_batch",

@@ -3,8 +3,9 @@
 
 Only complete, valid and approved annotation data reaches MLOps.
 
-1. **resolve_target**: the dataset and version (`b<last example id>`) from the run's params; the dataset
-   must hold that version. Whether it is regulated comes from the dataset's meta, never from params.
+1. **resolve_target**: the dataset and version (`b<last example id>`) from the run's params (no version:
+   the one the dataset's latest review approved); the dataset must hold that version. Whether it is
+   regulated comes from the dataset's meta, never from params.
    **check_batch_approval** refuses early, before anyone is asked to sign off, when OpenText holds no
    approval of this batch.
 2. **stage_data**: streams the version out of Prodigy and merges every annotator's answers into final
@@ -42,6 +43,7 @@ from _governance_deployment import DEFAULT_ARGS, OPENTEXT_POLL_SECONDS, audit_lo
 from airflow.sdk import Param, dag, task
 
 from prodigy_opentext.core.approvals import RELEASE_SIGNOFF_PROCESS
+from prodigy_opentext.core.paths import PLAIN_NAME
 from prodigy_opentext.core.payloads import (
     ApprovalRecord,
     HandOff,
@@ -76,17 +78,46 @@ from prodigy_opentext.sensors.opentext import OpenTextApprovalSensor
     doc_md=__doc__,
     params={
         "dataset": Param(
-            "demo_batch", type="string", pattern=r"^[^,\s]+$", title="Dataset", description="Prodigy dataset."
+            type="string",
+            pattern=PLAIN_NAME.pattern,
+            title="Dataset",
+            description=(
+                "The Prodigy dataset to release (required): letters, digits, '.', '_' and '-', starting "
+                "with a letter or digit."
+            ),
         ),
         "version": Param(
-            "b1",
-            type="string",
+            None,
+            type=["null", "string"],
             pattern=r"^b[0-9]+$",
             title="Version",
-            description="Batch version: b<last example id>, as batch approval names it.",
+            description=(
+                "b<last example id> of an approved batch, as batch approval names it. Empty: the version the "
+                "dataset's latest review approved (its meta's review.version); refused when that review "
+                "approved none."
+            ),
         ),
-        "max_ignore_rate": Param(0.2, type="number", minimum=0, maximum=1),
-        "min_examples_per_label": Param(1, type="integer", minimum=0),
+        "max_ignore_rate": Param(
+            0.2,
+            type="number",
+            minimum=0,
+            maximum=1,
+            title="Largest share of ignored answers",
+            description=(
+                "Validation fails when more than this share of the final examples (one per item) has the "
+                "answer ignore: a fraction from 0 to 1, 0.2 = 20 %."
+            ),
+        ),
+        "min_examples_per_label": Param(
+            1,
+            type="integer",
+            minimum=0,
+            title="Fewest examples per label",
+            description=(
+                "Validation fails when a label of the dataset's scheme is carried by fewer final examples "
+                "(accepted or rejected) than this: a count, 0 or more; 0 checks nothing."
+            ),
+        ),
     },
     render_template_as_native_obj=True,
     # Read where the task runs (the worker's environment decides where data goes), not at parse time.

@@ -1,11 +1,13 @@
-"""An MLOps engineer releases an approved batch from the Airflow UI, in headless Chromium.
+"""An MLOps engineer reviews and releases a batch from the Airflow UI's trigger forms, in headless Chromium.
 
 The stack is the demo's, on free ports and in tmp folders: ``airflow standalone`` with the project's DAGs,
-both sandboxes with the BPMN models deployed, and a Prodigy batch annotated and approved by an SME through
-batch approval. The engineer logs in, sees the project's DAGs, triggers ``dataset_release`` from its
-trigger form with the batch's dataset and version and watches the run wait, deferred, for the release
-sign-off; the release manager approves it on the OpenText inbox page; the run reaches success in the UI.
-Screenshots of every step land in ``test-artifacts/browser/airflow-ui-<suffix>/``.
+both sandboxes with the BPMN models deployed, and a Prodigy batch annotated and marked ready for review.
+The engineer triggers ``annotation_batch_approval`` from its form with the Dataset left empty (a bad name
+is refused first), which reviews the next ready batch; an SME approves it in OpenText. Then the engineer
+sees the project's DAGs, triggers ``dataset_release`` with the dataset only (the version left empty: the
+approved one) and watches the run wait, deferred, for the release sign-off; the release manager approves
+it on the OpenText inbox page; the run reaches success in the UI. Screenshots of every step land in
+``test-artifacts/browser/airflow-ui-<suffix>/`` (the batch approval's in ``airflow-ui-<suffix>-approval/``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,8 +47,12 @@ from scripts.stories.release import RELEASE_DAG, RELEASE_MANAGER, SIGNOFF_PROCES
 from tests.browser.conftest import ARTIFACTS, require_chromium
 
 DATASET = "ui_batch"
-UI_DATASET_META = {key: value for key, value in DEMO_DATASET_META.items() if key != "qa_review"}
-"""The demo's meta without QA: the engineer sends this batch to approval from the UI directly."""
+UI_DATASET_META = {
+    **{key: value for key, value in DEMO_DATASET_META.items() if key != "qa_review"},
+    "review": {"status": "ready"},
+}
+"""The demo's meta without QA, marked ready for review: the engineer sends this batch to approval from the
+UI directly, as the next ready batch."""
 RELEASE_TASKS = (
     "resolve_target",
     "check_batch_approval",
@@ -82,24 +88,36 @@ class ReleaseSite:
     stack: Stack
 
     def admin_password(self) -> str:
-        """What a person reads from the file ``airflow standalone`` writes the admin password to."""
-        return json.loads(self.site.password_file.read_text())["admin"]
+        return admin_password(self.site)
 
 
-def approve_batch(api: AirflowApi, reviewer: Reviewer, stack: Stack) -> str:
-    """Run batch approval for the dataset and approve its OpenText task as the SME.
+def admin_password(site: AirflowSite) -> str:
+    """What a person reads from the file ``airflow standalone`` writes the admin password to."""
+    return json.loads(site.password_file.read_text())["admin"]
+
+
+BatchTrigger = Callable[[AirflowApi, AirflowSite], str]
+"""Starts the batch approval run of ``DATASET`` on a running site; returns the run's id."""
+
+
+def trigger_by_api(api: AirflowApi, site: AirflowSite) -> str:
+    return api.trigger(BATCH_DAG, {"dataset": DATASET})["dag_run_id"]
+
+
+def approve_batch(api: AirflowApi, reviewer: Reviewer, stack: Stack, run_id: str) -> str:
+    """Approve the batch approval run's OpenText task as the SME once it asks, and wait for the run.
 
     ``dataset_release`` stays paused meanwhile, so the release run batch approval starts only queues; it is
     deleted, leaving the batch approved and unreleased. Returns the batch's version.
     """
-    api.wait_for_dags(DAG_IDS, timeout=WAIT_SECONDS, stack=stack)
-    api.set_paused(BATCH_DAG, False)
-    batch = api.trigger(BATCH_DAG, {"dataset": DATASET})
     task = reviewer.wait_for_task(BATCH_PROCESS, {"dataset": DATASET}, timeout=WAIT_SECONDS, stack=stack)
     reviewer.decide(task, SME_REVIEWER, "approved", "Spot-checked the batch: labels are consistent.")
-    ended = api.wait_for_run(BATCH_DAG, batch["dag_run_id"], timeout=WAIT_SECONDS, stack=stack)
+    ended = api.wait_for_run(BATCH_DAG, run_id, timeout=WAIT_SECONDS, stack=stack)
     if ended["state"] != "success":
-        raise StackError(api.failure_report(BATCH_DAG, batch["dag_run_id"]))
+        raise StackError(api.failure_report(BATCH_DAG, run_id))
+    reviewed = api.xcom(BATCH_DAG, run_id, "find_batch")["dataset"]
+    if reviewed != DATASET:
+        raise StackError(f"batch approval run {run_id} reviewed {reviewed!r}, not {DATASET!r}")
     queued = api.runs(RELEASE_DAG)
     if len(queued) != 1:
         raise StackError(f"batch approval should have queued one {RELEASE_DAG} run, found {queued}")
@@ -110,8 +128,9 @@ def approve_batch(api: AirflowApi, reviewer: Reviewer, stack: Stack) -> str:
 
 
 @contextmanager
-def release_site(tmp: Path) -> Iterator[ReleaseSite]:
-    """The demo's stack in ``tmp`` on free ports, with an approved batch; every process stopped after.
+def release_site(tmp: Path, trigger_batch: BatchTrigger = trigger_by_api) -> Iterator[ReleaseSite]:
+    """The demo's stack in ``tmp`` on free ports, with a batch approved through the run ``trigger_batch``
+    starts (by default over the REST API); every process stopped after.
 
     The scheduler creates no scheduled runs (``use_job_schedule`` off): a batch approval run on the
     half hour would otherwise take up the same batch while the test's run records its decision.
@@ -136,7 +155,9 @@ def release_site(tmp: Path) -> Iterator[ReleaseSite]:
                 "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
             }
             api = start_airflow_standalone(stack, site, site.environment(env, connections))
-            version = approve_batch(api, reviewer, stack)
+            api.wait_for_dags(DAG_IDS, timeout=WAIT_SECONDS, stack=stack)
+            api.set_paused(BATCH_DAG, False)
+            version = approve_batch(api, reviewer, stack, trigger_batch(api, site))
             yield ReleaseSite(api, site, reviewer, opentext, DATASET, version, stack)
         finally:
             stack.stop_all()
@@ -144,21 +165,42 @@ def release_site(tmp: Path) -> Iterator[ReleaseSite]:
     assert not leftovers, f"processes left running after teardown: {leftovers}"
 
 
-@pytest.fixture(scope="module")
-def approved_batch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReleaseSite]:
-    require_chromium()
-    with release_site(tmp_path_factory.mktemp("airflow-ui")) as site:
-        yield site
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
+@contextmanager
+def new_page(browser: Browser) -> Iterator[Page]:
+    """A page in a fresh browser context (nobody logged in), closed after."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     context.set_default_timeout(UI_TIMEOUT_MS)
     try:
         yield context.new_page()
     finally:
         context.close()
+
+
+@pytest.fixture(scope="module")
+def approved_batch(tmp_path_factory: pytest.TempPathFactory, browser: Browser) -> Iterator[ReleaseSite]:
+    """The stack, with the batch approved through a run triggered from the form with the Dataset empty."""
+    require_chromium()
+    shots = Screenshots(ARTIFACTS / f"airflow-ui-{uuid.uuid4().hex[:8]}-approval")
+
+    def from_the_form(api: AirflowApi, site: AirflowSite) -> str:
+        with new_page(browser) as page, shots.on_failure(page):
+            log_in(page, api.url, admin_password(site), shots)
+            return trigger_with_empty_dataset(page, api, shots)
+
+    with release_site(tmp_path_factory.mktemp("airflow-ui"), from_the_form) as site:
+        assert shots.taken == [
+            "1-login.png",
+            "2-approval-form-bad-name.png",
+            "3-approval-form-empty.png",
+            "4-approval-run-triggered.png",
+        ]
+        yield site
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    with new_page(browser) as page:
+        yield page
 
 
 class Screenshots:
@@ -229,26 +271,61 @@ def log_in(page: Page, url: str, password: str, shots: Screenshots) -> None:
     page.wait_for_url(f"{url}/")
 
 
-def trigger_release(page: Page, dataset: str, version: str, shots: Screenshots) -> str:
-    """Open the DAG, fill its trigger form's Params and trigger; returns the run id the UI opens."""
-    page.get_by_role("link", name=RELEASE_DAG, exact=True).click()
-    expect(page.get_by_role("heading", name=RELEASE_DAG, exact=True)).to_be_visible()
+def open_trigger_form(page: Page, dag_id: str) -> Locator:
+    """Open the DAG's page from the Dags list and its trigger form; returns the form's dialog."""
+    page.get_by_role("link", name="Dags", exact=True).first.click()
+    page.get_by_role("link", name=dag_id, exact=True).click()
+    expect(page.get_by_role("heading", name=dag_id, exact=True)).to_be_visible()
     page.get_by_role("button", name="Trigger Dag").click()
     form = page.get_by_role("dialog")
-    expect(form.get_by_role("heading", name=f"Trigger Dag - {RELEASE_DAG}")).to_be_visible()
+    expect(form.get_by_role("heading", name=f"Trigger Dag - {dag_id}")).to_be_visible()
+    return form
 
-    def param(title: str) -> Locator:
-        label = page.locator("label", has_text=re.compile(rf"^{title}\b"))
-        return form.get_by_role("group").filter(has=label).get_by_role("textbox")
 
-    param("Dataset").fill(dataset)
-    param("Version").fill(version)
-    shots.take(page, "trigger-form")
+def param_field(page: Page, form: Locator, title: str) -> Locator:
+    """The text box of the Param whose title is ``title``."""
+    label = page.locator("label", has_text=re.compile(rf"^{title}\b"))
+    return form.get_by_role("group").filter(has=label).get_by_role("textbox")
+
+
+def submit(page: Page, form: Locator, dag_id: str) -> str:
+    """Trigger from the form; returns the run id of the run page the UI opens."""
     form.get_by_role("button", name="Trigger", exact=True).click()
-    page.wait_for_url(re.compile(rf"/dags/{RELEASE_DAG}/runs/manual__"))
+    page.wait_for_url(re.compile(rf"/dags/{dag_id}/runs/manual__"))
     run_id = unquote(page.url.rstrip("/").rsplit("/", 1)[-1])
-    expect(page.get_by_role("heading", name=run_id, exact=True)).to_be_visible()
+    expect(page.get_by_role("heading", name=run_id, exact=True)).to_be_visible(timeout=UI_TIMEOUT_MS)
     return run_id
+
+
+def trigger_with_empty_dataset(page: Page, api: AirflowApi, shots: Screenshots) -> str:
+    """Batch approval from its form: a name that cannot be a dataset is refused, an empty one is taken (the
+    next ready batch); returns the run id."""
+    form = open_trigger_form(page, BATCH_DAG)
+    dataset = param_field(page, form, "Dataset")
+    expect(dataset).to_have_value("")
+    dataset.fill("../ui_batch")
+    form.get_by_role("button", name="Trigger", exact=True).click()
+    expect(form).to_contain_text("does not match")
+    shots.take(page, "approval-form-bad-name")
+    assert api.runs(BATCH_DAG) == []
+    page.mouse.move(0, 0)  # a toast under the pointer stays, covering the Trigger button
+    expect(page.get_by_text("Failed to Trigger Dag")).to_be_hidden(timeout=UI_TIMEOUT_MS)
+    dataset.fill("")
+    shots.take(page, "approval-form-empty")
+    run_id = submit(page, form, BATCH_DAG)
+    shots.take(page, "approval-run-triggered")
+    assert api.run(BATCH_DAG, run_id)["conf"].get("dataset") is None
+    return run_id
+
+
+def trigger_release(page: Page, dataset: str, shots: Screenshots) -> str:
+    """Fill the release form's Dataset, leave its Version empty (the approved one) and trigger; returns the
+    run id the UI opens."""
+    form = open_trigger_form(page, RELEASE_DAG)
+    param_field(page, form, "Dataset").fill(dataset)
+    expect(param_field(page, form, "Version")).to_have_value("")
+    shots.take(page, "trigger-form")
+    return submit(page, form, RELEASE_DAG)
 
 
 def approve_in_inbox(page: Page, inbox_url: str, task: dict[str, Any], shots: Screenshots) -> None:
@@ -282,10 +359,10 @@ def test_release_triggered_from_the_ui_succeeds_after_signoff_in_the_inbox(
             expect(page.get_by_role("link", name=dag_id, exact=True)).to_be_visible()
         shots.take(page, "dags")
 
-        run_id = trigger_release(page, site.dataset, site.version, shots)
+        run_id = trigger_release(page, site.dataset, shots)
         shots.take(page, "run-triggered")
         conf = api.run(RELEASE_DAG, run_id)["conf"]
-        assert (conf["dataset"], conf["version"]) == (site.dataset, site.version)
+        assert (conf["dataset"], conf.get("version")) == (site.dataset, None)
 
         signoff = wait_for_signoff_task(site, run_id)
         run_page = page.url
@@ -305,6 +382,8 @@ def test_release_triggered_from_the_ui_succeeds_after_signoff_in_the_inbox(
         shots.take(page, "task-instances")
 
     assert api.run(RELEASE_DAG, run_id)["state"] == "success"
+    target = api.xcom(RELEASE_DAG, run_id, "resolve_target")
+    assert (target["dataset"], target["version"]) == (site.dataset, site.version)
     release = api.xcom(RELEASE_DAG, run_id, "publish")
     manifest = json.loads(Path(release["manifest"]).read_text())
     assert {approval["kind"] for approval in manifest["approvals"]} == {"batch_approval", "release_signoff"}

@@ -6,6 +6,7 @@ import pytest
 
 from prodigy_opentext.core.batches import (
     Batch,
+    approved_version,
     business_key,
     datasets_ready_for_review,
     version_last_example_id,
@@ -47,3 +48,18 @@ def test_ready_datasets_come_from_meta_and_skip_sessions():
 def test_a_requested_review_that_was_never_recorded_comes_back():
     datasets = [{"name": "a", "meta": {"review": {"status": "requested"}}}]
     assert datasets_ready_for_review(datasets) == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("review", "expected"),
+    [
+        ({"status": "approved", "version": "b12"}, "b12"),
+        ({"status": "rework", "version": "b15"}, None),
+        ({"status": "requested", "version": "b15"}, None),
+        ({"status": "ready"}, None),
+        (None, None),
+    ],
+)
+def test_the_approved_version_is_the_latest_review_when_it_approved(review, expected):
+    meta = {"labels": ["ORG"]} | ({"review": review} if review else {})
+    assert approved_version(meta) == expected

@@ -57,6 +57,14 @@ def review_state(meta: Mapping[str, Any]) -> dict[str, Any]:
     return dict(review) if isinstance(review, Mapping) else {}
 
 
+def approved_version(meta: Mapping[str, Any]) -> str | None:
+    """The version the dataset's latest review approved, or None when that review approved none.
+
+    It only says which version to release; whether it is approved is read back from OpenText."""
+    review = review_state(meta)
+    return review.get("version") if review.get("status") == ReviewStatus.APPROVED else None
+
+
 def datasets_ready_for_review(datasets: Iterable[Mapping[str, Any]], only: str | None = None) -> list[str]:
     """Datasets to (re)enter batch approval: marked ready, or requested but never recorded.
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 from airflow.sdk.exceptions import AirflowSkipException
@@ -59,8 +60,15 @@ def find_ready_batches(prodigy_conn_id: str = ProdigyHook.default_conn_name) -> 
     A dataset that cannot be governed as it is (its name cannot be a folder, no label scheme) is refused
     before any reviewer is asked: it is marked ``refused`` in its meta, with the reason, and the others go on.
     """
+    batches = list(_ready_batches(prodigy_conn_id))
+    log.info("batches ready for review: %s", [f"{b['dataset']}@{b['version']}" for b in batches] or "none")
+    return batches
+
+
+def _ready_batches(prodigy_conn_id: str) -> Iterator[BatchToReview]:
+    """The batches of :func:`find_ready_batches`, one at a time, refusing the datasets that cannot be governed
+    on the way."""
     hook = ProdigyHook(prodigy_conn_id)
-    batches = []
     for name in datasets_ready_for_review(hook.list_datasets()):
         try:
             batch = batch_to_review(name, prodigy_conn_id=prodigy_conn_id)
@@ -74,9 +82,7 @@ def find_ready_batches(prodigy_conn_id: str = ProdigyHook.default_conn_name) -> 
             hook.set_meta(name, {"review": review})
             continue
         if batch is not None:
-            batches.append(batch)
-    log.info("batches ready for review: %s", [f"{b['dataset']}@{b['version']}" for b in batches] or "none")
-    return batches
+            yield batch
 
 
 def batch_to_review(
@@ -113,13 +119,37 @@ def batch_to_review(
     )
 
 
-def batch_to_work_on(dataset: str, version: str | None) -> BatchToReview:
+def batch_to_work_on(
+    dataset: str | None, version: str | None, prodigy_conn_id: str = ProdigyHook.default_conn_name
+) -> BatchToReview:
     """:func:`batch_to_review` for a flow's first task: a dataset that holds no answers yet skips the task,
-    and the run's steps after it, saying so."""
-    batch = batch_to_review(dataset, version or None)
+    and the run's steps after it, saying so. No dataset (an empty trigger form) means the first batch
+    :func:`find_ready_batches` would find, so a person can review the next ready batch without its name."""
+    if not dataset:
+        if version:
+            raise DatasetRefused(f"version {version!r} names a batch of one dataset: give the dataset too")
+        batch = next(_ready_batches(prodigy_conn_id), None)
+        if batch is None:
+            raise AirflowSkipException(
+                'no dataset is marked ready for review (meta {"review": {"status": "ready"}}): nothing to do'
+            )
+        log.info("no dataset given: the next ready batch is %s@%s", batch["dataset"], batch["version"])
+        return batch
+    batch = batch_to_review(dataset, version or None, prodigy_conn_id)
     if batch is None:
         raise AirflowSkipException(f"dataset {dataset} holds no answers yet: nothing to do")
     return batch
+
+
+def waits_for_annotators(dataset: str | None, min_answers: int, annotators_per_input: int) -> bool:
+    """Whether a run waits for the annotators before it finds its batch; a wait needs a dataset to watch."""
+    if not (min_answers or annotators_per_input):
+        return False
+    if not dataset:
+        raise DatasetRefused(
+            "min_answers and annotators_per_input wait on one dataset: give the dataset, or set both to 0"
+        )
+    return True
 
 
 def approval_run(batch: BatchToReview) -> RunRequest:

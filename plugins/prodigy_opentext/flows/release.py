@@ -22,7 +22,13 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from prodigy_opentext.core.approvals import APPROVAL_PROCESSES, RELEASE_SIGNOFF_PROCESS
 from prodigy_opentext.core.audit import AuditLog
-from prodigy_opentext.core.batches import business_key, is_regulated, version_last_example_id
+from prodigy_opentext.core.batches import (
+    approved_version,
+    business_key,
+    is_regulated,
+    review_state,
+    version_last_example_id,
+)
 from prodigy_opentext.core.escalation import adjudications_in
 from prodigy_opentext.core.export import file_digest
 from prodigy_opentext.core.paths import run_folder_name
@@ -66,15 +72,26 @@ MLOPS_HANDOFF_CONN_ID = "mlops_handoff"
 
 
 def resolve_release_target(
-    dataset: str, version: str, prodigy_conn_id: str = ProdigyHook.default_conn_name
+    dataset: str, version: str | None, prodigy_conn_id: str = ProdigyHook.default_conn_name
 ) -> ReleaseTarget:
-    """Check that the dataset and version exist in Prodigy; read the dataset's own policy facts.
+    """Check that the dataset and version exist in Prodigy; read the dataset's own policy facts. No version
+    (an empty trigger form) means the one the dataset's latest review approved, as its meta records it.
 
     What retrying cannot change fails at once, before anyone is asked to sign off
     (:func:`~prodigy_opentext.flows._shared.governable_dataset`), and so does a version the dataset
     does not hold.
     """
     meta = governable_dataset(dataset, prodigy_conn_id)
+    if not version:
+        version = approved_version(meta)
+        if version is None:
+            review = review_state(meta)
+            raise DatasetRefused(
+                f"dataset {dataset!r} has no approved version to release: its latest review is "
+                f"{review.get('version') or 'none'} ({review.get('status') or 'never reviewed'}); give the "
+                "version (b<last example id>) of an approved batch"
+            )
+        log.info("no version given: %s@%s, the version its latest review approved", dataset, version)
     try:
         last_id = version_last_example_id(version)
     except ValueError as malformed:
