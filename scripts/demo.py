@@ -227,6 +227,9 @@ def print_closing_summary(summary: dict[str, Any]) -> None:
     lines.append(f"  release: {summary['release']['path']}")
     if training := summary.get("training_run"):
         lines.append(f"  MLflow training run that used it: {training['run_url']}")
+    if governance := summary.get("governance"):
+        lines.append(f"  governance report: {governance['report']}")
+        lines.append(f"  the same report live in Airflow (Governance): {governance['view']}")
     lines.append(f"  summary: {summary['data_dir']}/summary.json")
     say("\n".join(lines))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from scripts.stories._story import FlowFailed, Journal, Story, World
 from scripts.stories.batch_approval import BatchApprovalStory
 from scripts.stories.escalation import EscalationStory
+from scripts.stories.governance import GovernanceStory
 from scripts.stories.improvement import ImprovementStory
 from scripts.stories.intake import IntakeStory
 from scripts.stories.qa import QAStory
@@ -25,6 +26,7 @@ STORIES: tuple[Story, ...] = (
     BatchApprovalStory(),
     ReleaseStory(),
     ImprovementStory(),
+    GovernanceStory(),
 )
 DAG_IDS = tuple(dag_id for story in STORIES for dag_id in story.dag_ids)
 
