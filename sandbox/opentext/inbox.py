@@ -581,13 +581,36 @@ def _holder(task: dict) -> str:
     return holder
 
 
-def _history_table(tasks: list[dict], comments: list[dict], current: str | None) -> str:
+def _comments_by_task(tasks: list[dict], comments: list[dict]) -> tuple[dict[str, list[dict]], list[dict]]:
+    """The comments made on each task, and those made on none.
+
+    A comment names its task when the client sent ``taskId`` (the inbox and the CLI do); one that does
+    not, written by a task's assignee while the task was open, is the comment they decided it with (as
+    clients that comment on the process before completing, like Airflow's operator, write it)."""
+    on_task: dict[str, list[dict]] = {t["id"]: [] for t in tasks}
+    other = []
+    for comment in comments:
+        task_id = comment["task_id"]
+        if task_id is None:
+            task_id = next(
+                (
+                    t["id"]
+                    for t in tasks
+                    if t["assignee"] == comment["author"]
+                    and t["create_time"] <= comment["time"] <= (t["end_time"] or float("inf"))
+                ),
+                None,
+            )
+        on_task.get(task_id, other).append(comment)
+    return on_task, other
+
+
+def _history_table(tasks: list[dict], on_task: dict[str, list[dict]], current: str | None) -> str:
     """One row per task: who it was offered to, who claimed and decided it, how it ended, when, the
     comments made on it and, where the task kept any, its own variables (e.g. what a grant allowed)."""
     with_locals = any(t["local_variables"] for t in tasks)
     rows = []
     for t in tasks:
-        said = [c for c in comments if c["task_id"] == t["id"]]
         local = {name: item.get("value") for name, item in t["local_variables"].items()}
         rows.append(
             f'<tr class="history-task{" this-task" if t["id"] == current else ""}" '
@@ -599,7 +622,7 @@ def _history_table(tasks: list[dict], comments: list[dict], current: str | None)
             f'<td class="created">{escape(_moment(t["create_time"]) or "")}</td>'
             f'<td class="claimed">{escape(_moment(t["claim_time"]) or "")}</td>'
             f'<td class="ended">{escape(_moment(t["end_time"]) or "")}</td>'
-            f'<td class="task-comments"><ul>{_comment_items(said)}</ul></td>'
+            f'<td class="task-comments"><ul>{_comment_items(on_task[t["id"]])}</ul></td>'
             + (f'<td class="task-variables">{readable(local) if local else ""}</td>' if with_locals else "")
             + "</tr>"
         )
@@ -633,10 +656,9 @@ def _history_page(
     except NotFound:
         return _not_found_page(principal, service, f"There is no process {instance_id}.")
     tasks = service.process_tasks(instance_id)
-    comments = service.comments(instance_id)
+    on_task, other_comments = _comments_by_task(tasks, service.comments(instance_id))
     decision = ""
     if task is not None:
-        said = [c for c in comments if c["task_id"] == task["id"]]
         decided = {
             "decision-outcome": _how_ended(task),
             "decision-by": task["assignee"] or "nobody",
@@ -645,7 +667,7 @@ def _history_page(
         decision = (
             '<section id="decision"><h2>Decision</h2>'
             + _details(decided, "decision-details", DECISION_LABELS)
-            + f'<ul id="decision-comments">{_comment_items(said)}</ul></section>'
+            + f'<ul id="decision-comments">{_comment_items(on_task[task["id"]])}</ul></section>'
         )
     definition = (
         f"{instance['process_definition_name'] or instance['process_definition_key']} "
@@ -661,8 +683,6 @@ def _history_page(
         "process-state": _process_state(service, instance, [t for t in tasks if t["end_time"] is None]),
     }
     details = {key: value for key, value in details.items() if value}
-    task_ids = {t["id"] for t in tasks}
-    other_comments = [c for c in comments if c["task_id"] not in task_ids]
     title = task["name"] if task is not None else instance["name"] or definition
     body = (
         f'<h1 id="{"task-name" if task is not None else "history-title"}">{escape(title)}</h1>'
@@ -672,7 +692,7 @@ def _history_page(
         + "<h2>Process</h2>"
         + _details(details, "process-details")
         + "<h2>Tasks</h2>"
-        + _history_table(tasks, comments, task["id"] if task is not None else None)
+        + _history_table(tasks, on_task, task["id"] if task is not None else None)
         + "<h2>Comments not made on a task</h2>"
         + (
             f'<ul id="process-comments">{_comment_items(other_comments)}</ul>'

@@ -184,16 +184,21 @@ def test_a_closed_tasks_link_shows_its_decision_and_the_processs_history(
     sandbox.request(
         "POST", f"/tasks/{compliance['id']}", user="deputy@example.com", json={"action": "resolve"}
     )
-    sandbox.complete(compliance["id"], "rejected", "officer@example.com")
+    sandbox.complete(compliance["id"], "rejected", "officer@example.com", comment="No consent on file.")
     by_process = officer.get(f"{sandbox.inbox_url}/processes/{instance['id']}", timeout=30)
     assert by_process.status_code == 200
     process_page = _page(by_process)
     assert process_page.get_element_by_id("process-state").text == "ended at end_rejected (Batch rejected)"
     assert process_page.get_element_by_id("business-key").text == business_key
-    assert [(r["assignee"], r["outcome"]) for r in _history(process_page)] == [
+    decided = _history(process_page)
+    assert [(r["assignee"], r["outcome"]) for r in decided] == [
         ("sme@example.com", "approved"),
         ("officer@example.com", "rejected"),
     ]
+    assert decided[1]["task-comments"].endswith("No consent on file."), (
+        "a comment its decider made on the process while the task was open goes with the task"
+    )
+    assert "No consent" not in process_page.get_element_by_id("process-comments").text_content()
     assert not _ids(process_page, "decision")
 
     again = _post(sme, sandbox, sme_task["id"], outcome="rejected")
