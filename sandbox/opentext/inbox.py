@@ -531,6 +531,7 @@ def _task_page(
         else ""
     )
     shown_by_form = SHOWN_BY_FORM.get(task["form_key"], frozenset())
+    comments = service.comments(process_id)
     body = (
         f'<h1 id="task-name">{escape(task["name"])}</h1>'
         + _signed_in_bar(principal, service)
@@ -543,7 +544,8 @@ def _task_page(
         + _variables_table(service.variables_of(process_id), shown_by_form)
         + "<h2>Attachments</h2>"
         + _attachments_table(service.attachments(process_id))
-        + f'<h2>Comments</h2><ul id="comments">{_comment_items(service.comments(process_id))}</ul>'
+        + f'<h2>Comments</h2><ul id="comments">{_comment_items(comments) or "<li>None yet.</li>"}</ul>'
+        "<h2>Your decision</h2>"
         f'<form id="task-form" method="post" action="/inbox/tasks/{escape(task_id)}">'
         + (f'<div id="form-fields">{fields}</div>' if fields else "")
         + '<label for="comment">Comment</label><textarea id="comment" name="comment"></textarea>'
