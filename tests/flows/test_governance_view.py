@@ -38,7 +38,7 @@ def token(role: str | None) -> str:
 
 
 def test_the_view_shows_the_report_live_to_readers_of_the_report_dag_and_serves_release_cards(
-    flows, annotated_dataset, airflow_app
+    flows, annotated_dataset, airflow_app, monkeypatch
 ) -> None:
     sandbox, data = flows["sandbox"], flows["data"]
     dataset = annotated_dataset()
@@ -91,3 +91,10 @@ def test_the_view_shows_the_report_live_to_readers_of_the_report_dag_and_serves_
     lines[1] = lines[1].replace(SME, "someone.else@example.com")
     audit.write_text("".join(lines))
     assert "AUDIT CHAIN BROKEN at line 2" in airflow_app.get(page).text, "read per request"
+
+    monkeypatch.delenv("AIRFLOW_CONN_OPENTEXT_DEFAULT")
+    without_opentext = airflow_app.get(page)
+    assert without_opentext.status_code == 200, "a system that cannot be read is a problem on the page"
+    problems = without_opentext.text.split('<ul id="problems">', 1)[1].split("</ul>", 1)[0]
+    assert "OpenText&#x27;s task history could not be read" in problems
+    assert "/inbox/" not in without_opentext.text
