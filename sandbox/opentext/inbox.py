@@ -498,9 +498,10 @@ def _task_page(
     notice: str | None = None,
     error: str | None = None,
     status_code: int = 200,
+    comment: str = "",
 ) -> HTMLResponse:
-    """An open task with its form; a task that is no longer open shows its decision in its process's
-    history (:func:`_history_page`)."""
+    """An open task with its form (``comment`` already in its field); a task that is no longer open
+    shows its decision in its process's history (:func:`_history_page`)."""
     user = principal.user
     try:
         task = service.runtime_task(task_id)
@@ -548,7 +549,8 @@ def _task_page(
         "<h2>Your decision</h2>"
         f'<form id="task-form" method="post" action="/inbox/tasks/{escape(task_id)}">'
         + (f'<div id="form-fields">{fields}</div>' if fields else "")
-        + '<label for="comment">Comment</label><textarea id="comment" name="comment"></textarea>'
+        + '<label for="comment">Comment</label>'
+        f'<textarea id="comment" name="comment">{escape(comment)}</textarea>'
         f"<div>{claim}{SUBMIT_BUTTON if submits else _outcome_controls(task['outcomes'])}</div></form>"
         '<a id="back" href="/inbox">Back to inbox</a>'
     )
@@ -759,6 +761,11 @@ def _act_on_task(task_id: str, request: Request, form: dict[str, str]) -> Respon
     user = principal.user
     action, comment = form.get("action", ""), form.get("comment", "")
     outcome = "decided" if action == "decide" else form.get("outcome", "").strip()
+
+    def refused(error: str, status_code: int) -> HTMLResponse:
+        """The task again with why, nothing written: the reviewer's comment stays in its field."""
+        return _task_page(principal, service, task_id, error=error, status_code=status_code, comment=comment)
+
     try:
         task = service.runtime_task(task_id)
     except NotFound:
@@ -772,22 +779,13 @@ def _act_on_task(task_id: str, request: Request, form: dict[str, str]) -> Respon
             return RedirectResponse(_link(f"/inbox/tasks/{task_id}", notice=f"Claimed by {user}."), 303)
         if task["outcomes"] and outcome not in task["outcomes"]:
             given = f"“{outcome}” is not an outcome of this task" if outcome else "Choose an outcome"
-            valid = ", ".join(task["outcomes"])
-            return _task_page(
-                principal, service, task_id, error=f"{given}: choose one of {valid}.", status_code=400
-            )
+            return refused(f"{given}: choose one of {', '.join(task['outcomes'])}.", 400)
         if task["assignee"] not in (None, user):
-            return _task_page(
-                principal,
-                service,
-                task_id,
-                error=f"This task is claimed by {task['assignee']}.",
-                status_code=409,
-            )
+            return refused(f"This task is claimed by {task['assignee']}.", 409)
         values = {v.name: v.value for v in service.variables_of(task["process_instance_id"])}
         variables, missing = submitted_variables(task["form_key"], values, form)
         if missing:
-            return _task_page(principal, service, task_id, error="; ".join(missing), status_code=400)
+            return refused("; ".join(missing), 400)
         if task["assignee"] is None:
             service.claim_task(task_id, user, user)
         if comment.strip():  # before completing: whoever reads the decision sees its comment

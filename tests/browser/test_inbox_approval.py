@@ -241,6 +241,7 @@ def test_a_reviewer_reads_the_review_report_decides_and_finds_the_decision_in_th
             page.screenshot(path=shots / "2-invalid-outcome.png", full_page=True)
             assert error == "“maybe” is not an outcome of this task: choose one of rejected, approved.", error
             assert [t["id"] for t in sandbox.tasks(processInstanceId=instance["id"])] == [task["id"]]
+            assert page.input_value("#comment") == "Not sure yet.", "what the reviewer wrote is kept"
 
             page.fill("#comment", comment)
             page.click("#approve")

@@ -288,6 +288,7 @@ def test_inbox_shows_what_a_reviewer_may_do_and_refuses_the_rest(sandbox: OpenTe
     )
     assert refused.get_element_by_id("task-name").text == "Approve model improvement request"
     assert _ids(refused, "approve"), "the task page again, to decide with a valid outcome"
+    assert refused.get_element_by_id("comment").text == "Maybe later.", "the comment waits in its field"
     no_outcome = _post(leads, sandbox, task["id"], action="complete")
     assert no_outcome.status_code == 400
     assert "Choose an outcome: choose one of approved" in _page(no_outcome).get_element_by_id("error").text
