@@ -27,11 +27,11 @@ from scripts.stories.batch_approval import SME_REVIEWER
 from scripts.stories.release import RELEASE_DAG, RELEASE_MANAGER
 from tests.browser.conftest import ARTIFACTS, require_chromium
 from tests.browser.test_airflow_ui import (
-    UI_TIMEOUT_MS,
     WAIT_SECONDS,
     ReleaseSite,
     Screenshots,
     log_in,
+    new_page,
     release_site,
     wait_for_signoff_task,
 )
@@ -55,12 +55,8 @@ def released(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Release
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.set_default_timeout(UI_TIMEOUT_MS)
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
+    with new_page(browser) as opened:
+        yield opened
 
 
 def view_frame(page: Page) -> FrameLocator:
