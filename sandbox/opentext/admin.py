@@ -1,5 +1,5 @@
 """Sandbox-only endpoints under ``/sandbox`` (not part of the real API, no token needed): health,
-fault injection, the process clock and the tenants' directory (users, passwords, groups)."""
+fault injection, traffic counts, the process clock and the tenants' directory (users, passwords, groups)."""
 
 from __future__ import annotations
 
@@ -44,6 +44,18 @@ def set_faults(request: Request, body: Annotated[Any, Body()]) -> dict[str, Any]
 def clear_faults(request: Request) -> dict[str, Any]:
     request.app.state.faults.clear()
     return {"faults": []}
+
+
+@admin_router.get("/traffic")
+def get_traffic(request: Request) -> dict[str, Any]:
+    """Per client (``User-Agent``): token requests, other API requests and the connections they used."""
+    return {"clients": request.app.state.traffic.describe()}
+
+
+@admin_router.delete("/traffic")
+def clear_traffic(request: Request) -> dict[str, Any]:
+    request.app.state.traffic.clear()
+    return {"clients": []}
 
 
 def _clock_json(request: Request) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from sandbox.opentext.faults import FaultInjector, FaultMiddleware
 from sandbox.opentext.inbox import SignInNeeded, inbox_router, sign_in_redirect
 from sandbox.opentext.service import WorkflowService
 from sandbox.opentext.storage import Store
+from sandbox.opentext.traffic import TrafficCounter, TrafficMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +86,8 @@ def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
     )
 
 
-def create_app(settings: Settings) -> FaultMiddleware:
-    """The ASGI application: FastAPI wrapped in the fault-injection layer."""
+def create_app(settings: Settings) -> TrafficMiddleware:
+    """The ASGI application: FastAPI wrapped in the fault-injection layer, counted from outside it."""
     home = Store(settings.db_path)
     directory = Directory.load(home, Path(settings.directory_path), settings.clients)
     services: dict[str, WorkflowService] = {}
@@ -120,6 +121,7 @@ def create_app(settings: Settings) -> FaultMiddleware:
     app.state.directory = directory
     app.state.tokens = TokenIssuer(home, directory, settings.token_lifetime_seconds)
     app.state.faults = FaultInjector()
+    app.state.traffic = TrafficCounter()
     app.add_exception_handler(ServiceError, lambda _, error: error.response())
     app.add_exception_handler(AuthenticationFailed, lambda _, error: error.response())
     app.add_exception_handler(SignInNeeded, sign_in_redirect)
@@ -128,4 +130,4 @@ def create_app(settings: Settings) -> FaultMiddleware:
     app.add_exception_handler(Exception, _unexpected_error)
     for part in (token_router, router, admin_router, inbox_router):
         app.include_router(part)
-    return FaultMiddleware(app, app.state.faults)
+    return TrafficMiddleware(FaultMiddleware(app, app.state.faults), app.state.traffic)

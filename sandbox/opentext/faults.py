@@ -26,6 +26,11 @@ _GATEWAY_FAULTS = {
 }
 
 
+def real_api_path(path: str) -> bool:
+    """The token endpoint and ``/workflow/v1``: what faults apply to, unlike ``/sandbox`` and ``/inbox``."""
+    return not path.startswith(_UNAFFECTED_PREFIXES)
+
+
 @dataclass
 class FaultRule:
     """One injected fault; ``latency_ms`` may delay a request that otherwise goes through."""
@@ -90,7 +95,7 @@ class FaultInjector:
 
     def take(self, path: str) -> FaultRule | None:
         """The rule for this request, counted as applied; None lets the request through untouched."""
-        if path.startswith(_UNAFFECTED_PREFIXES):
+        if not real_api_path(path):
             return None
         with self._lock:
             for rule in self._rules:

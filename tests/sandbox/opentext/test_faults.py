@@ -81,3 +81,22 @@ def test_revoked_tokens_get_401_until_a_new_token(opentext_sandbox: OpenTextSand
     assert _get(opentext_sandbox).status_code == 401
     assert opentext_sandbox.token(refresh=True) != token
     assert _get(opentext_sandbox).status_code == 200
+
+
+def test_traffic_counts_each_clients_calls_and_connections(sandbox: OpenTextSandbox):
+    sandbox.token()
+    sandbox.clear_traffic()
+    agent = {"User-Agent": "traffic-probe/1"}
+    with requests.Session() as pool:
+        pool.headers.update({**agent, "Authorization": f"Bearer {sandbox.token()}"})
+        form = {"grant_type": "client_credentials", "client_id": sandbox.client_id}
+        token_url = f"{sandbox.url}/tenants/{sandbox.tenant}/oauth2/token"
+        assert pool.post(token_url, json={**form, "client_secret": sandbox.client_secret}, timeout=30).ok
+        assert pool.get(f"{sandbox.api}/tasks", timeout=30).ok
+        sandbox.set_faults(status=503, times=1)
+        assert pool.get(f"{sandbox.api}/tasks", timeout=30).status_code == 503
+        assert pool.get(f"{sandbox.url}/sandbox/health", timeout=30).ok  # not the real API: not counted
+    assert requests.get(f"{sandbox.api}/tasks", headers=agent, timeout=30).status_code == 401
+    assert sandbox.traffic("traffic-probe") == {"token_requests": 1, "api_requests": 3, "connections": 2}
+    sandbox.clear_traffic()
+    assert sandbox.traffic("traffic-probe") == {"token_requests": 0, "api_requests": 0, "connections": 0}
