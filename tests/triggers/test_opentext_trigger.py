@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 import pytest
 import requests
 from airflow.triggers.base import TriggerEvent
@@ -190,3 +193,61 @@ def test_the_deadline_ends_an_undecided_wait(shared) -> None:
     trigger = OpenTextProcessTrigger(process["id"], poll_interval=0.2, deadline=deadline)
     event = asyncio.run(asyncio.wait_for(anext(trigger.run()), EVENT_TIMEOUT))
     assert event.payload == {"status": "timeout", "deadline": deadline}
+
+
+WAITS = 20
+SME = "sme@example.com"
+
+
+async def wait_for_each(sandbox: Any, processes: list[str], poll_interval: float, during: Any = None):
+    """``len(processes)`` triggers in this loop, started a moment apart as deferrals reach a triggerer;
+    ``during`` runs (in a thread) while they wait, then a reviewer decides every instance."""
+    waiting = []
+    for process_id in processes:
+        waiting.append(first_event(OpenTextProcessTrigger(process_id, poll_interval=poll_interval)))
+        await asyncio.sleep(0.05)
+    if during is not None:
+        await asyncio.to_thread(during)
+    assert not any(task.done() for task in waiting)
+    for process_id in processes:
+        await asyncio.to_thread(decide, sandbox, process_id, "sme_review", "approved", SME, "ok")
+    return await asyncio.gather(*waiting)
+
+
+def test_the_waits_of_one_loop_share_one_token_and_one_connection_pool(shared, connect) -> None:
+    sandbox, _ = shared
+    hook = connect(sandbox, start_settle_seconds=0)
+    processes = [start_batch(hook)["id"] for _ in range(WAITS)]
+    sandbox.clear_traffic()
+    events = asyncio.run(wait_for_each(sandbox, processes, 0.5, during=lambda: time.sleep(1.5)))
+    assert [event.payload["status"] for event in events] == ["decided"] * WAITS
+    seen = sandbox.traffic("aiohttp")
+    assert seen["token_requests"] == 1
+    assert seen["api_requests"] >= 4 * WAITS  # every wait polled more than once
+    assert seen["connections"] < WAITS / 2, seen  # one pool's keep-alive connections, not one per wait
+    gc.collect()
+    assert not [s for s in gc.get_objects() if isinstance(s, aiohttp.ClientSession) and not s.closed]
+
+
+def test_waits_sharing_a_token_resume_after_it_expires_and_after_it_is_revoked(
+    opentext_sandbox_factory, connect
+) -> None:
+    lifetime = 2
+    sandbox = opentext_sandbox_factory(token_lifetime=lifetime)
+    sandbox.deploy_project_models()
+    hook = connect(sandbox, start_settle_seconds=0)
+    processes = [start_batch(hook)["id"] for _ in range(WAITS // 2)]
+    sandbox.clear_traffic()
+
+    def expire_then_revoke() -> None:
+        time.sleep(2 * lifetime)
+        sandbox.revoke_tokens()
+        time.sleep(1)
+
+    started = time.monotonic()
+    events = asyncio.run(wait_for_each(sandbox, processes, 0.3, during=expire_then_revoke))
+    elapsed = time.monotonic() - started
+    assert [event.payload["status"] for event in events] == ["decided"] * len(processes)
+    tokens = sandbox.traffic("aiohttp")["token_requests"]
+    # one at the start, one per (refreshed-early) lifetime, one after the revocation: not one per wait
+    assert 3 <= tokens <= 2 + elapsed / (0.9 * lifetime), tokens

@@ -39,6 +39,11 @@ class TokenCache:
     def clear(self) -> None:
         self._token = None
 
+    def discard(self, token: str) -> None:
+        """Forget ``token`` if it is still the cached one (callers sharing the cache may have replaced it)."""
+        if self._token == token:
+            self._token = None
+
 
 def describe_error_body(text: str) -> tuple[str, str | None, str | None]:
     """OpenText's own words from an error body: (message, exception, error code)."""

@@ -25,6 +25,11 @@ class OpenTextProcessTrigger(BaseTrigger):
     (the fields of the :class:`OpenTextError`) when OpenText refuses the request or stays unreachable longer
     than ``error_budget`` seconds. Shorter outages (a restart, 5xx, 429) are waited out and the wait resumes.
 
+    The triggers of one triggerer (one event loop) on the same connection share one HTTP session and one
+    token through their hooks (:class:`~prodigy_opentext.hooks.opentext_async.SharedClient`): a thousand
+    waits hold one connection pool and fetch one token per lifetime, and a refused token is fetched anew
+    once for all of them.
+
     :param deadline: ISO-8601 time after which the wait ends with ``timeout`` (none: wait indefinitely).
     """
 
@@ -68,8 +73,8 @@ class OpenTextProcessTrigger(BaseTrigger):
         return self.deadline is not None and datetime.now(UTC) >= datetime.fromisoformat(self.deadline)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        # The event is yielded after the HTTP session has closed, so closing the generator right after
-        # its one event (as the triggerer does) has nothing left to clean up.
+        # The event is yielded after the hook has let go of the loop's shared session, so closing the
+        # generator right after its one event (as the triggerer does) has nothing left to clean up.
         yield await self._wait()
 
     async def _wait(self) -> TriggerEvent:
