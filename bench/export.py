@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from prodigy_opentext.core.export import file_digest
 
@@ -53,13 +54,14 @@ def signed32(value: int) -> int:
     return (value & 0xFFFFFFFF) - (1 << 31)
 
 
-def row_templates(sample: Path) -> list[tuple[bytes, bytes, bytes, int, int]]:
-    """Each sample row as bytes split around its two hashes, so copies with new hashes are cheap to make."""
+def row_templates(sample: Path, **fields: Any) -> list[tuple[bytes, bytes, bytes, int, int]]:
+    """Each sample row (with ``fields`` set) as bytes split around its two hashes, so copies with new
+    hashes are cheap to make."""
     templates = []
     for line in sample.read_bytes().splitlines():
         task = json.loads(line)
         original = (task["_input_hash"], task["_task_hash"])
-        task.update(_input_hash=INPUT_SENTINEL, _task_hash=TASK_SENTINEL)
+        task.update(fields, _input_hash=INPUT_SENTINEL, _task_hash=TASK_SENTINEL)
         encoded = json.dumps(task, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         head, rest = encoded.split(str(INPUT_SENTINEL).encode(), 1)
         middle, tail = rest.split(str(TASK_SENTINEL).encode(), 1)
