@@ -213,7 +213,11 @@ def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]], named: int = 20) 
     changed_rows = 0
     with open(path, "w") as out:
         for line_no, row in enumerate(rows, start=1):
-            clean, changed = standard_json(row)
+            try:  # json refuses NaN and Infinity itself: only such rare rows are walked value by value
+                out.write(json.dumps(row, sort_keys=True, allow_nan=False) + "\n")
+                continue
+            except ValueError:
+                clean, changed = standard_json(row)
             if changed:
                 changed_rows += 1
                 if changed_rows <= named:
