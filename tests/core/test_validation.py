@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.validation import LABELS as PLANTED_LABELS
+from bench.validation import pandas_rules, synthetic_batch
+from prodigy_opentext.core.records import record_labels
 from prodigy_opentext.core.validation import (
     FRAMES,
     AnnotationRules,
@@ -15,6 +18,8 @@ from prodigy_opentext.core.validation import (
     flatten_export,
     flatten_records,
     load_suites,
+    read_examples,
+    read_jsonl,
     span_checks,
     summarize_expectation,
     summarize_results,
@@ -330,3 +335,68 @@ def test_values_of_the_wrong_type_stay_visible_as_text() -> None:
     tables = flatten_records([(1, task)], RULES).frames()
     assert tables["examples"]["answer"].tolist() == ['["accept"]']
     assert tables["spans"]["label"].tolist() == ['{"name": "BRAND"}']
+
+
+def odd_records() -> list[dict]:
+    """Records of shapes the field decoder does not take, each read as the dict json gives."""
+    base = {"text": TEXT, "answer": "accept", "_input_hash": 1, "_task_hash": 2}
+    return [
+        {**base, "tokens": "not a list", "spans": [span(0, 4, 0, 0)]},
+        {**base, "tokens": TOKENS, "spans": ["not an object", span(0, 4, 0, 0)]},
+        {**base, "tokens": [1, 2, 3], "spans": [span(0, 4, 0, 0)]},
+        {**base, "tokens": TOKENS, "spans": [{"start": True, "end": 4.0, "token_start": 0, "token_end": 0}]},
+        {**base, "answer": ["accept"], "_input_hash": 2**70, "_task_hash": True, "label": {"name": "X"}},
+        {**base, "meta": {"score": float("nan")}, "spans": [span(0, 4, 0, 0, "PRODUCT")]},
+        {**base, "text": 5, "options": "x", "accept": ["A"]},
+    ]
+
+
+def tables_both_ways(path: Path, rules: AnnotationRules) -> tuple[dict, dict]:
+    """The tables from records decoded into fields (the operator's way) and from whole dicts."""
+    return (
+        flatten_records(read_examples(path), rules).frames(),
+        flatten_records(read_jsonl(path), rules).frames(),
+    )
+
+
+@pytest.mark.parametrize("batch", ["planted", "odd", "samples"])
+def test_records_decoded_into_fields_give_the_tables_and_verdicts_of_whole_dicts(
+    batch: str, tmp_path: Path, prodigy_samples_dir: Path
+) -> None:
+    path = tmp_path / "annotations.jsonl"
+    if batch == "samples":  # every real Prodigy export the tests hold, one after another
+        lines = [
+            line for f in sorted(prodigy_samples_dir.glob("*.jsonl")) for line in f.read_text().splitlines()
+        ]
+        labels = tuple(sorted({label for line in lines for label in record_labels(json.loads(line))})) or (
+            "X",
+        )
+        path.write_text("\n".join(lines) + "\n")
+    else:
+        tasks = [task for _, task in synthetic_batch(2_000)] if batch == "planted" else odd_records()
+        labels = PLANTED_LABELS if batch == "planted" else RULES.label_scheme
+        path.write_text("".join(json.dumps(task) + "\n" for task in tasks))
+    rules = AnnotationRules(labels, min_examples_per_label=10, max_ignore_rate=0.05)
+    decoded_as = {type(task).__name__ for _, task in read_examples(path)}
+    assert decoded_as == ({"dict", "_Example"} if batch == "odd" else {"_Example"}), decoded_as
+    fields, dicts = tables_both_ways(path, rules)
+    for frame in FRAMES:
+        assert fields[frame].equals(dicts[frame]), frame
+        assert (fields[frame].dtypes == dicts[frame].dtypes).all(), frame
+    verdicts = {key: outcome["success"] for key, outcome in pandas_rules(fields, rules.parameters()).items()}
+    assert verdicts == {key: o["success"] for key, o in pandas_rules(dicts, rules.parameters()).items()}
+    if batch == "planted":
+        assert {key for key, ok in verdicts.items() if not ok} >= {
+            ("labels", "label_in_scheme"),
+            ("spans", "span_in_text"),
+            ("spans", "span_token_aligned"),
+            ("examples", "task_hash_unique"),
+            ("examples", "answer_present"),
+        }
+
+
+def test_a_line_the_field_decoder_refuses_is_named_as_before(tmp_path: Path) -> None:
+    path = tmp_path / "annotations.jsonl"
+    path.write_text('{"text": "fine", "answer": "accept", "_input_hash": 1, "_task_hash": 2}\n[1, 2]\n')
+    with pytest.raises(InvalidRecord, match=re.escape("annotations.jsonl:2")):
+        list(read_examples(path))

@@ -27,10 +27,12 @@ import math
 import os
 import string
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from prodigy_opentext.core.paths import INCLUDE_DIR
 from prodigy_opentext.core.records import INPUT_KEYS, decode_record, record_labels
@@ -93,6 +95,55 @@ class AnnotationRules:
         }
 
 
+class _Fields(msgspec.Struct):
+    """A JSON object decoded into only the fields the rules read, and read like the dict it stands for."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return getattr(self, key)
+        except AttributeError:
+            raise KeyError(key) from None
+
+
+class _Token(_Fields):
+    start: Any = None
+    end: Any = None
+
+
+class _Span(_Fields):
+    start: Any = None
+    end: Any = None
+    token_start: Any = None
+    token_end: Any = None
+    label: Any = None
+
+
+class _Example(_Fields):
+    """What :meth:`AnnotationFrames.add_example` reads of a record; token texts and meta are not kept."""
+
+    _task_hash: Any = None
+    _input_hash: Any = None
+    answer: Any = None
+    text: Any = None
+    image: Any = None
+    html: Any = None
+    input: Any = None
+    label: Any = None
+    spans: list[_Span] | None = None
+    tokens: list[_Token] | None = None
+    options: list[msgspec.Raw] | None = None
+    accept: Any = None
+
+
+_OBJECT = (Mapping, _Fields)
+"""A JSON object, as a dict or as the fields of it that were decoded."""
+# Typed as the mapping it is read as (``get`` and ``[]``): the rules read records through those alone.
+_decode_example: Callable[[bytes], Mapping[str, Any]] = msgspec.json.Decoder(_Example).decode  # type: ignore[assignment]
+
+
 def _hash(value: Any) -> int | None:
     """A stored hash as an integer, or ``None`` when missing or not an integer (both fail the rules)."""
     if isinstance(value, int) and not isinstance(value, bool) and INT64_MIN <= value <= INT64_MAX:
@@ -112,7 +163,7 @@ def _offset(value: Any) -> int | None:
 def span_checks(span: Any, text_length: int | None, tokens: Any) -> tuple[bool | None, bool | None]:
     """``(span_in_text, span_token_aligned)`` for one span; ``None`` where the task gives nothing to check
     against (no text, no tokens)."""
-    if not isinstance(span, Mapping):
+    if not isinstance(span, _OBJECT):
         return False, False
     start, end = _offset(span.get("start")), _offset(span.get("end"))
     in_text = (
@@ -127,8 +178,8 @@ def span_checks(span: Any, text_length: int | None, tokens: Any) -> tuple[bool |
         return in_text, False
     first_token, last_token = tokens[first], tokens[last]
     aligned = (
-        isinstance(first_token, Mapping)
-        and isinstance(last_token, Mapping)
+        isinstance(first_token, _OBJECT)
+        and isinstance(last_token, _OBJECT)
         and first_token.get("start") == start
         and last_token.get("end") == end
     )
@@ -160,7 +211,7 @@ class AnnotationFrames:
         }
         self.examples_per_label: Counter[str] = Counter()
 
-    def add_example(self, task: dict[str, Any], row: int) -> None:
+    def add_example(self, task: Mapping[str, Any], row: int) -> None:
         examples, labels, spans = self.columns["examples"], self.columns["labels"], self.columns["spans"]
         task_hash = _hash(task.get("_task_hash"))
         answer = task.get("answer")
@@ -184,7 +235,7 @@ class AnnotationFrames:
         tokens = task.get("tokens")
         for span in task_spans:
             in_text, aligned = span_checks(span, text_length, tokens)
-            fields = span if isinstance(span, Mapping) else {}
+            fields = span if isinstance(span, _OBJECT) else {}
             spans["row"].append(row)
             spans["_task_hash"].append(task_hash)
             spans["start"].append(_offset(fields.get("start")))
@@ -240,8 +291,23 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
                 yield row, decode_record(line, row=f"{path.name}:{row}")
 
 
+def read_examples(path: str | os.PathLike) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    """:func:`read_jsonl` for :meth:`AnnotationFrames.add_example`: each record decoded into only the
+    fields it reads (no dict of the whole record, no token texts). A line of another shape (a type the
+    fields do not expect, NaN, not an object) is read by :func:`read_jsonl`'s decoder, so it gets the
+    same values and the same errors."""
+    path = Path(path)
+    with open(path, "rb") as lines:
+        for row, line in enumerate(lines, start=1):
+            if line.strip():
+                try:
+                    yield row, _decode_example(line)
+                except msgspec.MsgspecError:
+                    yield row, decode_record(line, row=f"{path.name}:{row}")
+
+
 def flatten_records(
-    records: Iterable[tuple[int, dict[str, Any]]],
+    records: Iterable[tuple[int, Mapping[str, Any]]],
     rules: AnnotationRules,
     disputes: Iterable[tuple[int, Mapping[str, Any]]] = (),
 ) -> AnnotationFrames:
@@ -259,7 +325,7 @@ def flatten_export(
 ) -> AnnotationFrames:
     """Flatten a JSONL export (and a JSONL file of open disputes); rows are line numbers."""
     disputes = read_jsonl(disputes_path) if disputes_path is not None else ()
-    return flatten_records(read_jsonl(export_path), rules, disputes)
+    return flatten_records(read_examples(export_path), rules, disputes)
 
 
 def _placeholders(template: str) -> set[str]:
