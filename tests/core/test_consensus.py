@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import random
+
 import pytest
 
+from prodigy_opentext.core.agreement import item_key
 from prodigy_opentext.core.consensus import (
     CONFLICT,
     FLAGGED,
@@ -12,6 +16,7 @@ from prodigy_opentext.core.consensus import (
     ConsensusError,
     build_consensus,
 )
+from tests.fixtures.samples import SAMPLE_FILES
 
 BRAND = {"start": 0, "end": 4, "label": "BRAND"}
 CITY = {"start": 20, "end": 26, "label": "CITY"}
@@ -168,3 +173,42 @@ def test_presorted_streams_merge_group_by_group_and_unsorted_ones_are_refused() 
 def test_two_items_ending_in_the_same_task_hash_are_refused() -> None:
     with pytest.raises(ConsensusError, match="task_hash 500 is the final example of two items"):
         build_consensus([answer(1, "ann", [], _task_hash=500), answer(2, "ann", [], _task_hash=500)])
+
+
+def three_annotators(tasks: list[dict]) -> list[dict]:
+    """Every task answered by three annotators who sometimes disagree, ignore or flag, in a shuffled order."""
+    answers = []
+    for n, task in enumerate(tasks):
+        for k, name in enumerate(("ann", "bob", "cyd")):
+            version = {**task, "_annotator_id": f"ds-{name}", "_timestamp": 1_700_000_000 + 3 * n + k}
+            if name == "bob" and n % 5 == 0 and version.get("spans"):
+                version["spans"] = version["spans"][:-1]
+            if name == "cyd" and n % 7 == 0:
+                version["answer"] = "reject"
+            if name == "cyd" and n % 11 == 0:
+                version["answer"] = "ignore"
+            if name == "ann" and n % 13 == 0:
+                version["flagged"] = True
+            answers.append(version)
+    random.Random(14).shuffle(answers)
+    return answers
+
+
+def by_item(result) -> tuple[list, list, int]:
+    finals = sorted(result.merged, key=lambda task: repr(item_key(task)))
+    disputes = sorted(
+        (d.as_dict() for d in result.disputes), key=lambda d: repr((d["input_hash"], d["label"]))
+    )
+    return finals, disputes, result.resolved
+
+
+@pytest.mark.parametrize("name", SAMPLE_FILES)
+def test_a_stream_in_input_hash_order_merges_as_the_whole_batch_does(prodigy_samples_dir, name) -> None:
+    tasks = [json.loads(line) for line in (prodigy_samples_dir / name).read_text().splitlines()]
+    for sample in (tasks, three_annotators(tasks)):
+        adjudications = [{**task, "answer": "accept", "_annotator_id": "ds-senior"} for task in sample[::17]]
+        whole = build_consensus(sample, adjudications=adjudications, min_score=0.5)
+        in_order = sorted(sample, key=lambda task: task["_input_hash"])
+        streamed = build_consensus(iter(in_order), adjudications=adjudications, min_score=0.5, presorted=True)
+        assert by_item(streamed) == by_item(whole)
+    assert whole.disputes and whole.merged and whole.resolved, "the shuffled batch has every outcome"
