@@ -15,6 +15,9 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+SQLITE_CONNECT_ARGS = "prodigy_opentext.sqlite_metadata.CONNECT_ARGS"
+SQLITE_ONLY_KEYS = ("sql_alchemy_connect_args", "sql_alchemy_connect_args_async")
+"""``[database]`` options that hold only while the metadata database is SQLite (a lock wait)."""
 LINEAGE_EVENTS = "openlineage-events.jsonl"
 """The file in the data folder that OpenLineage's file transport appends every event to."""
 
@@ -38,6 +41,7 @@ def project_settings(home: Path, data_dir: Path) -> dict[tuple[str, str], str]:
         ("core", "load_examples"): "False",
         ("core", "executor"): "LocalExecutor",
         ("database", "sql_alchemy_conn"): f"sqlite:///{home / 'airflow.db'}",
+        **{("database", key): SQLITE_CONNECT_ARGS for key in SQLITE_ONLY_KEYS},
         ("logging", "base_log_folder"): str(home / "logs"),
         ("dag_processor", "refresh_interval"): "30",
         # Waits on OpenText and Prodigy hold no worker slot: sensors defer to the triggerer by default.

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from scripts.airflow_api import AirflowApi
-from scripts.configure_airflow_home import REPO, project_settings
+from scripts.configure_airflow_home import REPO, SQLITE_ONLY_KEYS, project_settings
 from scripts.processes import VENV_BIN, Stack, StackError, answers_http, free_port, wait_for
 
 DEMO_TASKS = REPO / "include" / "demo" / "tasks.jsonl"
@@ -347,6 +347,9 @@ class AirflowSite:
                 "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
             }
         )
+        if not self.sql_alchemy_conn.startswith("sqlite"):
+            for key in SQLITE_ONLY_KEYS:
+                env.pop(f"AIRFLOW__DATABASE__{key.upper()}")
         env.update(settings)
         return env
 

@@ -1,0 +1,9 @@
+"""Connection arguments for an Airflow metadata database on SQLite (``[database] sql_alchemy_connect_args``).
+
+SQLite lets one writer in at a time, and Python's driver gives up after 5 s waiting for the lock. On a
+loaded machine a LocalExecutor installation (scheduler, dag-processor, triggerer, api-server and the task
+processes, all on one file) exceeds that, and the REST API then answers a trigger with 500 "Database error".
+Waiting up to 30 s rides out such bursts; PostgreSQL installations do not use this.
+"""
+
+CONNECT_ARGS = {"timeout": 30}
