@@ -243,11 +243,15 @@ class Meter:
 
 
 def as_task_runner(operator: Any, context: dict[str, Any]) -> Any:
-    """``operator.execute(context)`` as Airflow's task runner calls it (with its sentinel), outside a DAG."""
+    """``operator.execute(context)`` as Airflow's task runner calls it (with its sentinel and the Task
+    SDK's channel to the execution API, through which the audit log's head is anchored), outside a DAG."""
     from airflow.sdk.bases.operator import ExecutorSafeguard
 
+    from tests.fixtures.airflow_db import as_a_task
+
     sentinel = {f"{type(operator).__name__}__sentinel": ExecutorSafeguard.sentinel_value}
-    return operator.execute(context, **sentinel)
+    with as_a_task():
+        return operator.execute(context, **sentinel)
 
 
 def airflow_environment(workdir: Path) -> dict[str, str]:

@@ -23,6 +23,9 @@ os.environ.setdefault("OPENTEXT_POLL_SECONDS", "1")
 # No lineage from the suite's runs (the project's airflow.cfg sends it to data/);
 # tests/operators/test_lineage.py turns it on for its own runs.
 os.environ["AIRFLOW__OPENLINEAGE__DISABLED"] = "True"
+# Outside a task the test process reads Variables and Connections from the metadata database, as
+# Airflow's CLI and api-server do (the Task SDK's server context); tasks run by dag.test() use their own.
+os.environ["_AIRFLOW_PROCESS_CONTEXT"] = "server"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 

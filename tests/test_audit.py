@@ -26,13 +26,23 @@ def heads_variable(airflow_db: str) -> Iterator[None]:
 
 
 @pytest.fixture
-def recorded(tmp_path: Path, heads_variable: None) -> Path:
-    """A log of three entries recorded the way the flows record them, its head anchored in the Variable."""
+def recorded(tmp_path: Path, heads_variable: None, run_dag) -> Path:
+    """A log of three entries recorded by a task the way the flows record them, its head anchored in the
+    Variable (which the Task SDK sets from a task only)."""
+    from airflow.sdk import DAG, task
+
     from prodigy_opentext.flows._shared import record_in_audit_log
 
     path = tmp_path / "audit" / "governance.jsonl"
-    for n in range(1, 4):
-        record_in_audit_log(path, "release_written", f"brands@b{n}", {"n": n}, event_key=f"release:b{n}")
+
+    @task
+    def record() -> None:
+        for n in range(1, 4):
+            record_in_audit_log(path, "release_written", f"brands@b{n}", {"n": n}, event_key=f"release:b{n}")
+
+    with DAG(f"audit_{tmp_path.name[-24:]}", schedule=None) as dag:
+        record()
+    assert run_dag(dag).state == "success"
     return path
 
 
@@ -156,13 +166,15 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
 
 
 def test_the_command_reads_the_variable_outside_a_task(recorded: Path) -> None:
-    """``python -m prodigy_opentext.audit`` as an operator runs it: the metadata database, no task."""
+    """``python -m prodigy_opentext.audit`` as an operator runs it: the metadata database, no task, and
+    none of the test process's own context."""
     command = [sys.executable, "-m", "prodigy_opentext.audit", "verify", str(recorded)]
-    intact = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=120)
+    env = {k: v for k, v in os.environ.items() if k != "_AIRFLOW_PROCESS_CONTEXT"}
+    intact = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert (intact.returncode, intact.stdout.strip()) == (
         0,
         "audit log intact: 3 entries, head anchored at seq 3",
     )
     recorded.unlink()
-    gone = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=120)
+    gone = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert gone.returncode == 1 and "the log does not exist but entry 3" in gone.stdout

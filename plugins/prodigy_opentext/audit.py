@@ -28,17 +28,6 @@ AUDIT_HEAD_VARIABLE = "prodigy_opentext_audit_head"
 """The Airflow Variable holding each audit log's anchored head."""
 
 
-def _variable_api() -> Any:
-    """The Task SDK's Variable inside a task (through the execution API); the metadata database's outside,
-    where the SDK's reads no stored Variable and cannot set one."""
-    task_runner = sys.modules.get("airflow.sdk.execution_time.task_runner")
-    if getattr(task_runner, "SUPERVISOR_COMMS", None) is not None:
-        from airflow.sdk import Variable
-    else:
-        from airflow.models import Variable
-    return Variable
-
-
 def _head_from_json(value: Any, anchored_in: str) -> AuditHead | None:
     if not isinstance(value, dict):
         return None
@@ -46,7 +35,9 @@ def _head_from_json(value: Any, anchored_in: str) -> AuditHead | None:
 
 
 class VariableAnchor:
-    """One log's head in the Airflow Variable ``prodigy_opentext_audit_head``."""
+    """One log's head in the Airflow Variable ``prodigy_opentext_audit_head``, through the Task SDK: set by
+    the flows' tasks (through the execution API), read there, in the api-server and by ``verify`` (from the
+    metadata database, as Airflow's server processes read Variables)."""
 
     where = f"Airflow Variable {AUDIT_HEAD_VARIABLE}"
 
@@ -54,7 +45,9 @@ class VariableAnchor:
         self.key = str(Path(log_path).resolve())
 
     def _heads(self) -> dict[str, Any]:
-        heads = _variable_api().get(AUDIT_HEAD_VARIABLE, None, deserialize_json=True)
+        from airflow.sdk import Variable
+
+        heads = Variable.get(AUDIT_HEAD_VARIABLE, None, deserialize_json=True)
         return heads if isinstance(heads, dict) else {}
 
     def anchored_head(self) -> AuditHead | None:
@@ -67,7 +60,9 @@ class VariableAnchor:
             "hash": head.hash,
             "ts": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        _variable_api().set(
+        from airflow.sdk import Variable
+
+        Variable.set(
             AUDIT_HEAD_VARIABLE,
             heads,
             description="The last entry of each audit log, by path: python -m prodigy_opentext.audit verify",
@@ -119,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         "--no-airflow", action="store_true", help=f"do not read the Variable {AUDIT_HEAD_VARIABLE}"
     )
     args = parser.parse_args(argv)
+    # Read the Variable from the metadata database, as Airflow's own CLI commands do outside a task.
+    os.environ.setdefault("_AIRFLOW_PROCESS_CONTEXT", "server")
     for anchor_file in args.anchor_file:
         if not anchor_file.is_file():
             parser.error(f"--anchor-file {anchor_file}: no such file")

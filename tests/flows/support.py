@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tests.fixtures.airflow_db import as_a_task
 from tests.fixtures.background import acting_in_background
 from tests.fixtures.opentext_sandbox import poll_until
 
@@ -46,6 +47,29 @@ def released(sandbox, dags, dataset: str) -> tuple[str, Any]:
         release = dags["dataset_release"].test(run_conf={"dataset": dataset, "version": version})
     assert release.state == "success", task_states(release)
     return version, release
+
+
+def publish(
+    staged: Any,
+    release_root: Path,
+    run_id: str,
+    *,
+    approvals: list[dict[str, Any]] | None = None,
+    audit_path: Path | None = None,
+) -> Any:
+    """The staged batch released under ``release_root`` (validation passed) as the release DAG's publish
+    step releases it, from a task; the audit log defaults to ``<release_root>/audit/governance.jsonl``."""
+    from prodigy_opentext.flows.release import publish_release
+
+    with as_a_task():
+        return publish_release(
+            staged,
+            {"success": True},
+            approvals or [],
+            release_root=release_root,
+            audit_path=audit_path or release_root / "audit" / "governance.jsonl",
+            run_id=run_id,
+        )
 
 
 def historic(sandbox, process_key: str, key: str) -> list[dict[str, Any]]:

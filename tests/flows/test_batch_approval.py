@@ -29,7 +29,7 @@ from prodigy_opentext.flows.batch_approval import (
 )
 from prodigy_opentext.flows.release import resolve_release_target
 from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
-from tests.fixtures.airflow_db import task_states
+from tests.fixtures.airflow_db import as_a_task, task_states
 from tests.fixtures.opentext_sandbox import poll_until
 from tests.flows.support import SME, batch_version, release_runs, reviewer
 from tests.hooks import prodigy_support
@@ -126,7 +126,8 @@ def test_a_grown_dataset_withdraws_its_older_review(prodigy_sqlite_conn, opentex
     assert f"review {newer['version']} instead" in comment
 
     audit = tmp_path / "audit.jsonl"
-    recorded = record_review_decision(older, judged(opentext.read_decision(older_id)), audit)
+    with as_a_task():
+        recorded = record_review_decision(older, judged(opentext.read_decision(older_id)), audit)
     assert recorded["approved"] is False
     from prodigy_opentext.hooks.prodigy import ProdigyHook
 
@@ -160,7 +161,8 @@ def test_an_annotator_cannot_approve_their_own_batch(
     sandbox.complete(task["id"], "approved", "alice.sme@example.com", comment="mine, and fine")
 
     audit = tmp_path / "audit.jsonl"
-    recorded = record_review_decision(package, judged(opentext.read_decision(process_id)), audit)
+    with as_a_task():
+        recorded = record_review_decision(package, judged(opentext.read_decision(process_id)), audit)
     assert recorded["approved"] is False and release_run(recorded)["skip_reason"]
     review = ProdigyHook().get_meta(dataset)["review"]
     assert review["status"] == "refused"
@@ -186,7 +188,8 @@ def test_two_runs_of_one_batch_at_once_make_one_process_and_one_audit_entry(
         process_id = start_review(OpenTextWorkflowHook(), package)
         started.append(process_id)
         decision = poll_until(lambda: OpenTextWorkflowHook().read_decision(process_id), 60, 0.2, "a decision")
-        return process_id, record_review_decision(package, judged(decision), audit)
+        with as_a_task():
+            return process_id, record_review_decision(package, judged(decision), audit)
 
     key = business_key(BATCH_APPROVAL_PROCESS, dataset, batch_to_review(dataset)["version"])
     with ThreadPoolExecutor(max_workers=2) as pool:

@@ -19,10 +19,10 @@ import pytest
 
 from prodigy_opentext.core.audit import AuditLog
 from prodigy_opentext.core.escalation import ESCALATION_PROCESS
-from prodigy_opentext.flows.release import publish_release, resolve_release_target, stage_release_data
+from prodigy_opentext.flows.release import resolve_release_target, stage_release_data
 from tests.fixtures.airflow_db import task_states
 from tests.fixtures.opentext_sandbox import OpenTextSandbox
-from tests.flows.support import ANNOTATORS, batch_version
+from tests.flows.support import ANNOTATORS, batch_version, publish
 from tests.hooks.prodigy_support import sample_rows
 from tests.hooks.test_opentext_contract import connection_json
 
@@ -247,10 +247,7 @@ def test_unsettled_items_are_adjudicated_by_reviewers_and_counted_as_settled(
     )
     assert staged["consensus"]["disputes"] == 0, "adjudicated items count as settled"
     assert sorted(numbers[entry["item"]] for entry in staged["adjudications"]) == list(DISPUTED)
-    audit_path = data / "audit" / "governance.jsonl"
-    release = publish_release(
-        staged, {"success": True}, [], release_root=data, audit_path=audit_path, run_id="manual__escalated"
-    )
+    release = publish(staged, data, "manual__escalated")
     manifest = json.loads(Path(release["manifest"]).read_text())
     assert [(entry["item"], entry["decision"]) for entry in manifest["adjudications"]] == [
         (entry["item"], entry["decision"]) for entry in staged["adjudications"]

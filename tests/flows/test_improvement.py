@@ -19,7 +19,7 @@ from prodigy_opentext.core.export import file_digest
 from prodigy_opentext.flows.improvement import IMPROVEMENT_PROCESS
 from tests.fixtures.airflow_db import task_states
 from tests.fixtures.opentext_sandbox import PROJECT_MODELS, OpenTextSandbox
-from tests.flows.support import ANNOTATORS, batch_version
+from tests.flows.support import ANNOTATORS, batch_version, publish
 from tests.flows.test_intake import comments_of, variables_of
 from tests.hooks.test_opentext_contract import connection_json
 
@@ -51,7 +51,7 @@ def test_examples_become_tasks_and_the_request_closes_with_the_release_that_hold
     from airflow.models.dagrun import DagRun
 
     from prodigy_opentext.exceptions import DatasetNotFoundError
-    from prodigy_opentext.flows.release import publish_release, resolve_release_target, stage_release_data
+    from prodigy_opentext.flows.release import resolve_release_target, stage_release_data
     from prodigy_opentext.hooks.prodigy import ProdigyHook
 
     sandbox = opentext_sandbox_factory()
@@ -113,10 +113,7 @@ def test_examples_become_tasks_and_the_request_closes_with_the_release_that_hold
         "manual__improve",
         data / "audit" / "governance.jsonl",
     )
-    release = publish_release(
-        staged, {"success": True}, [], release_root=data, audit_path=data / "audit" / "governance.jsonl",
-        run_id="manual__improve",
-    )  # fmt: skip
+    release = publish(staged, data, "manual__improve")
     third = dags["model_improvement_requests"].test()
     assert third.state == "success", task_states(third)
     done = variables_of(sandbox, new)

@@ -19,10 +19,11 @@ import pytest
 
 from prodigy_opentext.core.audit import verify_audit_log
 from prodigy_opentext.flows.mlops import USED_FOR_TRAINING, train_on_release
-from prodigy_opentext.flows.release import publish_release, verified_release
+from prodigy_opentext.flows.release import verified_release
 from prodigy_opentext.hooks.mlflow import DIGEST_LENGTH
-from tests.fixtures.airflow_db import task_states
+from tests.fixtures.airflow_db import as_a_task, task_states
 from tests.fixtures.mlflow_server import MLflowRest, dataset_inputs, run_tags
+from tests.flows.support import publish
 from tests.flows.test_release import approved_in_opentext, staged
 
 CONSUMER = "mlops_release_consumer"
@@ -72,13 +73,11 @@ def audit_entries(path: Path, action: str) -> list[dict[str, Any]]:
 def release(flows, tmp_path: Path) -> dict[str, Any]:
     """A release of a new dataset written under the DAGs' data folder, approved in the OpenText sandbox."""
     dataset, data = f"trained_{uuid.uuid4().hex[:8]}", flows["data"]
-    return publish_release(
+    return publish(
         {**staged(tmp_path / "staged", ["BRAND", "BRAND", "PRODUCT"]), "dataset": dataset},
-        {"success": True},
-        approved_in_opentext(flows["sandbox"], dataset, "b12"),
-        release_root=data,
-        audit_path=data / "audit" / "governance.jsonl",
-        run_id="manual__1",
+        data,
+        "manual__1",
+        approvals=approved_in_opentext(flows["sandbox"], dataset, "b12"),
     )
 
 
@@ -126,7 +125,8 @@ def test_the_consumer_logs_the_release_it_trains_on_as_an_mlflow_dataset_input(
         again = consumer.test()
     assert again.state == "success", task_states(again)
     verified = verified_release(release, data)
-    retried = train_on_release(verified, data / "consumers" / f"{CONSUMER}.jsonl", CONSUMER, audit)
+    with as_a_task():
+        retried = train_on_release(verified, data / "consumers" / f"{CONSUMER}.jsonl", CONSUMER, audit)
     assert retried["mlflow"] is not None and retried["mlflow"]["run_id"] == run_id, "a retry finds the run"
     assert len(mlflow_server.runs(experiment)) == 1, "announced twice, retried: still one training run"
     assert len(dataset_inputs(mlflow_server.run(run_id))) == 1
@@ -137,6 +137,7 @@ def test_without_the_mlflow_connection_the_release_is_loaded_as_before(flows, re
     monkeypatch.delenv("AIRFLOW_CONN_MLFLOW_DEFAULT", raising=False)
     data = flows["data"]
     audit = data / "audit" / "governance.jsonl"
-    loaded = train_on_release(verified_release(release, data), data / "ledger.jsonl", CONSUMER, audit)
+    with as_a_task():
+        loaded = train_on_release(verified_release(release, data), data / "ledger.jsonl", CONSUMER, audit)
     assert (loaded["total"], loaded["mlflow"]) == (3, None)
     assert audit_entries(audit, USED_FOR_TRAINING) == []

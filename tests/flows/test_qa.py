@@ -22,7 +22,7 @@ from prodigy_opentext.core.audit import AuditLog
 from prodigy_opentext.core.qa import QA_PROCESS
 from tests.fixtures.airflow_db import task_states
 from tests.fixtures.opentext_sandbox import OpenTextSandbox, poll_until
-from tests.flows.support import ANNOTATORS, batch_version
+from tests.flows.support import ANNOTATORS, batch_version, publish
 from tests.hooks.prodigy_support import sample_rows, write_jsonl
 from tests.hooks.test_opentext_contract import connection_json
 
@@ -175,7 +175,7 @@ def test_a_failed_round_is_reworked_by_its_annotators_and_the_next_round_passes(
 ) -> None:
     from airflow.models.dagrun import DagRun
 
-    from prodigy_opentext.flows.release import publish_release, resolve_release_target, stage_release_data
+    from prodigy_opentext.flows.release import resolve_release_target, stage_release_data
     from prodigy_opentext.hooks.prodigy import ProdigyHook
 
     sandbox, dags, data = qa_sandbox, flows["dags"], flows["data"]
@@ -272,14 +272,7 @@ def test_a_failed_round_is_reworked_by_its_annotators_and_the_next_round_passes(
     assert staged["reviewed_sha256"] != staged["export"]["sha256"], (
         "what is approved includes the corrections"
     )
-    release = publish_release(
-        staged,
-        {"success": True},
-        [],
-        release_root=data,
-        audit_path=data / "audit" / "governance.jsonl",
-        run_id="manual__qa",
-    )
+    release = publish(staged, data, "manual__qa")
     manifest = json.loads(Path(release["manifest"]).read_text())
     assert len(manifest["reworked"]) == ITEMS and {e["session"] for e in manifest["reworked"]} == {
         f"{dataset}_rework_{version}_r1-bob"

@@ -21,7 +21,7 @@ import requests
 from prodigy_opentext.core.regulated import EMAIL_MASK, PHONE_MASK, REGULATED_PROCESS
 from tests.fixtures.airflow_db import task_states
 from tests.fixtures.opentext_sandbox import PROJECT_MODELS, OpenTextSandbox
-from tests.flows.support import ANNOTATORS, batch_version
+from tests.flows.support import ANNOTATORS, batch_version, publish
 from tests.flows.test_intake import comments_of, variables_of
 from tests.hooks.test_opentext_contract import connection_json
 
@@ -82,7 +82,6 @@ def test_content_reaches_prodigy_only_after_access_and_only_metadata_goes_back(
     from prodigy_opentext.exceptions import DatasetNotFoundError, DatasetNotGovernable
     from prodigy_opentext.flows.release import (
         check_release_approvals,
-        publish_release,
         resolve_release_target,
         stage_release_data,
     )
@@ -206,10 +205,7 @@ def test_content_reaches_prodigy_only_after_access_and_only_metadata_goes_back(
         "manual",
         data / "audit" / "governance.jsonl",
     )
-    release = publish_release(
-        staged, {"success": True}, [], release_root=data, audit_path=data / "audit" / "governance.jsonl",
-        run_id="manual",
-    )  # fmt: skip
+    release = publish(staged, data, "manual")
     closing_run = dag.test()
     assert closing_run.state == "success", task_states(closing_run)
     closed = variables_of(sandbox, granted)

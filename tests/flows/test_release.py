@@ -31,12 +31,11 @@ from prodigy_opentext.flows.release import (
     announcement,
     consume_release,
     hand_off_release,
-    publish_release,
     resolve_release_target,
     stage_release_data,
     unconsumed_releases,
 )
-from tests.fixtures.airflow_db import task_states
+from tests.fixtures.airflow_db import as_a_task, task_states
 from tests.flows.support import (
     ANNOTATORS,
     RELEASE_MANAGER,
@@ -44,6 +43,7 @@ from tests.flows.support import (
     SME,
     batch_version,
     historic,
+    publish,
     release_runs,
     reviewer,
 )
@@ -219,25 +219,19 @@ def staged(folder: Path, labels: list[str]) -> dict:
     }
 
 
-def publish(tmp_path: Path, staged_data: dict, run_id: str) -> dict:
-    return publish_release(
-        staged_data,
-        {"success": True},
-        APPROVALS,
-        release_root=tmp_path / "data",
-        audit_path=tmp_path / "data" / "audit.jsonl",
-        run_id=run_id,
-    )
+def published(tmp_path: Path, staged_data: dict, run_id: str) -> dict:
+    data = tmp_path / "data"
+    return publish(staged_data, data, run_id, approvals=APPROVALS, audit_path=data / "audit.jsonl")
 
 
 def test_an_equal_rerun_is_a_no_op_and_other_content_fails_without_retries(tmp_path: Path) -> None:
-    first = publish(tmp_path, staged(tmp_path / "run1", ["BRAND", "BRAND"]), "manual__1")
-    again = publish(tmp_path, staged(tmp_path / "run2", ["BRAND", "BRAND"]), "manual__2")
+    first = published(tmp_path, staged(tmp_path / "run1", ["BRAND", "BRAND"]), "manual__1")
+    again = published(tmp_path, staged(tmp_path / "run2", ["BRAND", "BRAND"]), "manual__2")
     assert (first["already_released"], again["already_released"]) == (False, True)
     assert again["path"] == first["path"]
 
     with pytest.raises(ReleaseVersionTaken) as taken:
-        publish(tmp_path, staged(tmp_path / "run3", ["BRAND", "PRODUCT"]), "manual__3")
+        published(tmp_path, staged(tmp_path / "run3", ["BRAND", "PRODUCT"]), "manual__3")
     assert isinstance(taken.value, ReleaseConflict) and isinstance(taken.value, AirflowFailException)
     assert "release brands b12 already exists with different content" in str(taken.value)
     assert "file 'annotations.jsonl'" in str(taken.value)
@@ -271,13 +265,14 @@ def test_staging_writes_standard_json_where_prodigy_stored_nan(
 
 
 def test_a_hand_off_happens_once_unless_it_failed(tmp_path: Path, mlops_endpoint, airflow_db) -> None:
-    release = publish(tmp_path, staged(tmp_path / "run1", ["BRAND"]), "manual__1")
+    release = published(tmp_path, staged(tmp_path / "run1", ["BRAND"]), "manual__1")
     audit = tmp_path / "data" / "audit.jsonl"
     mlops_endpoint.statuses = [503]
-    with pytest.raises(AirflowException):
+    with as_a_task(), pytest.raises(AirflowException):
         hand_off_release(release, audit)
-    assert hand_off_release(release, audit)["status"] == 200, "the failed hand-off is made again"
-    assert hand_off_release(release, audit) is None, "and then never again"
+    with as_a_task():
+        assert hand_off_release(release, audit)["status"] == 200, "the failed hand-off is made again"
+        assert hand_off_release(release, audit) is None, "and then never again"
     assert [m["status"] for m in mlops_endpoint.received] == [503, 200]
     assert {m["headers"]["Idempotency-Key"] for m in mlops_endpoint.received} == {release["idempotency_key"]}
     with pytest.raises(AirflowSkipException, match="was announced at"):
@@ -305,13 +300,12 @@ def consumer(opentext_sandbox_session, monkeypatch, tmp_path: Path):
 
     def release(dataset: str, approvals: list[dict], root: Path = tmp_path / "data") -> dict:
         folder = tmp_path / f"staged-{dataset}-{root.name}"
-        return publish_release(
+        return publish(
             {**staged(folder, ["BRAND", "BRAND"]), "dataset": dataset},
-            {"success": True},
-            approvals,
-            release_root=root,
+            root,
+            "manual__1",
+            approvals=approvals,
             audit_path=root / "audit.jsonl",
-            run_id="manual__1",
         )
 
     return release
