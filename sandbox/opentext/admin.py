@@ -58,6 +58,22 @@ def clear_traffic(request: Request) -> dict[str, Any]:
     return {"clients": []}
 
 
+@admin_router.get("/http-calls")
+def http_calls(request: Request, tenant: str | None = None) -> dict[str, Any]:
+    """The HttpTask requests the tenant's instances sent, oldest first: where, and how each went."""
+    return {"calls": request.app.state.services[_tenant(request, tenant)].http.sent()}
+
+
+@admin_router.put("/config")
+def set_configuration(request: Request, body: JsonObject) -> dict[str, Any]:
+    """Set keys of the tenant configuration HttpTasks read (every tenant); answers the keys, not values."""
+    if not all(isinstance(value, str) for value in body.values()):
+        raise BadRequest("configuration values must be strings")
+    for service in request.app.state.services.values():
+        service.http.configuration.update(body)
+    return {"keys": sorted(next(iter(request.app.state.services.values())).http.configuration)}
+
+
 def _clock_json(request: Request) -> dict[str, Any]:
     clock = next(iter(request.app.state.services.values())).clock
     return {"now": format_timestamp(clock.now()), "offset_seconds": clock.offset_seconds}

@@ -21,6 +21,7 @@ from sandbox.opentext.clock import SandboxClock
 from sandbox.opentext.directory import DEFAULT_DIRECTORY, Directory
 from sandbox.opentext.errors import BadRequest, NotFound, ServiceError, gateway_fault
 from sandbox.opentext.faults import FaultInjector, FaultMiddleware
+from sandbox.opentext.http_tasks import HttpTaskSender
 from sandbox.opentext.inbox import SignInNeeded, inbox_router, sign_in_redirect
 from sandbox.opentext.service import WorkflowService
 from sandbox.opentext.storage import Store
@@ -37,6 +38,8 @@ class Settings:
     """Clients added to every tenant of the directory (``--client``)."""
     token_lifetime_seconds: int = 3600
     timer_interval_seconds: float = 1.0
+    configuration: dict[str, str] = field(default_factory=dict)
+    """The tenant configuration HttpTasks read as ``${config.KEY}`` (``--config``), for every tenant."""
 
 
 def tenant_db_path(db_path: str, tenant_id: str) -> str:
@@ -93,7 +96,9 @@ def create_app(settings: Settings) -> TrafficMiddleware:
     services: dict[str, WorkflowService] = {}
     for tenant_id in directory.tenants:
         store = Store(tenant_db_path(settings.db_path, tenant_id))
-        services[tenant_id] = WorkflowService(store, SandboxClock(store), directory, tenant_id)
+        services[tenant_id] = WorkflowService(
+            store, SandboxClock(store), directory, tenant_id, HttpTaskSender(settings.configuration)
+        )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -27,6 +27,7 @@ from SpiffWorkflow.bpmn.specs.defaults import (
     EndEvent,
     ExclusiveGateway,
     InclusiveGateway,
+    NoneTask,
     StartEvent,
     UserTask,
 )
@@ -59,6 +60,7 @@ USER_TASK_ATTRIBUTES = (
     "initiatorCanCompleteTask",
 )
 _CONDITION_MARKER = "juel-condition:"
+_HTTP_CALLS_SENT = "sandbox_http_calls_sent"
 _SERIALIZER = BpmnWorkflowSerializer()
 
 
@@ -86,7 +88,8 @@ _OUTCOME_TEST = r"(?:==|\beq\b|!=|\bne\b)"
 
 
 def _outcomes_tested_after(process_parser: Any, task_node: etree._Element) -> list[str]:
-    """The outcome values the exclusive gateway right after a user task tests for, in document order.
+    """The outcome values the exclusive gateway right after a user task (or after the HttpTasks that
+    follow it) tests for, in document order.
 
     ``${outcome == 'approved'}`` or ``${sme_review_outcome == "rejected"}`` on the gateway's flows tell
     the reviewer inbox which buttons to offer, without a form model.
@@ -101,6 +104,9 @@ def _outcomes_tested_after(process_parser: Any, task_node: etree._Element) -> li
     outcomes: list[str] = []
     for flow in process_parser.get_outgoing_sequence_flows(task_id):
         target = process_parser.get_node_by_id(flow.get("targetRef"))
+        while target is not None and target.tag == full_tag("serviceTask"):  # an HttpTask telling of it
+            (onward, *_) = process_parser.get_outgoing_sequence_flows(target.get("id")) or [None]
+            target = None if onward is None else process_parser.get_node_by_id(onward.get("targetRef"))
         if target is None or target.tag != full_tag("exclusiveGateway"):
             continue
         for gateway_flow in process_parser.get_outgoing_sequence_flows(target.get("id")):
@@ -123,6 +129,37 @@ class _UserTaskParser(TaskParser):
         return attributes
 
 
+HTTP_TASK_FIELDS = ("requestMethod", "requestUrl", "requestHeaders", "requestBody", "requestTimeout")
+"""The fields of Flowable's (and OpenText's) HttpTask the sandbox executes."""
+
+
+class _ServiceTaskParser(TaskParser):
+    """Keeps an HttpTask's fields (``flowable:type="http"``, ``<flowable:field>`` children), unevaluated:
+    they are evaluated when the request is sent, so what they read (a token from the tenant's
+    configuration) never lands in the instance's state. Other service tasks are refused."""
+
+    def parse_extensions(self, node=None):
+        kind = _extension_attributes(self.node, ("type",)).get("type")
+        if kind != "http":
+            raise ModelError(
+                f"service task '{self.node.get('id')}' is of type {kind!r}: the sandbox executes HttpTasks "
+                '(flowable:type="http") only'
+            )
+        fields = {}
+        for field_node in self.node.iter("{*}field"):
+            name = field_node.get("name")
+            value = field_node.get("stringValue") or field_node.get("expression")
+            if value is None:
+                value = "".join(
+                    child.text or "" for child in field_node if child.tag.endswith(("string", "expression"))
+                )
+            if name in HTTP_TASK_FIELDS:
+                fields[name] = value.strip()
+        if "requestUrl" not in fields:
+            raise ModelError(f"HttpTask '{self.node.get('id')}' has no requestUrl field")
+        return {"http": fields}
+
+
 class _JuelConditionGatewayParser(ConditionalGatewayParser):
     """Marks gateway conditions so they are evaluated strictly as booleans, as Flowable does."""
 
@@ -134,6 +171,8 @@ class _JuelConditionGatewayParser(ConditionalGatewayParser):
 class _DialectParser(BpmnParser):
     OVERRIDE_PARSER_CLASSES = {
         full_tag("userTask"): (_UserTaskParser, UserTask),
+        # The engine passes an HttpTask at once (the request leaves after the step is stored): a plain task.
+        full_tag("serviceTask"): (_ServiceTaskParser, NoneTask),
         full_tag("exclusiveGateway"): (_JuelConditionGatewayParser, ExclusiveGateway),
         full_tag("inclusiveGateway"): (_JuelConditionGatewayParser, InclusiveGateway),
     }
@@ -198,7 +237,10 @@ def parse_model(xml: bytes) -> ProcessModel:
     except ModelError:
         raise
     except Exception as error:  # SpiffWorkflow reports invalid models with several exception types
-        raise ModelError(f"the model cannot be executed: {error}") from None
+        cause: BaseException | None = error
+        while cause is not None and not isinstance(cause, ModelError):  # ours, wrapped by the parser
+            cause = cause.__cause__ or cause.__context__
+        raise (cause or ModelError(f"the model cannot be executed: {error}")) from None
     start_events = [t for t in spec.task_specs.values() if isinstance(t, StartEvent)]
     return ProcessModel(
         key=keys[0],
@@ -236,6 +278,15 @@ class UserTaskView:
     outcomes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class HttpCall:
+    """An HttpTask the instance passed: its BPMN id and its fields, still unevaluated."""
+
+    task_id: str
+    activity_id: str
+    fields: dict[str, str]
+
+
 @dataclass
 class TimerFiring:
     """What a fired boundary timer did: which boundary event fired and which user tasks it interrupted."""
@@ -271,6 +322,9 @@ class ProcessRun:
         self.workflow = workflow
         self.variables = variables
         workflow.script_engine = _JuelScriptEngine(variables)
+        for spec in workflow.spec.task_specs.values():
+            if "http" in (getattr(spec, "extensions", None) or {}):
+                spec.manual = False  # a plain task (NoneTask) waits for a person; an HttpTask does not
 
     @classmethod
     def start(cls, model: ProcessModel, variables: MutableMapping[str, Any], message: str | None = None):
@@ -435,3 +489,23 @@ class ProcessRun:
 
     def cancel(self) -> None:
         self.workflow.cancel()
+
+    def new_http_calls(self) -> list[HttpCall]:
+        """The HttpTasks the instance passed since this was last asked (remembered in its state), in the
+        order it passed them: each is to be sent once, after the step that reached it is stored."""
+        sent = self.workflow.data.setdefault(_HTTP_CALLS_SENT, [])
+        passed = sorted(
+            (
+                t
+                for t in self.workflow.get_tasks(state=TaskState.COMPLETED)
+                if "http" in (getattr(t.task_spec, "extensions", None) or {})
+            ),
+            key=lambda t: t.last_state_change,
+        )
+        calls = [
+            HttpCall(str(t.id), t.task_spec.bpmn_id, dict(t.task_spec.extensions["http"]))
+            for t in passed
+            if str(t.id) not in sent
+        ]
+        sent.extend(call.task_id for call in calls)
+        return calls

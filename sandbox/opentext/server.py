@@ -1,9 +1,12 @@
-"""``python -m sandbox.opentext --port 8091 --db PATH [--directory FILE]``: run the sandbox with uvicorn."""
+"""``python -m sandbox.opentext --port 8091 --db PATH [--directory FILE] [--config FILE]``: run the sandbox
+with uvicorn."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+from pathlib import Path
 
 import uvicorn
 
@@ -16,6 +19,16 @@ def _client(text: str) -> tuple[str, str]:
     if not separator or not client_id or not secret:
         raise argparse.ArgumentTypeError(f"--client must be ID:SECRET, got '{text}'")
     return client_id, secret
+
+
+def _configuration(path: str) -> dict[str, str]:
+    try:
+        values = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise argparse.ArgumentTypeError(f"--config {path}: {error}") from None
+    if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+        raise argparse.ArgumentTypeError(f"--config {path}: expected a JSON object of strings")
+    return values
 
 
 def parser() -> argparse.ArgumentParser:
@@ -42,6 +55,14 @@ def parser() -> argparse.ArgumentParser:
     )
     arguments.add_argument("--token-lifetime", type=int, default=3600, metavar="SECONDS")
     arguments.add_argument("--timer-interval", type=float, default=1.0, metavar="SECONDS")
+    arguments.add_argument(
+        "--config",
+        type=_configuration,
+        default={},
+        metavar="FILE",
+        help="tenant configuration for HttpTasks, a JSON object of strings read as ${config.KEY} "
+        "(e.g. airflow_callback_url, airflow_callback_token)",
+    )
     arguments.add_argument("--log-level", default="warning")
     return arguments
 
@@ -57,6 +78,7 @@ def main(argv: list[str]) -> int:
         clients=dict(options.client),
         token_lifetime_seconds=options.token_lifetime,
         timer_interval_seconds=options.timer_interval,
+        configuration=options.config,
     )
     try:
         app = create_app(settings)

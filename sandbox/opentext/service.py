@@ -29,6 +29,7 @@ from sandbox.opentext.engine import (
     parse_model,
 )
 from sandbox.opentext.errors import BadRequest, Conflict, Forbidden, NotFound
+from sandbox.opentext.http_tasks import HttpTaskSender
 from sandbox.opentext.storage import Store
 from sandbox.opentext.variables import Variable, parse_variables
 
@@ -137,11 +138,19 @@ class WorkflowService:
     """One tenant's workflow service: its models, instances and tasks (in its own store), acting for
     users of that tenant's directory."""
 
-    def __init__(self, store: Store, clock: SandboxClock, directory: Directory, tenant_id: str):
+    def __init__(
+        self,
+        store: Store,
+        clock: SandboxClock,
+        directory: Directory,
+        tenant_id: str,
+        http: HttpTaskSender | None = None,
+    ):
         self.store = store
         self.clock = clock
         self.directory = directory
         self.tenant_id = tenant_id
+        self.http = http or HttpTaskSender()
         self.lock = threading.RLock()
         self._models: dict[str, ProcessModel] = {}
 
@@ -407,13 +416,26 @@ class WorkflowService:
         self._end_open_tasks(instance["id"], now, delete_reasons or {}, "deleted", keep=set(open_tasks))
         due = run.next_timer_due()
         changes: dict[str, Any] = {
-            "state": run.serialize(),
             "activity_id": run.current_activity_id(),
             "next_timer_due": None if due is None else due.timestamp(),
         }
         if run.ended:
             changes.update(end_time=now, end_activity_id=run.end_activity_id, next_timer_due=None)
+        calls = run.new_http_calls()  # before the state is serialized: it remembers them as sent
+        changes["state"] = run.serialize()
         self.store.update("process_instances", "id", instance["id"], changes)
+        execution = {
+            "processInstanceId": instance["id"],
+            "processDefinitionKey": instance["process_definition_key"],
+            "businessKey": instance["business_key"],
+        }
+        for call in calls:
+            self.http.send_later(call, execution, lambda: self._stored_variables(instance["id"]))
+
+    def _stored_variables(self, instance_id: str) -> dict[str, Any]:
+        """The process variables as stored, once the step holding the lock is done."""
+        with self.lock:
+            return self.variable_values(instance_id)
 
     def _create_task(self, instance: dict, view: UserTaskView, now: float) -> None:
         attributes = view.attributes
