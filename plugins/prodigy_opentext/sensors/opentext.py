@@ -12,6 +12,7 @@ from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
 from prodigy_opentext.core.approvals import APPROVED_END_ACTIVITIES, APPROVED_OUTCOMES, judged
 from prodigy_opentext.core.payloads import Decision, JudgedDecision
+from prodigy_opentext.decision_signals import forget_signals
 from prodigy_opentext.exceptions import OpenTextError
 from prodigy_opentext.failures import OpenTextApprovalRejected
 from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
@@ -170,7 +171,9 @@ class OpenTextApprovalSensor(BaseSensorOperator, BranchMixIn):
         raise AirflowSensorTimeout(message)
 
     def _conclude(self, context: Context, decision: Decision) -> JudgedDecision:
-        """Record the decision and take the approved or the configured rejection path."""
+        """Record the decision and take the approved or the configured rejection path; the process's
+        callback signals, if any, have served (:func:`~prodigy_opentext.decision_signals.forget_signals`)."""
+        forget_signals(self.process_instance_id)
         result = judged(
             decision, outcomes=self.approved_outcomes, end_activities=self.approved_end_activities
         )

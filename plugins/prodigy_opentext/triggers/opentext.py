@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -10,8 +11,13 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from prodigy_opentext.decision_signals import decision_watcher
 from prodigy_opentext.exceptions import OpenTextError, OpenTextUnavailableError
 from prodigy_opentext.hooks.opentext_async import OpenTextWorkflowAsyncHook
+
+REREADS_AFTER_CALLBACK = 4
+REREAD_SECONDS = 0.5
+"""After a callback the decision is read now and up to four more times half a second apart."""
 
 
 class OpenTextProcessTrigger(BaseTrigger):
@@ -30,7 +36,12 @@ class OpenTextProcessTrigger(BaseTrigger):
     waits hold one connection pool and fetch one token per lifetime, and a refused token is fetched anew
     once for all of them.
 
+    Where the model calls back when a decision is in (:mod:`prodigy_opentext.decision_signals`), the wait
+    reads OpenText at once instead of at its next poll, and again a few times shortly after (a model may
+    call back just before its process ends); ``poll_interval`` is then only the fallback's pace.
+
     :param deadline: ISO-8601 time after which the wait ends with ``timeout`` (none: wait indefinitely).
+    :param wake_on_callback: also wake on the model's callback (default); False: poll only.
     """
 
     def __init__(
@@ -43,6 +54,7 @@ class OpenTextProcessTrigger(BaseTrigger):
         poll_interval: float = 30.0,
         deadline: str | None = None,
         error_budget: float = 900.0,
+        wake_on_callback: bool = True,
     ) -> None:
         super().__init__()
         self.process_instance_id = process_instance_id
@@ -53,6 +65,7 @@ class OpenTextProcessTrigger(BaseTrigger):
         self.poll_interval = poll_interval
         self.deadline = deadline
         self.error_budget = error_budget
+        self.wake_on_callback = wake_on_callback
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -66,11 +79,18 @@ class OpenTextProcessTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
                 "error_budget": self.error_budget,
+                "wake_on_callback": self.wake_on_callback,
             },
         )
 
     def _past_deadline(self) -> bool:
-        return self.deadline is not None and datetime.now(UTC) >= datetime.fromisoformat(self.deadline)
+        return self._until_deadline() <= 0
+
+    def _until_deadline(self) -> float:
+        """Seconds left until the deadline (never a wait beyond it), infinite without one."""
+        if self.deadline is None:
+            return float("inf")
+        return (datetime.fromisoformat(self.deadline) - datetime.now(UTC)).total_seconds()
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         # The event is yielded after the hook has let go of the loop's shared session, so closing the
@@ -78,7 +98,17 @@ class OpenTextProcessTrigger(BaseTrigger):
         yield await self._wait()
 
     async def _wait(self) -> TriggerEvent:
+        watcher = decision_watcher() if self.wake_on_callback else None
+        woken = watcher.watch(self.process_instance_id) if watcher else asyncio.Event()
+        try:
+            return await self._poll(woken)
+        finally:
+            if watcher:
+                watcher.unwatch(self.process_instance_id, woken)
+
+    async def _poll(self, woken: asyncio.Event) -> TriggerEvent:
         unreachable_since: float | None = None
+        rereads = 0
         async with OpenTextWorkflowAsyncHook(self.opentext_conn_id) as hook:
             while True:
                 try:
@@ -101,4 +131,13 @@ class OpenTextProcessTrigger(BaseTrigger):
                     return TriggerEvent({"status": "decided", "decision": decision})
                 if self._past_deadline():
                     return TriggerEvent({"status": "timeout", "deadline": self.deadline})
-                await asyncio.sleep(self.poll_interval)
+                pause = min(REREAD_SECONDS if rereads else self.poll_interval, self._until_deadline())
+                rereads = max(rereads - 1, 0)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), pause)
+                if woken.is_set():
+                    woken.clear()
+                    rereads = REREADS_AFTER_CALLBACK
+                    self.log.info(
+                        "OpenText called back on %s: reading its decision now", self.process_instance_id
+                    )
