@@ -1,9 +1,10 @@
 """Write the secrets docker-compose.yaml requires into ``.env``: ``python -m scripts.compose_env``.
 
 docker-compose.yaml has no default for the Fernet key (it encrypts connection passwords in Airflow's
-database) nor for the API's JWT secret (it signs every token the UI and the workers use): a default in a
-public file is a secret everybody knows. This writes random ones into ``.env`` beside the compose file,
-readable by its owner only, and keeps values the file already has, so running it again changes nothing.
+database), the API's JWT secret (it signs every token the UI and the workers use) or the token OpenText's
+models call Airflow back with: a default in a public file is a secret everybody knows. This writes random
+ones into ``.env`` beside the compose file, readable by its owner only, and keeps values the file already
+has, so running it again changes nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from scripts.configure_airflow_home import REPO
 GENERATED = {
     "AIRFLOW_FERNET_KEY": lambda: base64.urlsafe_b64encode(os.urandom(32)).decode("ascii"),
     "AIRFLOW_JWT_SECRET": lambda: secrets.token_urlsafe(48),
+    "OPENTEXT_CALLBACK_TOKEN": lambda: secrets.token_urlsafe(32),
 }
 
 

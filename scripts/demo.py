@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
 import time
 from dataclasses import dataclass, field
@@ -182,9 +183,14 @@ class Demo:
             api_port=settings.airflow_port,
             sql_alchemy_conn=f"sqlite:///{data / 'airflow.db'}",
         )
+        callback_token = secrets.token_urlsafe(32)
+        opentext.call_airflow_back(site.url, callback_token)
         connections = {
             "AIRFLOW_CONN_PRODIGY_DEFAULT": prodigy.connection(),
             "AIRFLOW_CONN_OPENTEXT_DEFAULT": opentext.connection(),
+            "AIRFLOW_CONN_OPENTEXT_CALLBACK": json.dumps(
+                {"conn_type": "generic", "password": callback_token}
+            ),
             "OPENTEXT_POLL_SECONDS": OPENTEXT_POLL_SECONDS,
         }
         step("Starting the MLflow tracking server, where the MLOps consumer records its training runs")
@@ -200,6 +206,10 @@ class Demo:
         stories.enable_dags(world)
         say(f"    unpaused {', '.join(stories.DAG_IDS)}")
         stories.play(world, self.journal)
+        self.journal.results["callbacks"] = [
+            {key: call.get(key) for key in ("activityId", "processInstanceId", "status", "error")}
+            for call in opentext.http_calls()
+        ]
 
 
 def print_closing_summary(summary: dict[str, Any]) -> None:
@@ -224,6 +234,12 @@ def print_closing_summary(summary: dict[str, Any]) -> None:
         done = f", {rework['tasks']} tasks reworked in {rework['dataset']}" if rework else ": passed"
         failed = f"{qa['failed']} of {qa['sampled']} sampled answers failed"
         lines.append(f"  QA round {qa['round']}: {failed}{done}")
+    if callbacks := summary.get("callbacks"):
+        answered = sorted({str(call["status"] or call["error"]) for call in callbacks})
+        lines.append(
+            f"  OpenText called Airflow back on {len(callbacks)} decisions (answered {', '.join(answered)}): "
+            "each wait read its decision at once instead of at its next poll"
+        )
     lines.append(f"  release: {summary['release']['path']}")
     if training := summary.get("training_run"):
         lines.append(f"  MLflow training run that used it: {training['run_url']}")

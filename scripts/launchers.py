@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import requests
+
 from scripts.airflow_api import AirflowApi
 from scripts.configure_airflow_home import REPO, SQLITE_ONLY_KEYS, project_settings
 from scripts.processes import VENV_BIN, Stack, StackError, answers_http, free_port, wait_for
@@ -56,6 +58,20 @@ class OpenTextClient:
     @property
     def inbox_url(self) -> str:
         return f"{self.url}/inbox"
+
+    def call_airflow_back(self, airflow_url: str, token: str) -> None:
+        """Point the models' decision callbacks at ``airflow_url`` (the sandbox's tenant configuration)."""
+        from prodigy_opentext.decision_callbacks import URL_PREFIX
+
+        settings = {
+            "airflow_callback_url": f"{airflow_url}{URL_PREFIX}/decisions",
+            "airflow_callback_token": token,
+        }
+        requests.put(f"{self.url}/sandbox/config", json=settings, timeout=30).raise_for_status()
+
+    def http_calls(self) -> list[dict[str, Any]]:
+        """The HttpTask requests the models sent, and how each went."""
+        return requests.get(f"{self.url}/sandbox/http-calls", timeout=30).json()["calls"]
 
     def connection(self, user: str | None = None) -> str:
         """An ``opentext_workflow`` connection as ``AIRFLOW_CONN_*`` JSON: the client's own (Airflow's

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from pathlib import Path
 
 import uvicorn
@@ -21,14 +22,25 @@ def _client(text: str) -> tuple[str, str]:
     return client_id, secret
 
 
+CONFIG_VARIABLE = "OPENTEXT_SANDBOX_CONFIG"
+"""The tenant configuration as JSON text, where no --config file is given (docker-compose.yaml)."""
+
+
+def _configuration_json(text: str, source: str) -> dict[str, str]:
+    try:
+        values = json.loads(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{source}: {error}") from None
+    if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+        raise argparse.ArgumentTypeError(f"{source}: expected a JSON object of strings")
+    return values
+
+
 def _configuration(path: str) -> dict[str, str]:
     try:
-        values = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as error:
+        return _configuration_json(Path(path).read_text(), f"--config {path}")
+    except OSError as error:
         raise argparse.ArgumentTypeError(f"--config {path}: {error}") from None
-    if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
-        raise argparse.ArgumentTypeError(f"--config {path}: expected a JSON object of strings")
-    return values
 
 
 def parser() -> argparse.ArgumentParser:
@@ -58,17 +70,23 @@ def parser() -> argparse.ArgumentParser:
     arguments.add_argument(
         "--config",
         type=_configuration,
-        default={},
+        default=None,
         metavar="FILE",
         help="tenant configuration for HttpTasks, a JSON object of strings read as ${config.KEY} "
-        "(e.g. airflow_callback_url, airflow_callback_token)",
+        f"(e.g. airflow_callback_url, airflow_callback_token); default: ${CONFIG_VARIABLE} or none",
     )
     arguments.add_argument("--log-level", default="warning")
     return arguments
 
 
 def main(argv: list[str]) -> int:
-    options = parser().parse_args(argv)
+    arguments = parser()
+    options = arguments.parse_args(argv)
+    if options.config is None:
+        try:
+            options.config = _configuration_json(os.environ.get(CONFIG_VARIABLE) or "{}", CONFIG_VARIABLE)
+        except argparse.ArgumentTypeError as bad:
+            arguments.error(str(bad))
     logging.basicConfig(
         level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -131,6 +131,24 @@ def test_secrets_have_no_default_anyone_could_read(compose):
         assert re.fullmatch(r"\$\{" + var + r":\?[^}]*scripts\.compose_env[^}]*\}", env[name]), env[name]
 
 
+def test_the_sandbox_calls_the_api_server_back_with_the_token_airflow_checks(compose):
+    """The models' HttpTask reaches the plugin in the api-server, with the token of opentext_callback."""
+    from prodigy_opentext.decision_callbacks import CALLBACK_CONN_ID, URL_PREFIX
+    from sandbox.opentext.server import CONFIG_VARIABLE
+
+    token = r"\$\{OPENTEXT_CALLBACK_TOKEN:\?[^}]*scripts\.compose_env[^}]*\}"
+    connection = compose["x-airflow-common"]["environment"][f"AIRFLOW_CONN_{CALLBACK_CONN_ID.upper()}"]
+    assert re.fullmatch(r'\{"conn_type":"generic","password":"' + token + r'"\}', connection), connection
+    configuration = compose["services"]["opentext-sandbox"]["environment"][CONFIG_VARIABLE]
+    url = configuration.split('"airflow_callback_url":"')[1].split('"')[0]
+    assert url == f"http://airflow-apiserver:8080{URL_PREFIX}/decisions"
+    assert (
+        "airflow-apiserver" in compose["services"]
+        and "8080:8080" in compose["services"]["airflow-apiserver"]["ports"]
+    )
+    assert re.search(r'"airflow_callback_token":"' + token + '"', configuration), configuration
+
+
 def test_the_secrets_script_writes_usable_secrets_once(tmp_path):
     from cryptography.fernet import Fernet
 
@@ -138,10 +156,11 @@ def test_the_secrets_script_writes_usable_secrets_once(tmp_path):
 
     env_file = tmp_path / ".env"
     env_file.write_text("AIRFLOW_UID=1000\n")
-    assert ensure_secrets(env_file) == ["AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET"]
+    assert ensure_secrets(env_file) == ["AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "OPENTEXT_CALLBACK_TOKEN"]
     values = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
     Fernet(values["AIRFLOW_FERNET_KEY"].encode())  # a valid key, or this raises
     assert len(values["AIRFLOW_JWT_SECRET"]) >= 48 and values["AIRFLOW_UID"] == "1000"
+    assert len(values["OPENTEXT_CALLBACK_TOKEN"]) >= 32
     assert env_file.stat().st_mode & 0o077 == 0, "readable by its owner only"
     assert (
         ensure_secrets(env_file) == []

@@ -87,6 +87,11 @@ def test_demo_runs_the_story_to_a_consumed_release_and_stops_everything(demo_run
     manifest = json.loads(Path(release["manifest"]).read_text())
     assert {a["kind"] for a in manifest["approvals"]} == {"batch_approval", "release_signoff"}
     assert [consumed["path"] for consumed in summary["consumed"]] == [release["path"]]
+    # Both approvals' processes called Airflow back when decided, and the api-server's plugin took the calls.
+    called_back = {call["processInstanceId"]: call for call in summary["callbacks"]}
+    for approval in manifest["approvals"]:
+        call = called_back[approval["process_instance_id"]]
+        assert (call["status"], call["error"]) == (202, None), call
     for dag_id, run in summary["runs"].items():
         assert f"/dags/{dag_id}/runs/" in run["url"]
         assert run["url"] in result.stdout
