@@ -3,7 +3,7 @@
 The models in ``include/bpmn`` end each decision with an HttpTask that calls Airflow's
 ``/opentext-callbacks/decisions`` (:mod:`prodigy_opentext.decision_callbacks`), which sets the Variable
 ``opentext_decided__<process instance>__<activity>``. The waits of one triggerer share one watcher: it
-lists those Variables once a second (one call for all waits, through the Task SDK) and wakes the waits
+lists those Variables twice a second (one call for all waits, through the Task SDK) and wakes the waits
 whose process has a new one. A woken wait reads the decision from OpenText at once: the signal only says
 when to look, so a forged call costs one read and never decides anything. Without a signal (no callback
 configured, Airflow unreachable from OpenText, or no Task SDK channel) the waits poll as before.
@@ -16,8 +16,9 @@ import logging
 import weakref
 
 SIGNAL_PREFIX = "opentext_decided__"
-CHECK_INTERVAL_SECONDS = 1.0
-"""How often one watcher lists the signals: a pushed decision resumes its wait within about this."""
+CHECK_INTERVAL_SECONDS = 0.5
+"""How often one watcher lists the signals (one call for all its waits): a pushed decision resumes its
+wait within about this plus one read of OpenText."""
 
 RETRY_SECONDS = 30.0
 """How long the watcher waits after the signals could not be listed."""
@@ -72,7 +73,7 @@ class DecisionWatcher:
     async def _run(self) -> None:
         while self._waits:
             try:
-                keys = set(await _signal_keys())
+                keys = set(await signal_keys())
             except ImportError as error:  # no Task SDK channel (not in a triggerer): the waits only poll
                 self.unavailable = f"{type(error).__name__}: {error}"
                 log.info("decision callbacks cannot be read here, the waits poll: %s", self.unavailable)
@@ -91,7 +92,8 @@ class DecisionWatcher:
         self._seen = None  # no wait left: the next one starts from what is there then
 
 
-async def _signal_keys() -> list[str]:
+async def signal_keys() -> list[str]:
+    """Every signal's key, through the Task SDK's channel (one call, however many waits)."""
     from airflow.sdk import Variable
     from asgiref.sync import sync_to_async
 

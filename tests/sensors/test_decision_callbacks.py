@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +20,7 @@ import requests
 from prodigy_opentext.decision_signals import SIGNAL_PREFIX, signal_key
 from tests.fixtures.airflow_db import as_a_task, task_states
 from tests.fixtures.background import acting_in_background
+from tests.fixtures.callbacks import serving_callbacks
 from tests.sensors.test_opentext_sensor import approval_dag, decide, names
 
 TOKEN = "shared-callback-token-51c2"
@@ -37,26 +37,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def callback_url() -> Iterator[str]:
-    """The provider's callback app, mounted at its prefix as the api-server mounts plugin apps."""
-    import uvicorn
-    from fastapi import FastAPI
-
-    from prodigy_opentext.decision_callbacks import fastapi_app
-
-    plugin = fastapi_app()
-    root = FastAPI()
-    root.mount(plugin["url_prefix"], plugin["app"])
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(root, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}{plugin['url_prefix']}/decisions"
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield url
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving_callbacks() as url:
+        yield url
 
 
 @pytest.fixture
