@@ -49,7 +49,8 @@ class OpenTextApprovalSensor(BaseSensorOperator, BranchMixIn):
         sensor default timeout). Kept apart from ``execution_timeout``, which bounds the task's running time.
         It counts from the process instance's start in OpenText, so retrying or clearing the task does not
         give reviewers a fresh period.
-    :param poke_interval: seconds between two reads of OpenText, deferred or not.
+    :param poke_interval: seconds between two reads of OpenText, deferred or not; a deferred wait also
+        reads at once when the model calls Airflow back (:mod:`prodigy_opentext.decision_signals`).
     :param deferrable: wait in the triggerer (default from ``[operators] default_deferrable``); otherwise
         the sensor pokes in ``mode`` (``poke`` or ``reschedule``).
     :param error_budget: seconds the deferred wait tolerates OpenText being unreachable before failing.
