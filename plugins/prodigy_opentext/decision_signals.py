@@ -20,6 +20,7 @@ CHECK_INTERVAL_SECONDS = 0.5
 """How often one watcher lists the signals (one call for all its waits): a pushed decision resumes its
 wait within about this plus one read of OpenText."""
 
+KEYS_PAGE = 1000
 RETRY_SECONDS = 30.0
 """How long the watcher waits after the signals could not be listed."""
 
@@ -93,11 +94,25 @@ class DecisionWatcher:
 
 
 async def signal_keys() -> list[str]:
-    """Every signal's key, through the Task SDK's channel (one call, however many waits)."""
-    from airflow.sdk import Variable
-    from asgiref.sync import sync_to_async
+    """Every signal's key, through the Task SDK's channel (one call a page, however many waits).
 
-    return await sync_to_async(lambda: list(Variable.keys(prefix=SIGNAL_PREFIX)))()
+    Asked on the event loop itself, as the SDK's own async accessors ask (``asend`` where the channel has it,
+    as a triggerer's does): a thread left asking after the loop's last wait ended could take the answer
+    meant for a task that the same process runs next (``dag.test()`` does).
+    """
+    from airflow.sdk.execution_time.comms import ErrorResponse, GetVariableKeys, VariableKeysResult
+    from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS  # ImportError: no channel here
+
+    keys: list[str] = []
+    while True:
+        message = GetVariableKeys(prefix=SIGNAL_PREFIX, limit=KEYS_PAGE, offset=len(keys))
+        asend = getattr(SUPERVISOR_COMMS, "asend", None)
+        reply = await asend(message) if asend else SUPERVISOR_COMMS.send(message)
+        if isinstance(reply, ErrorResponse) or not isinstance(reply, VariableKeysResult):
+            raise RuntimeError(f"listing the decision signals failed: {reply}")
+        keys += reply.keys
+        if not reply.keys or len(keys) >= reply.total_entries:
+            return keys
 
 
 _WATCHERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, DecisionWatcher] = weakref.WeakKeyDictionary()

@@ -21,10 +21,13 @@ from prodigy_opentext.decision_signals import SIGNAL_PREFIX, signal_key
 from tests.fixtures.airflow_db import as_a_task, task_states
 from tests.fixtures.background import acting_in_background
 from tests.fixtures.callbacks import serving_callbacks
+from tests.sensors import test_opentext_sensor as sensor_tests
 from tests.sensors.test_opentext_sensor import approval_dag, decide, names
 
 TOKEN = "shared-callback-token-51c2"
 SME = "sme@example.com"
+opentext = sensor_tests.opentext
+deferred = sensor_tests.deferred
 PUSHED_POLL_SECONDS = 600
 """The fallback's pace in the pushed test: a resume before it can only be the callback's doing."""
 
