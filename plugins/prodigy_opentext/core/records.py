@@ -406,9 +406,11 @@ class RecordSummary:
 
 
 class AnnotationProgress:
-    """Who answered what in a dataset: answers per annotator and distinct annotators per input."""
+    """Who answered what in a dataset: answers per annotator and distinct annotators per input
+    (``per_input=False``: not the latter, which holds every input, for a count that only needs the former)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, per_input: bool = True) -> None:
+        self.per_input = per_input
         self.reset()
 
     def reset(self) -> None:
@@ -429,10 +431,11 @@ class AnnotationProgress:
         answer = str(task["answer"])
         self.by_answer[answer] += 1
         annotator = annotator_of(task)
-        inputs = self.annotators_by_input[task["_input_hash"]]
+        inputs = self.annotators_by_input[task["_input_hash"]] if self.per_input else None
         if annotator is not None:
             self.annotators[annotator][answer] += 1
-            inputs.add(annotator)
+            if inputs is not None:
+                inputs.add(annotator)
 
     def inputs_with(self, annotators: int) -> int:
         """How many inputs have answers from at least this many distinct annotators."""

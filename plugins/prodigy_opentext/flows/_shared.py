@@ -12,7 +12,7 @@ from typing import Any
 from airflow.sdk import Asset
 
 from prodigy_opentext.audit import VariableAnchor
-from prodigy_opentext.core.agreement import annotation_agreement, item_key
+from prodigy_opentext.core.agreement import item_key
 from prodigy_opentext.core.audit import AppendResult, AuditLog
 from prodigy_opentext.core.batches import version_last_example_id
 from prodigy_opentext.core.consensus import ConsensusResult, build_consensus
@@ -113,7 +113,6 @@ class MergedBatch:
                 "by_label": self.export["by_label"],
                 "by_annotator": self.export["by_annotator"],
             },
-            agreement=annotation_agreement(self.tasks),
             merged=self.consensus.merged,
             disputes=[dispute.as_dict() for dispute in self.consensus.disputes],
             adjudications=adjudications_in(self.consensus.merged),
