@@ -33,6 +33,9 @@ RawRecord = bytes | bytearray | memoryview | str
 SOURCE_FORMATS = ("jsonl", "json", "csv", "txt")
 
 
+_decode_json: Callable[[bytes | str], Any] = msgspec.json.Decoder().decode
+
+
 def check_dataset_name(name: str) -> str:
     """Prodigy's rule for dataset names: not empty, no commas, no whitespace."""
     if not isinstance(name, str) or not name or "," in name or any(char.isspace() for char in name):
@@ -57,6 +60,12 @@ def decode_record(raw: RawRecord | dict, *, row: int | str, where: str = "row") 
         return raw
     if isinstance(raw, memoryview | bytearray):
         raw = bytes(raw)
+    try:  # msgspec gives json.loads' value at twice its speed, or refuses (NaN, lone surrogates): then json's
+        task = _decode_json(raw)
+    except (msgspec.MsgspecError, UnicodeDecodeError):
+        task = None
+    if isinstance(task, dict):
+        return task
     try:
         task = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as err:
