@@ -476,7 +476,8 @@ class ProdigyHook(BaseHook):
         conn: sa.Connection, dataset_id: int, until_id: int, batch_size: int
     ) -> Iterator[list[tuple[int, bytes]]]:
         """SQLite sorts the dataset's ``(input_hash, id)`` in one query over Prodigy's link index (its
-        contents stay on disk), then each batch of ids is one lookup by id, put back in sorted order."""
+        contents stay on disk), then each batch of ids is one lookup by id, put back in sorted order; an
+        example deleted meanwhile is left out (the caller counts what it read)."""
         driver = conn.connection.driver_connection
         if driver is None:
             raise ProdigyDatabaseError("the SQLite connection was closed while reading")
@@ -494,7 +495,7 @@ class ProdigyHook(BaseHook):
                     marks = ",".join("?" * len(some))
                     query = f"SELECT id, content FROM example WHERE id IN ({marks})"
                     contents.update(cursor.execute(query, some).fetchall())
-                yield [(example_id, contents[example_id]) for example_id in chunk]
+                yield [(example_id, contents[example_id]) for example_id in chunk if example_id in contents]
         finally:
             cursor.close()
 
