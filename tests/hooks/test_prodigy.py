@@ -431,6 +431,11 @@ def test_answers_by_input_hash_come_together_in_the_order_they_were_saved(prodig
     hook.add_examples("issues", answers[1::2])
     until = hook.last_example_id("issues")
     hook.add_examples("issues", [{**rows[0], "_annotator_id": "issues-late", "_session_id": "issues-late"}])
+    execute_sql(  # an example linked to its dataset twice is still one answer
+        prodigy_conn,
+        "INSERT INTO link (example_id, dataset_id) "
+        "SELECT example_id, dataset_id FROM link WHERE id = (SELECT MIN(id) FROM link)",
+    )
 
     streamed = [
         row

@@ -160,7 +160,8 @@ class ItemMerger:
         self._adjudicated: dict[ItemKey, list[dict[str, Any]]] = defaultdict(list)
         for task in adjudications:
             self._adjudicated[item_key(task)].append({**task, "_adjudicated": True})
-        self._task_hashes: dict[Any, ItemKey] = {}
+        self._task_hashes: dict[Any, Any] = {}
+        """Each final example's task hash and its item's input hash (not the key: a million of them)."""
         self.merged = self.disputes = self.resolved = 0
 
     def merge(self, key: ItemKey, versions: Sequence[Mapping[str, Any]]) -> ItemOutcome:
@@ -191,9 +192,9 @@ class ItemMerger:
         if task_hash in self._task_hashes:
             raise ConsensusError(
                 f"task_hash {task_hash} is the final example of two items: "
-                f"input_hash {self._task_hashes[task_hash][0]} and input_hash {key[0]} (label {key[1]!r})"
+                f"input_hash {self._task_hashes[task_hash]} and input_hash {key[0]} (label {key[1]!r})"
             )
-        self._task_hashes[task_hash] = key
+        self._task_hashes[task_hash] = key[0]
         self.merged += 1
         return outcome
 

@@ -48,7 +48,7 @@ DEFAULT_BATCH_SIZE = 256
 INSERT_CHUNK = 500
 SQLITE_IDS_PER_QUERY = 500
 SQLITE_IDS_BY_INPUT = (
-    "SELECT DISTINCT example.id, example.input_hash FROM example JOIN link ON link.example_id = example.id "
+    "SELECT example.id, example.input_hash FROM example JOIN link ON link.example_id = example.id "
     "WHERE link.dataset_id = ? AND example.id <= ? ORDER BY example.input_hash, example.id"
 )
 
@@ -476,17 +476,18 @@ class ProdigyHook(BaseHook):
         conn: sa.Connection, dataset_id: int, until_id: int, batch_size: int
     ) -> Iterator[list[tuple[int, bytes]]]:
         """SQLite sorts the dataset's ``(input_hash, id)`` in one query over Prodigy's link index (its
-        contents stay on disk), then each batch of ids is one lookup by id, put back in sorted order; an
-        example deleted meanwhile is left out (the caller counts what it read)."""
+        contents stay on disk; an example linked twice comes twice in a row, and is taken once), then each
+        batch of ids is one lookup by id, put back in sorted order; an example deleted meanwhile is left out
+        (the caller counts what it read)."""
         driver = conn.connection.driver_connection
         if driver is None:
             raise ProdigyDatabaseError("the SQLite connection was closed while reading")
         cursor = driver.cursor()
         try:
-            ordered = array(
-                "q",
-                (example_id for example_id, _ in cursor.execute(SQLITE_IDS_BY_INPUT, (dataset_id, until_id))),
-            )
+            ordered = array("q")
+            for example_id, _ in cursor.execute(SQLITE_IDS_BY_INPUT, (dataset_id, until_id)):
+                if not ordered or ordered[-1] != example_id:  # linked twice: taken once, as the export does
+                    ordered.append(example_id)
             for start in range(0, len(ordered), batch_size):
                 chunk = ordered[start : start + batch_size]
                 contents: dict[int, bytes] = {}
