@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
@@ -27,7 +26,7 @@ from prodigy_opentext.core.escalation import adjudication_dataset, adjudications
 from prodigy_opentext.core.paths import plain_name
 from prodigy_opentext.core.payloads import ExportManifest, QAFigures
 from prodigy_opentext.core.qa import correction_of
-from prodigy_opentext.core.records import decode_record, sessions_of, standard_json
+from prodigy_opentext.core.records import decode_record, sessions_of, standard_json_line
 from prodigy_opentext.core.regulated import frozen_reason
 from prodigy_opentext.core.release import reviewed_sha256
 from prodigy_opentext.core.review_report import ReviewFigures, ReviewTally, review_figures
@@ -317,29 +316,25 @@ class StreamedBatch:
 
 
 class JsonlWriter:
-    """Writes rows as standard JSON lines: NaN and Infinity become null (the rule of
-    :func:`~prodigy_opentext.core.records.standard_json`), the first ``named`` such rows named in the log
-    and the rest counted in ``nulled``."""
+    """Writes rows as standard JSON lines (:func:`~prodigy_opentext.core.records.standard_json_line`):
+    NaN and Infinity become null, the first ``named`` such rows named in the log and the rest counted in
+    ``nulled``."""
 
     def __init__(self, path: Path, named: int = 20) -> None:
         self.path, self.named = path, named
         self.lines = self.nulled = 0
-        self._out = open(path, "w")  # noqa: SIM115 (closed by close(), or by the with block)
+        self._out = open(path, "wb")  # noqa: SIM115 (closed by close(), or by the with block)
 
     def write(self, row: Mapping[str, Any]) -> None:
         self.lines += 1
-        try:  # json refuses NaN and Infinity itself: only such rare rows are walked value by value
-            self._out.write(json.dumps(row, sort_keys=True, allow_nan=False) + "\n")
-            return
-        except ValueError:
-            clean, changed = standard_json(row)
+        line, changed = standard_json_line(row)
         if changed:
             self.nulled += 1
             if self.nulled <= self.named:
                 log.warning(
                     "%s line %d: %s was NaN or Infinity, written as null", self.path.name, self.lines, changed
                 )
-        self._out.write(json.dumps(clean, sort_keys=True, allow_nan=False) + "\n")
+        self._out.write(line + b"\n")
 
     def close(self) -> None:
         self._out.close()
