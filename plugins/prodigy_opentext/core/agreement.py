@@ -199,16 +199,6 @@ def _f1(common: int, total: int) -> float | None:
     return 2 * common / total if total else None
 
 
-def span_f1(pairs: Sequence[tuple[Decision, Decision]]) -> float | None:
-    """Micro F1 of two annotators' spans (exact start, end and label) over the items they share, the one
-    taken as reference for the other (F1 is symmetric); None when neither marked a span."""
-    common = total = 0
-    for (_, spans_a, _), (_, spans_b, _) in pairs:
-        common += len(spans_a & spans_b)
-        total += len(spans_a) + len(spans_b)
-    return _f1(common, total)
-
-
 def _labels_in(item_label: Any, decisions: Mapping[str, Decision]) -> set[str]:
     """The labels an item concerns: its own (binary classification), its spans' and its accepted options'."""
     labels = {str(item_label)} if item_label is not None else set()

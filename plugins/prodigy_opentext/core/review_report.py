@@ -106,14 +106,6 @@ class ProgressTally:
         return progress
 
 
-def annotator_progress(tasks: Iterable[Mapping[str, Any]]) -> dict[str, AnnotatorProgress]:
-    """Answers per annotator (by answer), with their first and last answer's time."""
-    tally = ProgressTally()
-    for task in tasks:
-        tally.add(task)
-    return tally.progress()
-
-
 class SampleTally:
     """A few final examples to look at, those with spans first (they show the most), in stream order: the
     first ``limit`` with spans and the first ``limit`` without are all that is kept."""
@@ -140,14 +132,6 @@ class SampleTally:
 
     def samples(self) -> list[dict[str, Any]]:
         return [*self._with_spans, *self._without][: self.limit]
-
-
-def sample_items(merged: Iterable[Mapping[str, Any]], limit: int = SAMPLE_ITEMS) -> list[dict[str, Any]]:
-    """A few final examples to look at (see :class:`SampleTally`)."""
-    tally = SampleTally(limit)
-    for task in merged:
-        tally.add(task)
-    return tally.samples()
 
 
 def dispute_summary(dispute: Mapping[str, Any]) -> dict[str, Any]:
