@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import json
+from collections import defaultdict
+from itertools import combinations
+
 import pytest
 
-from prodigy_opentext.core.agreement import annotation_agreement, cohen_kappa, krippendorff_alpha_nominal
+from prodigy_opentext.core.agreement import (
+    AgreementTally,
+    _labels_in,
+    _restricted,
+    annotation_agreement,
+    cohen_kappa,
+    item_decisions,
+    krippendorff_alpha_nominal,
+)
+from prodigy_opentext.core.consensus import item_groups
+from tests.core.test_consensus import three_annotators
+from tests.fixtures.samples import SAMPLE_FILES
 
 MISSING = None
 
@@ -157,3 +172,118 @@ def test_binary_questions_are_grouped_per_label_by_the_question_asked() -> None:
     assert result["per_label"]["SPORTS"]["observed_agreement"] == pytest.approx(1.0)
     assert result["per_label"]["POLITICS"]["observed_agreement"] == pytest.approx(0.0)
     assert result["span_f1"] is None
+
+
+def reference_agreement(tasks: list[dict]) -> dict:
+    """The figures computed from the whole list with the textbook formulas (a coincidence matrix for alpha,
+    the pair list for kappa and span F1), as an oracle for the tallies."""
+
+    def alpha(units: list[list]) -> float | None:
+        coincidences: dict = defaultdict(float)
+        for values in units:
+            if len(values) < 2:
+                continue
+            for i, c in enumerate(values):
+                for j, k in enumerate(values):
+                    if i != j:
+                        coincidences[(c, k)] += 1 / (len(values) - 1)
+        totals: dict = defaultdict(float)
+        for (c, _), weight in coincidences.items():
+            totals[c] += weight
+        n = sum(totals.values())
+        observed = sum(w for (c, k), w in coincidences.items() if c != k)
+        expected = (n * n - sum(t * t for t in totals.values())) / (n - 1) if n >= 2 else 0
+        return 1 - observed / expected if expected else None
+
+    def kappa(pairs: list) -> float | None:
+        n = len(pairs)
+        observed = sum(a == b for a, b in pairs) / n
+        expected = sum(
+            sum(a == c for a, _ in pairs) * sum(b == c for _, b in pairs) for c in {a for a, _ in pairs}
+        ) / (n * n)
+        return None if expected == 1 else (observed - expected) / (1 - expected)
+
+    def f1(pairs: list) -> float | None:
+        common = sum(len(a[1] & b[1]) for a, b in pairs)
+        total = sum(len(a[1]) + len(b[1]) for a, b in pairs)
+        return 2 * common / total if total else None
+
+    def figures(items: list[dict]) -> dict:
+        names = sorted({name for decisions in items for name in decisions})
+        pairwise = {}
+        for a, b in combinations(names, 2):
+            pairs = [(d[a], d[b]) for d in items if a in d and b in d]
+            if pairs:
+                pairwise[f"{a}|{b}"] = {
+                    "value": kappa(pairs),
+                    "n_items": len(pairs),
+                    "percent_agreement": sum(x == y for x, y in pairs) / len(pairs),
+                    "span_f1": f1(pairs),
+                }
+        value = (
+            pairwise[f"{names[0]}|{names[1]}"]["value"]
+            if len(names) == 2
+            else alpha([list(d.values()) for d in items])
+        )
+        return {
+            "value": value,
+            "n_items": len(items),
+            "observed_agreement": sum(len(set(d.values())) == 1 for d in items) / len(items),
+            "pairwise": pairwise,
+            "span_f1": f1([(d[a], d[b]) for d in items for a, b in combinations(sorted(d), 2)]),
+        }
+
+    groups: dict = defaultdict(list)
+    for task in tasks:
+        groups[(task["_input_hash"], task.get("label"))].append(task)
+    overlap = [(key, item_decisions(versions)) for key, versions in groups.items()]
+    overlap = [(key, decisions) for key, decisions in overlap if len(decisions) >= 2]
+    per_label = {}
+    for label in sorted({lab for key, d in overlap for lab in _labels_in(key[1], d)}):
+        concerned = [
+            {name: _restricted(decision, label) for name, decision in d.items()}
+            for key, d in overlap
+            if label in _labels_in(key[1], d)
+        ]
+        per_label[label] = figures(concerned)
+    return {"overall": figures([d for _, d in overlap]), "per_label": per_label}
+
+
+@pytest.mark.parametrize("name", SAMPLE_FILES)
+def test_agreement_counted_item_by_item_in_input_hash_order_equals_the_whole_list(
+    prodigy_samples_dir, name
+) -> None:
+    tasks = three_annotators([json.loads(line) for line in (prodigy_samples_dir / name).open("rb")])
+    two = [task for task in tasks if not task["_annotator_id"].endswith("cyd")]
+    for sample in (tasks, two):
+        tally = AgreementTally()
+        in_order = sorted(sample, key=lambda task: task["_input_hash"])
+        for key, versions in item_groups(iter(in_order), presorted=True):
+            tally.add_item(key, versions)
+        streamed, whole, expected = (
+            tally.agreement(),
+            annotation_agreement(sample),
+            reference_agreement(sample),
+        )
+        assert streamed == whole
+        overall = expected["overall"]
+        assert (streamed["value"], streamed["observed_agreement"]) == (
+            overall["value"],
+            overall["observed_agreement"],
+        )
+        assert (streamed["n_items"], streamed["span_f1"]) == (overall["n_items"], overall["span_f1"])
+        assert streamed["pairwise"] == overall["pairwise"]
+        assert {
+            label: (f["value"], f["n_items"], f["observed_agreement"])
+            for label, f in streamed["per_label"].items()
+        } == {
+            label: (f["value"], f["n_items"], f["observed_agreement"])
+            for label, f in expected["per_label"].items()
+        }
+    assert streamed["method"] == "cohen_kappa" and whole["value"] is not None
+
+
+def test_alpha_counted_in_any_order_is_the_same_number() -> None:
+    units = [[1, 2, 2], [3, 3, 1, 1], ["a", "b"], [2, 2, 2, 5, 5], [1]] * 7
+    forward, backward = krippendorff_alpha_nominal(units), krippendorff_alpha_nominal(units[::-1])
+    assert forward == backward and forward is not None

@@ -13,6 +13,7 @@ from prodigy_opentext.core.records import (
     BatchTarget,
     RecordSummary,
     annotator_of,
+    decode_record,
     parse_record,
     read_task_source,
     record_labels,
@@ -20,6 +21,7 @@ from prodigy_opentext.core.records import (
     scan_record,
     set_hashes,
     standard_json,
+    standard_json_line,
 )
 from prodigy_opentext.exceptions import InvalidRecord, InvalidRecords
 from tests.fixtures.samples import SAMPLES_DIR as SAMPLES
@@ -287,3 +289,37 @@ def test_non_standard_json_is_refused_naming_the_row():
     refuse_non_standard_json(b'{"text": "NaN and Infinity are fine inside a string"}', row=1)
     with pytest.raises(InvalidRecord, match=r"row annotations.jsonl:3: field 'content': NaN is not standard"):
         refuse_non_standard_json(b'{"meta": {"score": NaN}}', row="annotations.jsonl:3")
+
+
+def test_a_standard_json_line_is_json_dumps_value_with_nan_named_and_nulled() -> None:
+    rows = [json.loads(line) for line in (SAMPLES / "ner_fashion_brands.jsonl").read_text().splitlines()]
+    for row in rows[:50]:
+        line, changed = standard_json_line(row)
+        assert changed == [] and json.loads(line) == row and b"\n" not in line
+        assert list(json.loads(line)) == sorted(row), "keys sorted"
+    scored = {
+        "text": "é",
+        "meta": {"score": float("nan")},
+        "spans": [{"score": -float("inf")}, {"score": 1e308}],
+    }
+    line, changed = standard_json_line(scored)
+    assert changed == ["meta.score", "spans[0].score"]
+    assert json.loads(line, parse_constant=pytest.fail) == standard_json(scored)[0]
+    for odd in ({"text": "\ud800 lone surrogate"}, {"big": 2**70}, {"big": 2**70, "score": float("inf")}):
+        line, changed = standard_json_line(odd)
+        assert json.loads(line, parse_constant=pytest.fail) == standard_json(odd)[0]
+        assert changed == (["score"] if "score" in odd else [])
+
+
+def test_decode_record_gives_json_loads_value_and_errors() -> None:
+    for raw in (
+        b'{"a": NaN}',
+        b'{"a": 1e400}',
+        b'{"a": "\\ud800"}',
+        b'{"a": 123456789012345678901234567890}',
+    ):
+        assert repr(decode_record(raw, row=1)) == repr(json.loads(raw))
+    with pytest.raises(InvalidRecord, match="not an object"):
+        decode_record(b"[1]", row=1)
+    with pytest.raises(InvalidRecord, match="not valid JSON"):
+        decode_record(b'{"a": ', row=1)

@@ -48,7 +48,6 @@ def figures_of(tasks: list[dict], *, regulated: bool = False):
         regulated=regulated,
         tasks=tasks,
         counts={k: counts[k] for k in ("by_answer", "by_label", "by_annotator")},
-        agreement=annotation_agreement(tasks),
         merged=consensus.merged,
         disputes=[d.as_dict() for d in consensus.disputes],
         adjudications=[],

@@ -56,112 +56,146 @@ def latest_by_annotator(versions: Iterable[Mapping[str, Any]]) -> dict[str | Non
     return latest
 
 
-def cohen_kappa(pairs: Sequence[tuple[Hashable, Hashable]]) -> float | None:
-    """Cohen's kappa of two raters over ``(rater_a, rater_b)`` category pairs.
+class KappaTally:
+    """What Cohen's kappa of two raters needs, counted pair by pair: pairs, agreements, each rater's
+    category counts (the figure does not depend on the order the pairs come in)."""
 
-    ``None`` when chance agreement is total (both raters used one and the same category throughout), where
-    kappa is 0/0 and undefined.
-    """
-    n = len(pairs)
-    if n == 0:
-        return None
-    observed = sum(1 for a, b in pairs if a == b) / n
-    counts_a = Counter(a for a, _ in pairs)
-    counts_b = Counter(b for _, b in pairs)
-    expected = sum(counts_a[c] * counts_b[c] for c in counts_a) / (n * n)
-    if expected == 1:
-        return None
-    return (observed - expected) / (1 - expected)
+    def __init__(self) -> None:
+        self.n = 0
+        self.agreed = 0
+        self.counts_a: Counter[Hashable] = Counter()
+        self.counts_b: Counter[Hashable] = Counter()
+
+    def add(self, a: Hashable, b: Hashable) -> None:
+        self.n += 1
+        self.agreed += a == b
+        self.counts_a[a] += 1
+        self.counts_b[b] += 1
+
+    def kappa(self) -> float | None:
+        """``None`` when chance agreement is total (both raters used one and the same category
+        throughout), where kappa is 0/0 and undefined."""
+        n = self.n
+        if n == 0:
+            return None
+        observed = self.agreed / n
+        expected = sum(self.counts_a[c] * self.counts_b[c] for c in self.counts_a) / (n * n)
+        if expected == 1:
+            return None
+        return (observed - expected) / (1 - expected)
+
+
+def cohen_kappa(pairs: Sequence[tuple[Hashable, Hashable]]) -> float | None:
+    """Cohen's kappa of two raters over ``(rater_a, rater_b)`` category pairs (see :class:`KappaTally`)."""
+    tally = KappaTally()
+    for a, b in pairs:
+        tally.add(a, b)
+    return tally.kappa()
+
+
+class AlphaTally:
+    """What Krippendorff's alpha (nominal) needs, counted unit by unit: how often each value was given in
+    pairable units, and per unit size ``m`` the ordered pairs of different values (integers, so the figure
+    does not depend on the order the units come in)."""
+
+    def __init__(self) -> None:
+        self.values: Counter[Hashable] = Counter()
+        self.unequal_pairs: Counter[int] = Counter()
+
+    def add(self, values: Sequence[Hashable]) -> None:
+        """One unit: the values its coders assigned (fewer than two are not pairable and do not count)."""
+        m = len(values)
+        if m < 2:
+            return
+        counts = Counter(values)
+        self.values.update(counts)
+        self.unequal_pairs[m] += m * m - sum(n_c * n_c for n_c in counts.values())
+
+    def alpha(self) -> float | None:
+        """``None`` when no disagreement is possible (fewer than two pairable values, or one value)."""
+        n = sum(self.values.values())
+        if n < 2:
+            return None
+        disagreement_observed = sum(pairs / (m - 1) for m, pairs in sorted(self.unequal_pairs.items()))
+        disagreement_expected = (n * n - sum(n_c * n_c for n_c in self.values.values())) / (n - 1)
+        if disagreement_expected == 0:
+            return None
+        return 1 - disagreement_observed / disagreement_expected
 
 
 def krippendorff_alpha_nominal(units: Iterable[Sequence[Hashable]]) -> float | None:
-    """Krippendorff's alpha for nominal data; each unit is the list of values its coders assigned.
-
-    Units with fewer than two values are not pairable and do not count (missing data is allowed).
-    ``None`` when no disagreement is possible (fewer than two pairable values, or one value throughout).
-    """
-    coincidences: defaultdict[tuple[Hashable, Hashable], float] = defaultdict(float)
+    """Krippendorff's alpha for nominal data; each unit is the list of values its coders assigned
+    (missing data is allowed; see :class:`AlphaTally`)."""
+    tally = AlphaTally()
     for values in units:
-        m = len(values)
-        if m < 2:
-            continue
-        counts = Counter(values)
-        for c, n_c in counts.items():
-            for k, n_k in counts.items():
-                pairs = n_c * (n_c - 1) if c == k else n_c * n_k
-                if pairs:
-                    coincidences[(c, k)] += pairs / (m - 1)
-    totals: defaultdict[Hashable, float] = defaultdict(float)
-    for (c, _), weight in coincidences.items():
-        totals[c] += weight
-    n = sum(totals.values())
-    if n < 2:
-        return None
-    disagreement_observed = sum(weight for (c, k), weight in coincidences.items() if c != k)
-    disagreement_expected = (n * n - sum(n_c * n_c for n_c in totals.values())) / (n - 1)
-    if disagreement_expected == 0:
-        return None
-    return 1 - disagreement_observed / disagreement_expected
+        tally.add(values)
+    return tally.alpha()
 
 
-Overlap = list[tuple[Any, dict[str, Decision]]]
+def item_decisions(versions: Iterable[Mapping[str, Any]]) -> dict[str, Decision]:
+    """``{annotator: decision}`` of one item's answers, each annotator's latest."""
+    return {annotator or "": decision_of(task) for annotator, task in latest_by_annotator(versions).items()}
 
 
-def _overlapping_decisions(tasks: Iterable[Mapping[str, Any]]) -> Overlap:
-    """Each item at least two annotators answered: its own label and ``{annotator: decision}`` (their
-    latest answers)."""
-    by_item: dict[ItemKey, list[Mapping[str, Any]]] = defaultdict(list)
-    for task in tasks:
-        by_item[item_key(task)].append(task)
-    overlapping = []
-    for key in sorted(by_item, key=repr):
-        decisions = {
-            annotator or "": decision_of(task)
-            for annotator, task in latest_by_annotator(by_item[key]).items()
-        }
-        if len(decisions) >= 2:
-            overlapping.append((key[1], decisions))
-    return overlapping
+class _PairTally:
+    """One annotator pair's figures: kappa, percent agreement and span F1 over the items both answered."""
+
+    def __init__(self) -> None:
+        self.kappa = KappaTally()
+        self.common_spans = 0
+        self.spans = 0
+
+    def add(self, a: Decision, b: Decision) -> None:
+        self.kappa.add(a, b)
+        self.common_spans += len(a[1] & b[1])
+        self.spans += len(a[1]) + len(b[1])
 
 
-def _agreement_of(items: list[dict[str, Decision]]) -> dict[str, Any]:
+class _FiguresTally:
     """Method, value, percent agreement and per-pair figures over items given as ``{annotator: decision}``."""
-    annotators = sorted({name for decisions in items for name in decisions})
-    pairwise: dict[str, dict[str, Any]] = {}
-    for a, b in combinations(annotators, 2):
-        pairs = [(d[a], d[b]) for d in items if a in d and b in d]
-        if pairs:
-            pairwise[f"{a}|{b}"] = {
-                "value": cohen_kappa(pairs),
-                "n_items": len(pairs),
-                "percent_agreement": sum(1 for x, y in pairs if x == y) / len(pairs),
-                "span_f1": span_f1(pairs),
-            }
-    if len(annotators) < 2:
-        method, value = None, None
-    elif len(annotators) == 2:
-        method, value = "cohen_kappa", pairwise[f"{annotators[0]}|{annotators[1]}"]["value"]
-    else:
-        method = "krippendorff_alpha_nominal"
-        value = krippendorff_alpha_nominal([list(d.values()) for d in items])
-    unanimous = sum(1 for d in items if len(set(d.values())) == 1)
-    return {
-        "method": method,
-        "value": value,
-        "n_items": len(items),
-        "n_annotators": len(annotators),
-        "observed_agreement": unanimous / len(items) if items else None,
-        "pairwise": pairwise,
-    }
+
+    def __init__(self) -> None:
+        self.items = 0
+        self.unanimous = 0
+        self.alpha = AlphaTally()
+        self.pairs: dict[tuple[str, str], _PairTally] = defaultdict(_PairTally)
+
+    def add(self, decisions: Mapping[str, Decision]) -> None:
+        self.items += 1
+        self.unanimous += len(set(decisions.values())) == 1
+        self.alpha.add(list(decisions.values()))
+        for a, b in combinations(sorted(decisions), 2):
+            self.pairs[(a, b)].add(decisions[a], decisions[b])
+
+    def figures(self) -> dict[str, Any]:
+        annotators = sorted({name for pair in self.pairs for name in pair})
+        pairwise: dict[str, dict[str, Any]] = {}
+        for a, b in combinations(annotators, 2):
+            pair = self.pairs.get((a, b))
+            if pair is not None:
+                pairwise[f"{a}|{b}"] = {
+                    "value": pair.kappa.kappa(),
+                    "n_items": pair.kappa.n,
+                    "percent_agreement": pair.kappa.agreed / pair.kappa.n,
+                    "span_f1": _f1(pair.common_spans, pair.spans),
+                }
+        if len(annotators) < 2:
+            method, value = None, None
+        elif len(annotators) == 2:
+            method, value = "cohen_kappa", pairwise[f"{annotators[0]}|{annotators[1]}"]["value"]
+        else:
+            method, value = "krippendorff_alpha_nominal", self.alpha.alpha()
+        return {
+            "method": method,
+            "value": value,
+            "n_items": self.items,
+            "n_annotators": len(annotators),
+            "observed_agreement": self.unanimous / self.items if self.items else None,
+            "pairwise": pairwise,
+        }
 
 
-def span_f1(pairs: Sequence[tuple[Decision, Decision]]) -> float | None:
-    """Micro F1 of two annotators' spans (exact start, end and label) over the items they share, the one
-    taken as reference for the other (F1 is symmetric); None when neither marked a span."""
-    common = total = 0
-    for (_, spans_a, _), (_, spans_b, _) in pairs:
-        common += len(spans_a & spans_b)
-        total += len(spans_a) + len(spans_b)
+def _f1(common: int, total: int) -> float | None:
     return 2 * common / total if total else None
 
 
@@ -184,6 +218,43 @@ def _restricted(decision: Decision, label: str) -> Decision:
     )
 
 
+class AgreementTally:
+    """Agreement of a dataset's annotators, counted item by item as :func:`annotation_agreement` reports it:
+    items may come in any order, each once, and only the counts are kept (never the answers)."""
+
+    def __init__(self) -> None:
+        self._overall = _FiguresTally()
+        self._per_label: dict[str, _FiguresTally] = defaultdict(_FiguresTally)
+
+    def add_item(self, key: ItemKey, versions: Iterable[Mapping[str, Any]]) -> None:
+        """One item's answers (every annotator's, in stream order); counted when two or more answered."""
+        decisions = item_decisions(versions)
+        if len(decisions) < 2:
+            return
+        self._overall.add(decisions)
+        for label in _labels_in(key[1], decisions):
+            self._per_label[label].add({name: _restricted(d, label) for name, d in decisions.items()})
+
+    def agreement(self) -> Agreement:
+        overall = self._overall.figures()
+        per_label = {}
+        for label in sorted(self._per_label):
+            figures = self._per_label[label].figures()
+            per_label[label] = {k: figures[k] for k in ("method", "value", "n_items", "observed_agreement")}
+        common = sum(pair.common_spans for pair in self._overall.pairs.values())
+        total = sum(pair.spans for pair in self._overall.pairs.values())
+        return Agreement(
+            method=overall["method"],
+            value=overall["value"],
+            n_items=overall["n_items"],
+            n_annotators=overall["n_annotators"],
+            observed_agreement=overall["observed_agreement"],
+            pairwise=overall["pairwise"],
+            span_f1=_f1(common, total),
+            per_label=per_label,
+        )
+
+
 def annotation_agreement(tasks: Iterable[Mapping[str, Any]]) -> Agreement:
     """Agreement of the annotators of a dataset, over the items at least two of them answered.
 
@@ -194,27 +265,10 @@ def annotation_agreement(tasks: Iterable[Mapping[str, Any]]) -> Agreement:
     ``percent_agreement``, ``span_f1`` for spans, ``n_items``), ``span_f1`` over all pairs, and the same
     figures ``per_label``, each decision cut down to what it says about that label.
     """
-    overlapping = _overlapping_decisions(tasks)
-    items = [decisions for _, decisions in overlapping]
-    labels_of = [_labels_in(item_label, decisions) for item_label, decisions in overlapping]
-    per_label: dict[str, dict[str, Any]] = {}
-    for label in sorted(set().union(*labels_of)):
-        concerned = [
-            {name: _restricted(decision, label) for name, decision in decisions.items()}
-            for decisions, labels in zip(items, labels_of, strict=True)
-            if label in labels
-        ]
-        figures = _agreement_of(concerned)
-        per_label[label] = {k: figures[k] for k in ("method", "value", "n_items", "observed_agreement")}
-    all_pairs = [(d[a], d[b]) for d in items for a, b in combinations(sorted(d), 2)]
-    overall = _agreement_of(items)
-    return Agreement(
-        method=overall["method"],
-        value=overall["value"],
-        n_items=overall["n_items"],
-        n_annotators=overall["n_annotators"],
-        observed_agreement=overall["observed_agreement"],
-        pairwise=overall["pairwise"],
-        span_f1=span_f1(all_pairs),
-        per_label=per_label,
-    )
+    by_item: dict[ItemKey, list[Mapping[str, Any]]] = defaultdict(list)
+    for task in tasks:
+        by_item[item_key(task)].append(task)
+    tally = AgreementTally()
+    for key, versions in by_item.items():
+        tally.add_item(key, versions)
+    return tally.agreement()

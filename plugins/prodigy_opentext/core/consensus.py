@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import groupby
+from itertools import chain, groupby
 from typing import Any
 
 from prodigy_opentext.core.agreement import ItemKey, decision_of, item_key, latest_by_annotator
@@ -127,7 +127,11 @@ def merge_item(
     return ItemOutcome(final=final, dispute=None, resolved_reasons=[])
 
 
-def _grouped(tasks: Iterable[Mapping[str, Any]], presorted: bool) -> Iterator[tuple[ItemKey, list]]:
+def item_groups(
+    tasks: Iterable[Mapping[str, Any]], *, presorted: bool = False
+) -> Iterator[tuple[ItemKey, list[Mapping[str, Any]]]]:
+    """Each item's answers, in stream order within the item. ``presorted``: ``tasks`` arrive ordered by
+    ``_input_hash`` (checked), so only one input's answers are held at a time."""
     if not presorted:
         groups: dict[ItemKey, list[Mapping[str, Any]]] = defaultdict(list)
         for task in tasks:
@@ -145,6 +149,56 @@ def _grouped(tasks: Iterable[Mapping[str, Any]], presorted: bool) -> Iterator[tu
         yield from by_label.items()
 
 
+class ItemMerger:
+    """Merges items one at a time, each with the reviewers' adjudications of it, and checks what holds
+    across items (no task hash is the final example of two), keeping counts rather than examples."""
+
+    def __init__(
+        self, adjudications: Iterable[Mapping[str, Any]] = (), *, min_score: float | None = None
+    ) -> None:
+        self.min_score = min_score
+        self._adjudicated: dict[ItemKey, list[dict[str, Any]]] = defaultdict(list)
+        for task in adjudications:
+            self._adjudicated[item_key(task)].append({**task, "_adjudicated": True})
+        self._task_hashes: dict[Any, Any] = {}
+        """Each final example's task hash and its item's input hash (not the key: a million of them)."""
+        self.merged = self.disputes = self.resolved = 0
+
+    def merge(self, key: ItemKey, versions: Sequence[Mapping[str, Any]]) -> ItemOutcome:
+        """The outcome of one item of the stream (each item once)."""
+        return self._settle(key, [*versions, *self._adjudicated.pop(key, [])])
+
+    def rest(self) -> Iterator[ItemOutcome]:
+        """The outcomes of the adjudicated items the stream did not hold, once it is done."""
+        while self._adjudicated:
+            key = next(iter(self._adjudicated))
+            yield self._settle(key, self._adjudicated.pop(key))
+
+    def counts(self) -> ConsensusCounts:
+        return ConsensusCounts(merged=self.merged, disputes=self.disputes, resolved=self.resolved)
+
+    def _settle(self, key: ItemKey, versions: Sequence[Mapping[str, Any]]) -> ItemOutcome:
+        outcome = merge_item(key, versions, min_score=self.min_score)
+        if outcome.dispute is not None:
+            self.disputes += 1
+            return outcome
+        final = outcome.final
+        if final is None:
+            raise ConsensusError(
+                f"item input_hash {key[0]} (label {key[1]!r}) has neither a final example nor a dispute"
+            )
+        self.resolved += bool(outcome.resolved_reasons)
+        task_hash = final.get("_task_hash")
+        if task_hash in self._task_hashes:
+            raise ConsensusError(
+                f"task_hash {task_hash} is the final example of two items: "
+                f"input_hash {self._task_hashes[task_hash]} and input_hash {key[0]} (label {key[1]!r})"
+            )
+        self._task_hashes[task_hash] = key[0]
+        self.merged += 1
+        return outcome
+
+
 def build_consensus(
     tasks: Iterable[Mapping[str, Any]],
     *,
@@ -157,40 +211,13 @@ def build_consensus(
     ``min_score``: items whose ``meta.score`` is below it are disputed as low confidence.
     ``presorted``: ``tasks`` arrive ordered by ``_input_hash`` (checked), so groups stream through.
     """
-    adjudicated: dict[ItemKey, list[dict[str, Any]]] = defaultdict(list)
-    for task in adjudications:
-        adjudicated[item_key(task)].append({**task, "_adjudicated": True})
+    merger = ItemMerger(adjudications, min_score=min_score)
     result = ConsensusResult()
-    task_hashes: dict[Any, ItemKey] = {}
-    for key, versions in _grouped(tasks, presorted):
-        _merge_into(result, task_hashes, key, [*versions, *adjudicated.pop(key, [])], min_score)
-    for key, versions in adjudicated.items():
-        _merge_into(result, task_hashes, key, versions, min_score)
+    outcomes = (merger.merge(key, versions) for key, versions in item_groups(tasks, presorted=presorted))
+    for outcome in chain(outcomes, merger.rest()):
+        if outcome.dispute is not None:
+            result.disputes.append(outcome.dispute)
+        elif outcome.final is not None:
+            result.merged.append(outcome.final)
+    result.resolved = merger.resolved
     return result
-
-
-def _merge_into(
-    result: ConsensusResult,
-    task_hashes: dict[Any, ItemKey],
-    key: ItemKey,
-    versions: Sequence[Mapping[str, Any]],
-    min_score: float | None,
-) -> None:
-    outcome = merge_item(key, versions, min_score=min_score)
-    if outcome.dispute is not None:
-        result.disputes.append(outcome.dispute)
-        return
-    final = outcome.final
-    if final is None:
-        raise ConsensusError(
-            f"item input_hash {key[0]} (label {key[1]!r}) has neither a final example nor a dispute"
-        )
-    result.resolved += bool(outcome.resolved_reasons)
-    task_hash = final.get("_task_hash")
-    if task_hash in task_hashes:
-        raise ConsensusError(
-            f"task_hash {task_hash} is the final example of two items: "
-            f"input_hash {task_hashes[task_hash][0]} and input_hash {key[0]} (label {key[1]!r})"
-        )
-    task_hashes[task_hash] = key
-    result.merged.append(final)

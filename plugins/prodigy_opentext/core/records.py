@@ -33,6 +33,9 @@ RawRecord = bytes | bytearray | memoryview | str
 SOURCE_FORMATS = ("jsonl", "json", "csv", "txt")
 
 
+_decode_json: Callable[[bytes | str], Any] = msgspec.json.Decoder().decode
+
+
 def check_dataset_name(name: str) -> str:
     """Prodigy's rule for dataset names: not empty, no commas, no whitespace."""
     if not isinstance(name, str) or not name or "," in name or any(char.isspace() for char in name):
@@ -57,6 +60,12 @@ def decode_record(raw: RawRecord | dict, *, row: int | str, where: str = "row") 
         return raw
     if isinstance(raw, memoryview | bytearray):
         raw = bytes(raw)
+    try:  # msgspec gives json.loads' value at twice its speed, or refuses (NaN, lone surrogates): then json's
+        task = _decode_json(raw)
+    except (msgspec.MsgspecError, UnicodeDecodeError):
+        task = None
+    if isinstance(task, dict):
+        return task
     try:
         task = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as err:
@@ -406,9 +415,11 @@ class RecordSummary:
 
 
 class AnnotationProgress:
-    """Who answered what in a dataset: answers per annotator and distinct annotators per input."""
+    """Who answered what in a dataset: answers per annotator and distinct annotators per input
+    (``per_input=False``: not the latter, which holds every input, for a count that only needs the former)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, per_input: bool = True) -> None:
+        self.per_input = per_input
         self.reset()
 
     def reset(self) -> None:
@@ -429,10 +440,11 @@ class AnnotationProgress:
         answer = str(task["answer"])
         self.by_answer[answer] += 1
         annotator = annotator_of(task)
-        inputs = self.annotators_by_input[task["_input_hash"]]
+        inputs = self.annotators_by_input[task["_input_hash"]] if self.per_input else None
         if annotator is not None:
             self.annotators[annotator][answer] += 1
-            inputs.add(annotator)
+            if inputs is not None:
+                inputs.add(annotator)
 
     def inputs_with(self, annotators: int) -> int:
         """How many inputs have answers from at least this many distinct annotators."""
@@ -518,6 +530,34 @@ def standard_json(value: Any, path: str = "") -> tuple[Any, list[str]]:
             changed += where
         return (items if changed else value), changed
     return value, []
+
+
+_sorted_json: Callable[[Any], bytes] = msgspec.json.Encoder(order="sorted").encode
+_msgpack: Callable[[Any], bytes] = msgspec.msgpack.Encoder().encode
+_NON_FINITE_FLOAT64 = re.compile(rb"\xcb[\x7f\xff][\xf0-\xff]")
+"""A msgpack float64 (marker 0xcb) with every exponent bit set: NaN, Infinity or -Infinity."""
+
+
+def standard_json_line(row: Any) -> tuple[bytes, list[str]]:
+    """``row`` as one line of standard JSON (keys sorted, UTF-8, no spaces) by the rule of
+    :func:`standard_json`, and the paths where the rule changed it.
+
+    msgspec writes the line several times faster than ``json.dumps``, but would write NaN as null without
+    saying where: each row is first packed as msgpack (a few microseconds), where every float is a float64,
+    and only a row with one that may not be finite is walked value by value. What msgspec cannot write (a
+    lone surrogate, an integer beyond 64 bits) is written by ``json.dumps``, escaped to ASCII.
+    """
+    try:
+        if _NON_FINITE_FLOAT64.search(_msgpack(row)) is None:
+            return _sorted_json(row), []
+    except (TypeError, ValueError, OverflowError):
+        pass
+    clean, changed = standard_json(row)
+    try:
+        return _sorted_json(clean), changed
+    except (TypeError, ValueError, OverflowError):
+        line = json.dumps(clean, sort_keys=True, allow_nan=False, separators=(",", ":"))
+        return line.encode("ascii"), changed
 
 
 def refuse_non_standard_json(raw: bytes | str, *, row: int | str, where: str = "row") -> None:

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 
+from prodigy_opentext.core.agreement import AgreementTally, ItemKey
+from prodigy_opentext.core.consensus import item_groups
 from prodigy_opentext.core.escalation import item_id
 from prodigy_opentext.core.payloads import Agreement, QAFigures
 from prodigy_opentext.core.records import AnnotationProgress, annotator_of
@@ -73,39 +75,125 @@ def _when(timestamp: Any) -> str | None:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def annotator_progress(tasks: Iterable[Mapping[str, Any]]) -> dict[str, AnnotatorProgress]:
-    """Answers per annotator (by answer), with their first and last answer's time."""
-    counted = AnnotationProgress()
-    spans: dict[str, list[float]] = {}
-    for task in tasks:
-        counted.add(task)
+class ProgressTally:
+    """Answers per annotator (by answer), with their first and last answer's time, one answer at a time."""
+
+    def __init__(self) -> None:
+        self._counted = AnnotationProgress(per_input=False)
+        self._spans: dict[str, list[float]] = {}
+
+    def add(self, task: Mapping[str, Any]) -> None:
+        self._counted.add(task)
         annotator, stamp = annotator_of(task), task.get("_timestamp")
         if annotator and isinstance(stamp, int | float):
-            seen = spans.setdefault(annotator, [stamp, stamp])
+            seen = self._spans.setdefault(annotator, [stamp, stamp])
             seen[0], seen[1] = min(seen[0], stamp), max(seen[1], stamp)
-    progress = {}
-    for name, figures in counted.as_dict()["annotators"].items():
-        first, last = spans.get(name, [None, None])
-        progress[name] = AnnotatorProgress(
-            answers=figures["answers"], by_answer=figures["by_answer"], first=_when(first), last=_when(last)
+
+    @property
+    def answers(self) -> int:
+        return self._counted.total
+
+    def progress(self) -> dict[str, AnnotatorProgress]:
+        progress = {}
+        for name, figures in self._counted.as_dict()["annotators"].items():
+            first, last = self._spans.get(name, [None, None])
+            progress[name] = AnnotatorProgress(
+                answers=figures["answers"],
+                by_answer=figures["by_answer"],
+                first=_when(first),
+                last=_when(last),
+            )
+        return progress
+
+
+class SampleTally:
+    """A few final examples to look at, those with spans first (they show the most), in stream order: the
+    first ``limit`` with spans and the first ``limit`` without are all that is kept."""
+
+    def __init__(self, limit: int = SAMPLE_ITEMS) -> None:
+        self.limit = limit
+        self._with_spans: list[dict[str, Any]] = []
+        self._without: list[dict[str, Any]] = []
+
+    def add(self, task: Mapping[str, Any]) -> None:
+        if not isinstance(task.get("text"), str):
+            return
+        kept = self._with_spans if task.get("spans") else self._without
+        if len(kept) < self.limit:
+            kept.append(
+                {
+                    "text": task["text"],
+                    "spans": [dict(span) for span in task.get("spans") or () if isinstance(span, Mapping)],
+                    "label": task.get("label"),
+                    "answer": task.get("answer"),
+                    "accept": list(task.get("accept") or ()),
+                }
+            )
+
+    def samples(self) -> list[dict[str, Any]]:
+        return [*self._with_spans, *self._without][: self.limit]
+
+
+def dispute_summary(dispute: Mapping[str, Any]) -> dict[str, Any]:
+    """What the report lists of an open dispute (:meth:`~prodigy_opentext.core.consensus.Dispute.as_dict`)."""
+    return {
+        "item": item_id(dispute["input_hash"], dispute["label"]),
+        "reasons": list(dispute["reasons"]),
+        "annotators": [a for a in dispute["annotators"] if a],
+    }
+
+
+class ReviewTally:
+    """The figures of one batch counted item by item as the consensus merges it: an item's answers, then
+    its outcome (final example or open dispute); only counts, a few samples and the disputes' summaries
+    are kept."""
+
+    def __init__(self) -> None:
+        self.agreement = AgreementTally()
+        self.progress = ProgressTally()
+        self.samples = SampleTally()
+        self.items = 0
+        self.disputes: list[dict[str, Any]] = []
+
+    def add_answers(self, key: ItemKey, answers: Sequence[Mapping[str, Any]]) -> None:
+        """One item's answers as the annotators gave them (not the QA corrections or adjudications)."""
+        self.agreement.add_item(key, answers)
+        for task in answers:
+            self.progress.add(task)
+
+    def add_final(self, final: Mapping[str, Any]) -> None:
+        self.items += 1
+        self.samples.add(final)
+
+    def add_dispute(self, dispute: Mapping[str, Any]) -> None:
+        """An open dispute (:meth:`~prodigy_opentext.core.consensus.Dispute.as_dict`)."""
+        self.disputes.append(dispute_summary(dispute))
+
+    def figures(
+        self,
+        dataset: str,
+        version: str,
+        *,
+        regulated: bool,
+        counts: Mapping[str, Mapping[str, int]],
+        adjudications: Iterable[Mapping[str, Any]],
+        qa_rounds: Iterable[QAFigures] = (),
+    ) -> ReviewFigures:
+        """``counts``: the export's ``by_answer`` / ``by_label`` / ``by_annotator``."""
+        return ReviewFigures(
+            dataset=dataset,
+            version=version,
+            regulated=regulated,
+            answers=self.progress.answers,
+            items=self.items,
+            counts={kind: dict(values) for kind, values in counts.items()},
+            agreement=self.agreement.agreement(),
+            progress=self.progress.progress(),
+            samples=[] if regulated else self.samples.samples(),
+            disputes=list(self.disputes),
+            adjudications=[dict(a) for a in adjudications],
+            qa_rounds=list(qa_rounds),
         )
-    return progress
-
-
-def sample_items(merged: Sequence[Mapping[str, Any]], limit: int = SAMPLE_ITEMS) -> list[dict[str, Any]]:
-    """A few final examples to look at, those with spans first (they show the most), in stream order."""
-    with_text = [task for task in merged if isinstance(task.get("text"), str)]
-    chosen = sorted(with_text, key=lambda task: not task.get("spans"))[:limit]
-    return [
-        {
-            "text": task["text"],
-            "spans": [dict(span) for span in task.get("spans") or () if isinstance(span, Mapping)],
-            "label": task.get("label"),
-            "answer": task.get("answer"),
-            "accept": list(task.get("accept") or ()),
-        }
-        for task in chosen
-    ]
 
 
 def review_figures(
@@ -113,37 +201,24 @@ def review_figures(
     version: str,
     *,
     regulated: bool,
-    tasks: Sequence[Mapping[str, Any]],
+    tasks: Iterable[Mapping[str, Any]],
     counts: Mapping[str, Mapping[str, int]],
-    agreement: Agreement,
-    merged: Sequence[Mapping[str, Any]],
+    merged: Iterable[Mapping[str, Any]],
     disputes: Iterable[Mapping[str, Any]],
     adjudications: Iterable[Mapping[str, Any]],
     qa_rounds: Iterable[QAFigures] = (),
 ) -> ReviewFigures:
-    """The figures of one batch: ``tasks`` are every annotator's answers, ``merged`` the final examples,
-    ``disputes`` the open ones (:meth:`~prodigy_opentext.core.consensus.Dispute.as_dict`), ``counts`` the
-    export's ``by_answer`` / ``by_label`` / ``by_annotator``."""
-    return ReviewFigures(
-        dataset=dataset,
-        version=version,
-        regulated=regulated,
-        answers=len(tasks),
-        items=len(merged),
-        counts={kind: dict(values) for kind, values in counts.items()},
-        agreement=agreement,
-        progress=annotator_progress(tasks),
-        samples=[] if regulated else sample_items(merged),
-        disputes=[
-            {
-                "item": item_id(d["input_hash"], d["label"]),
-                "reasons": list(d["reasons"]),
-                "annotators": [a for a in d["annotators"] if a],
-            }
-            for d in disputes
-        ],
-        adjudications=[dict(a) for a in adjudications],
-        qa_rounds=list(qa_rounds),
+    """The figures of one batch held whole (:class:`ReviewTally`): ``tasks`` are every annotator's
+    answers, ``merged`` the final examples, ``disputes`` the open ones."""
+    tally = ReviewTally()
+    for key, answers in item_groups(tasks):
+        tally.add_answers(key, answers)
+    for final in merged:
+        tally.add_final(final)
+    for dispute in disputes:
+        tally.add_dispute(dispute)
+    return tally.figures(
+        dataset, version, regulated=regulated, counts=counts, adjudications=adjudications, qa_rounds=qa_rounds
     )
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,19 +12,30 @@ from typing import Any
 from airflow.sdk import Asset
 
 from prodigy_opentext.audit import VariableAnchor
-from prodigy_opentext.core.agreement import annotation_agreement, item_key
+from prodigy_opentext.core.agreement import ItemKey, item_key
 from prodigy_opentext.core.audit import AppendResult, AuditLog
 from prodigy_opentext.core.batches import version_last_example_id
-from prodigy_opentext.core.consensus import ConsensusResult, build_consensus
+from prodigy_opentext.core.consensus import (
+    ConsensusResult,
+    ItemMerger,
+    ItemOutcome,
+    build_consensus,
+    item_groups,
+)
 from prodigy_opentext.core.escalation import adjudication_dataset, adjudications_in
 from prodigy_opentext.core.paths import plain_name
 from prodigy_opentext.core.payloads import ExportManifest, QAFigures
 from prodigy_opentext.core.qa import correction_of
-from prodigy_opentext.core.records import decode_record, standard_json
+from prodigy_opentext.core.records import decode_record, sessions_of, standard_json_line
 from prodigy_opentext.core.regulated import frozen_reason
 from prodigy_opentext.core.release import reviewed_sha256
-from prodigy_opentext.core.review_report import ReviewFigures, review_figures
-from prodigy_opentext.exceptions import AuditAnchorMismatch, DatasetNotFoundError, UnsafeName
+from prodigy_opentext.core.review_report import ReviewFigures, ReviewTally, review_figures
+from prodigy_opentext.exceptions import (
+    AuditAnchorMismatch,
+    DatasetNotFoundError,
+    ProdigyDatabaseError,
+    UnsafeName,
+)
 from prodigy_opentext.failures import AuditLogTampered, DatasetRefused, NameRefused, RowsQuarantined
 from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
 from prodigy_opentext.hooks.prodigy import ProdigyHook
@@ -113,7 +124,6 @@ class MergedBatch:
                 "by_label": self.export["by_label"],
                 "by_annotator": self.export["by_annotator"],
             },
-            agreement=annotation_agreement(self.tasks),
             merged=self.consensus.merged,
             disputes=[dispute.as_dict() for dispute in self.consensus.disputes],
             adjudications=adjudications_in(self.consensus.merged),
@@ -133,21 +143,19 @@ def adjudications_of(
         return []
 
 
-def corrections_of(
+def rework_corrections(
     dataset: str,
-    tasks: Iterable[Mapping[str, Any]],
     prodigy_conn_id: str = ProdigyHook.default_conn_name,
     *,
     until_id: int,
     before_round: int | None = None,
 ) -> list[dict[str, Any]]:
-    """The corrections QA rework brought to the items of ``tasks`` (the dataset up to example ``until_id``):
-    the answers in the rework datasets of this version and the earlier ones (a later version's rework is
-    not part of this one; with ``before_round``, only this version's rounds before it), each as the answer
-    of the annotator whose answer it replaces (:func:`~prodigy_opentext.core.qa.correction_of`); an answer
-    given by another session than the task was for counts for nobody and is named in the log."""
+    """The corrections QA rework brought to the dataset up to example ``until_id``: the answers in the
+    rework datasets of this version and the earlier ones (a later version's rework is not part of this one;
+    with ``before_round``, only this version's rounds before it), each as the answer of the annotator whose
+    answer it replaces (:func:`~prodigy_opentext.core.qa.correction_of`); an answer given by another
+    session than the task was for counts for nobody and is named in the log."""
     hook = ProdigyHook(prodigy_conn_id)
-    items = {item_key(task) for task in tasks}
     found: list[dict[str, Any]] = []
     for entry in hook.list_datasets():
         name, meta = str(entry["name"]), entry.get("meta") or {}
@@ -161,9 +169,7 @@ def corrections_of(
         if version_id > until_id or (version_id == until_id and later_round):
             continue
         rows = list(hook.iter_examples(name))
-        taken = [
-            c for c in (correction_of(row, name) for row in rows) if c is not None and item_key(c) in items
-        ]
+        found += [c for c in (correction_of(row, name) for row in rows) if c is not None]
         strays = [
             r.get("_session_id")
             for r in rows
@@ -176,8 +182,21 @@ def corrections_of(
                 len(strays),
                 sorted(set(map(str, strays)))[:10],
             )
-        found += taken
     return found
+
+
+def corrections_of(
+    dataset: str,
+    tasks: Iterable[Mapping[str, Any]],
+    prodigy_conn_id: str = ProdigyHook.default_conn_name,
+    *,
+    until_id: int,
+    before_round: int | None = None,
+) -> list[dict[str, Any]]:
+    """The :func:`rework_corrections` of the items of ``tasks``."""
+    items = {item_key(task) for task in tasks}
+    candidates = rework_corrections(dataset, prodigy_conn_id, until_id=until_id, before_round=before_round)
+    return [correction for correction in candidates if item_key(correction) in items]
 
 
 def export_and_merge(
@@ -206,28 +225,127 @@ def export_and_merge(
     return MergedBatch(answers, export, tasks, consensus, corrections, adjudications)
 
 
-def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]], named: int = 20) -> int:
-    """Write rows as standard JSON lines: NaN and Infinity become null (the rule of
-    :func:`~prodigy_opentext.core.records.standard_json`), the first ``named`` such rows named in the log
-    and the rest counted. Returns how many rows had one."""
-    changed_rows = 0
-    with open(path, "w") as out:
-        for line_no, row in enumerate(rows, start=1):
-            try:  # json refuses NaN and Infinity itself: only such rare rows are walked value by value
-                out.write(json.dumps(row, sort_keys=True, allow_nan=False) + "\n")
-                continue
-            except ValueError:
-                clean, changed = standard_json(row)
-            if changed:
-                changed_rows += 1
-                if changed_rows <= named:
-                    log.warning(
-                        "%s line %d: %s was NaN or Infinity, written as null", path.name, line_no, changed
-                    )
-            out.write(json.dumps(clean, sort_keys=True, allow_nan=False) + "\n")
-    if changed_rows > named:
-        log.warning("%s: %d rows in all had NaN or Infinity written as null", path.name, changed_rows)
-    return changed_rows
+class StreamedBatch:
+    """A batch exported to ``answers.jsonl``, then merged as it streams from Prodigy in input-hash order,
+    one input's answers in memory at a time (:meth:`outcomes`); what it keeps is what the review and the
+    release need of it: counts, figures, the QA corrections and the reviewers' decisions it used."""
+
+    def __init__(
+        self,
+        dataset: str,
+        until_id: int,
+        directory: Path,
+        prodigy_conn_id: str = ProdigyHook.default_conn_name,
+        *,
+        min_score: float | None = None,
+    ) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.dataset, self.until_id = dataset, until_id
+        self._hook = ProdigyHook(prodigy_conn_id)
+        self.answers = directory / "answers.jsonl"
+        self.export = whole_export(self._hook.export_jsonl(dataset, self.answers, until_id=until_id))
+        self._candidates = rework_corrections(dataset, prodigy_conn_id, until_id=until_id)
+        self.adjudications = adjudications_of(dataset, prodigy_conn_id)
+        self.merger = ItemMerger(self.adjudications, min_score=min_score)
+        self.tally = ReviewTally()
+        self.corrections: list[dict[str, Any]] = []
+        """The corrections of the batch's items (once :meth:`outcomes` is done)."""
+        self.sessions: set[str] = set()
+        self._adjudicated: list[dict[str, Any]] = []
+
+    def outcomes(self) -> Iterator[ItemOutcome]:
+        """Every item's final example or open dispute, in input-hash order, then the adjudicated items the
+        batch does not hold; an answer streamed that the export did not write fails (the dataset changed
+        between the two reads)."""
+        pending: dict[ItemKey, list[dict[str, Any]]] = defaultdict(list)
+        for correction in self._candidates:
+            pending[item_key(correction)].append(correction)
+        reworked: set[ItemKey] = set()
+        rows = (
+            decode_record(content, row=example_id, where="example id")
+            for batch in self._hook.iter_row_batches_by_input(self.dataset, until_id=self.until_id)
+            for example_id, content in batch
+        )
+        read = 0
+        for key, answers in item_groups(rows, presorted=True):
+            read += len(answers)
+            self.tally.add_answers(key, answers)
+            self.sessions.update(sessions_of(answers))
+            corrections = pending.pop(key, [])
+            if corrections:
+                reworked.add(key)
+            yield self._counted(self.merger.merge(key, [*answers, *corrections]))
+        if read != self.export["rows"]:
+            raise ProdigyDatabaseError(
+                f"dataset {self.dataset!r} changed while it was staged: {read} answers up to example "
+                f"{self.until_id} streamed, {self.export['rows']} exported; stage it again"
+            )
+        self.corrections = [c for c in self._candidates if item_key(c) in reworked]
+        for outcome in self.merger.rest():
+            yield self._counted(outcome)
+
+    def _counted(self, outcome: ItemOutcome) -> ItemOutcome:
+        if outcome.final is not None:
+            self.tally.add_final(outcome.final)
+            if outcome.final.get("_adjudicated"):
+                self._adjudicated.append(outcome.final)
+        elif outcome.dispute is not None:
+            self.tally.add_dispute(outcome.dispute.as_dict())
+        return outcome
+
+    @property
+    def adjudicated(self) -> list[dict[str, Any]]:
+        """The reviewers' decisions behind the final examples (for the manifest)."""
+        return adjudications_in(self._adjudicated)
+
+    @property
+    def sha256(self) -> str:
+        """What reviewers approve and the release ships (as :attr:`MergedBatch.sha256`)."""
+        return reviewed_sha256(self.export["sha256"], self.adjudications, self.corrections)
+
+    def review_figures(self, version: str, *, regulated: bool, audit_path: Path) -> ReviewFigures:
+        """What the batch's review report shows (as :meth:`MergedBatch.review_figures`)."""
+        return self.tally.figures(
+            self.dataset,
+            version,
+            regulated=regulated,
+            counts={kind: self.export[kind] for kind in ("by_answer", "by_label", "by_annotator")},
+            adjudications=self.adjudicated,
+            qa_rounds=recorded_qa_rounds(audit_path, self.dataset, version),
+        )
+
+
+class JsonlWriter:
+    """Writes rows as standard JSON lines (:func:`~prodigy_opentext.core.records.standard_json_line`):
+    NaN and Infinity become null, the first ``named`` such rows named in the log and the rest counted in
+    ``nulled``."""
+
+    def __init__(self, path: Path, named: int = 20) -> None:
+        self.path, self.named = path, named
+        self.lines = self.nulled = 0
+        self._out = open(path, "wb")  # noqa: SIM115 (closed by close(), or by the with block)
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        self.lines += 1
+        line, changed = standard_json_line(row)
+        if changed:
+            self.nulled += 1
+            if self.nulled <= self.named:
+                log.warning(
+                    "%s line %d: %s was NaN or Infinity, written as null", self.path.name, self.lines, changed
+                )
+        self._out.write(line + b"\n")
+
+    def close(self) -> None:
+        self._out.close()
+        if self.nulled > self.named:
+            log.warning("%s: %d rows in all had NaN or Infinity written as null", self.path.name, self.nulled)
+
+    def __enter__(self) -> JsonlWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def recorded_qa_rounds(audit_path: Path, dataset: str, version: str) -> list[QAFigures]:

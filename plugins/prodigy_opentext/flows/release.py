@@ -29,7 +29,6 @@ from prodigy_opentext.core.batches import (
     review_state,
     version_last_example_id,
 )
-from prodigy_opentext.core.escalation import adjudications_in
 from prodigy_opentext.core.export import file_digest
 from prodigy_opentext.core.paths import run_folder_name
 from prodigy_opentext.core.payloads import (
@@ -43,7 +42,7 @@ from prodigy_opentext.core.payloads import (
     TrainingSet,
 )
 from prodigy_opentext.core.qa import reworks_in
-from prodigy_opentext.core.records import RecordSummary, parse_record, sessions_of
+from prodigy_opentext.core.records import RecordSummary, parse_record
 from prodigy_opentext.core.release import MANIFEST_NAME, verify_release, write_release
 from prodigy_opentext.core.review_report import (
     DATASET_CARD_NAME,
@@ -56,12 +55,11 @@ from prodigy_opentext.exceptions import ApprovalRefused, ReleaseConflict
 from prodigy_opentext.failures import DatasetRefused, ReleaseDistrusted, ReleaseVersionTaken
 from prodigy_opentext.flows._approvals import annotators_of, read_approval, require_qa, verify_approvals
 from prodigy_opentext.flows._shared import (
+    JsonlWriter,
+    StreamedBatch,
     checked_name,
-    export_and_merge,
     governable_dataset,
     record_in_audit_log,
-    whole_export,
-    write_jsonl,
 )
 from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
 from prodigy_opentext.hooks.prodigy import ProdigyHook
@@ -120,47 +118,51 @@ def stage_release_data(
 ) -> StagedRelease:
     """Export the version into ``<staging_root>/<dataset>/<version>/<run>/``, merge every annotator's
     answers into final examples, list open disputes, and keep the figures of the sign-off's review report
-    (with the QA rounds ``audit_path`` holds)."""
+    (with the QA rounds ``audit_path`` holds). The answers stream from Prodigy one input at a time
+    (:class:`~prodigy_opentext.flows._shared.StreamedBatch`), so memory does not grow with the batch."""
     staging_dir = (
         staging_root
         / checked_name(target["dataset"], "dataset")
         / checked_name(target["version"], "version")
         / run_folder_name(run_id)
     )
-    merged = export_and_merge(target["dataset"], target["last_example_id"], staging_dir, prodigy_conn_id)
-    export, consensus = merged.export, merged.consensus
-    whole_export(export)
-    figures = merged.review_figures(
-        target["dataset"], target["version"], regulated=bool(target["regulated"]), audit_path=audit_path
+    batch = StreamedBatch(target["dataset"], target["last_example_id"], staging_dir, prodigy_conn_id)
+    annotations, disputes = staging_dir / "annotations.jsonl", staging_dir / "disputes.jsonl"
+    with JsonlWriter(annotations) as finals, JsonlWriter(disputes) as still_open:
+        for outcome in batch.outcomes():
+            if outcome.final is not None:
+                finals.write(outcome.final)
+            elif outcome.dispute is not None:
+                still_open.write(outcome.dispute.as_dict())
+    figures = batch.review_figures(
+        target["version"], regulated=bool(target["regulated"]), audit_path=audit_path
     )
     figures_path = staging_dir / "review_figures.json"
     figures_path.write_text(json.dumps(figures, sort_keys=True, default=str))
-    sessions = sessions_of(merged.tasks)
+    sessions = sorted(batch.sessions)
     annotators = annotators_of(target["dataset"], sessions, prodigy_conn_id)
-    annotations, disputes = staging_dir / "annotations.jsonl", staging_dir / "disputes.jsonl"
-    nulled = write_jsonl(annotations, consensus.merged)
-    nulled += write_jsonl(disputes, (d.as_dict() for d in consensus.disputes))
+    export, consensus = batch.export, batch.merger.counts()
     log.info(
         "staged %s@%s: %d answers -> %d examples, %d open disputes",
         target["dataset"],
         target["version"],
-        len(merged.tasks),
-        len(consensus.merged),
-        len(consensus.disputes),
+        figures["answers"],
+        consensus["merged"],
+        consensus["disputes"],
     )
     return StagedRelease(
         **target,
-        answers=str(merged.answers),
+        answers=str(batch.answers),
         annotations=str(annotations),
         disputes=str(disputes),
         sessions=sessions,
         annotators=annotators,
-        adjudications=adjudications_in(consensus.merged),
-        reworked=reworks_in(merged.corrections),
-        consensus=consensus.counts(),
+        adjudications=batch.adjudicated,
+        reworked=reworks_in(batch.corrections),
+        consensus=consensus,
         export={k: export[k] for k in ("rows", "quarantined", "quarantine_path", "sha256")},
-        reviewed_sha256=merged.sha256,
-        non_finite_as_null=nulled,
+        reviewed_sha256=batch.sha256,
+        non_finite_as_null=finals.nulled + still_open.nulled,
         agreement=figures["agreement"],
         licence=licence_of(ProdigyHook(prodigy_conn_id).get_meta(target["dataset"])),
         review_figures=str(figures_path),

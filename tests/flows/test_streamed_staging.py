@@ -1,0 +1,181 @@
+"""The release's staging streamed from Prodigy one input at a time against the batch held whole: the same
+final examples, disputes, figures and checksums, on real Prodigy databases (SQLite and PostgreSQL) holding
+the real samples answered by three annotators in a shuffled order, with QA corrections and adjudications.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from prodigy_opentext.core.agreement import item_key
+from prodigy_opentext.core.escalation import adjudications_in
+from prodigy_opentext.core.qa import reworks_in
+from prodigy_opentext.exceptions import ProdigyDatabaseError
+from prodigy_opentext.flows._shared import StreamedBatch, export_and_merge
+from prodigy_opentext.flows.release import stage_release_data
+from prodigy_opentext.hooks.prodigy import ProdigyHook
+from tests.core.test_consensus import three_annotators
+from tests.hooks import prodigy_support
+from tests.hooks.prodigy_support import SAMPLE_NAMES, execute_sql, sample_rows
+
+prodigy_conn = prodigy_support.prodigy_conn
+ROWS = 90
+
+
+def annotated(dataset: str, name: str) -> list[dict[str, Any]]:
+    """A sample's first rows answered by three annotators of ``dataset`` (disagreeing, ignoring, flagging),
+    in a shuffled order."""
+    answers = three_annotators(sample_rows(name, ROWS))
+    for answer in answers:
+        session = f"{dataset}-{answer['_annotator_id'].removeprefix('ds-')}"
+        answer["_annotator_id"] = answer["_session_id"] = session
+    return answers
+
+
+def with_rework_and_decisions(dataset: str, answers: list[dict[str, Any]], version: str) -> None:
+    """A QA rework round that redid some of bob's answers, and reviewers' decisions on some items (one of
+    them an item the batch does not hold)."""
+    hook = ProdigyHook()
+    rework = f"{dataset}_rework_1"
+    hook.add_dataset(rework, {"rework_of": dataset, "version": version, "rework_round": 1})
+    redone = [a for a in answers if a["_annotator_id"] == f"{dataset}-bob"][::6]
+    hook.add_examples(
+        rework,
+        [
+            {
+                **answer,
+                "answer": "accept",
+                "_timestamp": answer["_timestamp"] + 10_000,
+                "_session_id": f"{rework}-bob",
+                "_annotator_id": f"{rework}-bob",
+                "meta": {"rework_of": f"{dataset}-bob", "annotator": "bob", "rework_round": 1},
+            }
+            for answer in redone
+        ],
+    )
+    decided = [a for a in answers if a["_annotator_id"] == f"{dataset}-ann"][::9]
+    outside = {**decided[0], "_input_hash": 424242, "_task_hash": 434343}
+    hook.add_examples(
+        f"{dataset}_adjudicated",
+        [
+            {
+                **answer,
+                "answer": "accept",
+                "_annotator_id": f"{dataset}-senior",
+                "_session_id": f"{dataset}-senior",
+                "meta": {"adjudication": {"reviewer": "senior@example.com", "decision": "version"}},
+            }
+            for answer in [*decided, outside]
+        ],
+    )
+
+
+def by_item(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Final examples or disputes (``input_hash`` and ``label``) in one order, whatever the stream's."""
+    return sorted(
+        rows,
+        key=lambda row: repr(
+            item_key(row)
+            if "_input_hash" in row
+            else item_key({"_input_hash": row["input_hash"], "label": row["label"]})
+        ),
+    )
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("name", SAMPLE_NAMES)
+def test_streamed_staging_gives_what_the_whole_batch_gives(prodigy_conn, tmp_path, name) -> None:
+    dataset = name.replace("_", "")
+    hook = ProdigyHook()
+    hook.add_dataset(dataset, {"labels": ["BRAND"]})
+    answers = annotated(dataset, name)
+    hook.add_examples(dataset, answers[: len(answers) // 2])
+    hook.add_examples("interleaved", sample_rows(name, 5))  # another dataset's examples between the ids
+    hook.add_examples(dataset, answers[len(answers) // 2 :])
+    until = hook.last_example_id(dataset)
+    assert until is not None
+    with_rework_and_decisions(dataset, answers, f"b{until}")
+    hook.add_examples(dataset, [{**answers[0], "_annotator_id": "late", "_session_id": "late"}])
+
+    whole = export_and_merge(dataset, until, tmp_path / "whole")
+    streamed = StreamedBatch(dataset, until, tmp_path / "streamed")
+    outcomes = list(streamed.outcomes())
+    finals = [o.final for o in outcomes if o.final is not None]
+    disputes = [o.dispute.as_dict() for o in outcomes if o.dispute is not None]
+
+    assert (tmp_path / "streamed" / "answers.jsonl").read_bytes() == whole.answers.read_bytes()
+    assert {**streamed.export, "path": None} == {**whole.export, "path": None}
+    assert by_item(finals) == by_item(whole.consensus.merged)
+    assert by_item(disputes) == by_item([d.as_dict() for d in whole.consensus.disputes])
+    assert streamed.merger.counts() == whole.consensus.counts()
+    assert streamed.corrections == whole.corrections and streamed.corrections, "QA rework was applied"
+    assert streamed.adjudicated == adjudications_in(whole.consensus.merged) and streamed.adjudicated
+    assert streamed.sha256 == whole.sha256 != whole.export["sha256"]
+    assert sorted(streamed.sessions) == sorted({a["_annotator_id"] for a in answers})
+    audit = tmp_path / "audit.jsonl"
+    kept = streamed.review_figures(f"b{until}", regulated=False, audit_path=audit)
+    held = whole.review_figures(dataset, f"b{until}", regulated=False, audit_path=audit)
+    for figures in (kept, held):  # which samples come first follows the stream's order
+        figures["disputes"].sort(key=lambda d: d["item"])
+        assert len(figures.pop("samples")) == 5  # type: ignore[misc]
+    assert kept == held
+    agreement = kept["agreement"]
+    assert agreement["n_annotators"] == 3 and agreement["pairwise"] and agreement["per_label"]
+    assert whole.consensus.disputes and whole.consensus.resolved, "the batch has every outcome"
+
+
+def test_the_release_files_hold_the_streamed_outcomes(prodigy_conn, tmp_path) -> None:
+    dataset = "brands"
+    hook = ProdigyHook()
+    emails = {name: f"{name}@example.com" for name in ("ann", "bob", "cyd")}
+    hook.add_dataset(
+        dataset, {"labels": ["FASHION_BRAND"], "licence": "CC BY 4.0", "annotator_emails": emails}
+    )
+    answers = annotated(dataset, "ner_fashion_brands")
+    hook.add_examples(dataset, answers)
+    until = hook.last_example_id(dataset)
+    assert until is not None
+    with_rework_and_decisions(dataset, answers, f"b{until}")
+    target = {
+        "dataset": dataset,
+        "version": f"b{until}",
+        "last_example_id": until,
+        "regulated": False,
+        "label_scheme": ["FASHION_BRAND"],
+    }
+
+    staged = stage_release_data(target, tmp_path / "staging", "manual__1", tmp_path / "audit.jsonl")
+    whole = export_and_merge(dataset, until, tmp_path / "whole")
+    assert by_item(read_lines(Path(staged["annotations"]))) == by_item(
+        json.loads(json.dumps(whole.consensus.merged))
+    )
+    assert by_item(read_lines(Path(staged["disputes"]))) == by_item(
+        json.loads(json.dumps([d.as_dict() for d in whole.consensus.disputes]))
+    )
+    assert staged["consensus"] == whole.consensus.counts()
+    assert staged["reviewed_sha256"] == whole.sha256
+    assert staged["reworked"] == reworks_in(whole.corrections)
+    assert staged["adjudications"] == adjudications_in(whole.consensus.merged)
+    assert staged["sessions"] == sorted({a["_annotator_id"] for a in answers})
+    figures = json.loads(Path(staged["review_figures"]).read_text())
+    assert figures["agreement"] == json.loads(json.dumps(staged["agreement"]))
+    assert figures["answers"] == len(answers) and figures["items"] == staged["consensus"]["merged"]
+
+
+def test_answers_added_below_the_version_while_it_streams_fail_the_staging(prodigy_conn, tmp_path) -> None:
+    hook = ProdigyHook()
+    answers = annotated("brands", "ner_fashion_brands")
+    hook.add_examples("brands", answers)
+    until = hook.last_example_id("brands")
+    assert until is not None
+    batch = StreamedBatch("brands", until, tmp_path)
+    execute_sql(prodigy_conn, "DELETE FROM link WHERE example_id = ?", (until,))
+    with pytest.raises(ProdigyDatabaseError, match="changed while it was staged"):
+        list(batch.outcomes())
