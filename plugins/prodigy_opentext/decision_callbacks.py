@@ -27,7 +27,8 @@ from prodigy_opentext.decision_signals import signal_key
 
 CALLBACK_CONN_ID = "opentext_callback"
 URL_PREFIX = "/opentext-callbacks"
-_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
+_IDENTIFIER = re.compile(r"^(?!.*__)[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
+"""An id as OpenText writes them; never ``__``, which separates the parts of a signal's key."""
 
 
 def _expected_token() -> str:
@@ -51,7 +52,8 @@ def _identifier(body: dict[str, Any], field: str) -> str:
     value = body.get(field)
     if not isinstance(value, str) or not _IDENTIFIER.match(value):
         raise HTTPException(
-            400, f"{field} must be an identifier (letters, digits, '-', '_', '.', ':'), got {value!r}"
+            400,
+            f"{field} must be an identifier (letters, digits, '-', '_', '.', ':'; no '__'), got {value!r}",
         )
     return value
 

@@ -129,6 +129,8 @@ def test_the_endpoint_refuses_a_wrong_token_and_a_bad_body_and_sets_one_signal(
     assert post(body, token=None).status_code == 401
     bad = post({"processInstanceId": "../../etc", "activityId": "sme_review"})
     assert bad.status_code == 400 and "processInstanceId must be an identifier" in bad.text
+    ambiguous = post({"processInstanceId": "8c2d", "activityId": "sme__review"})
+    assert ambiguous.status_code == 400 and "activityId must be an identifier" in ambiguous.text
     assert signals() == []
 
     accepted = post(body)
