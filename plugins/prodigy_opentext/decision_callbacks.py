@@ -27,8 +27,9 @@ from prodigy_opentext.decision_signals import signal_key
 
 CALLBACK_CONN_ID = "opentext_callback"
 URL_PREFIX = "/opentext-callbacks"
-_IDENTIFIER = re.compile(r"^(?!.*__)[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
-"""An id as OpenText writes them; never ``__``, which separates the parts of a signal's key."""
+_IDENTIFIER = re.compile(r"^(?!.*__)[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}(?<!_)$")
+"""An id as OpenText writes them; no ``__`` and no ``_`` at the end, so that the ``__`` separating a signal
+key's parts is never ambiguous, nor one process's key prefix another's."""
 
 
 def _expected_token() -> str:
@@ -53,7 +54,8 @@ def _identifier(body: dict[str, Any], field: str) -> str:
     if not isinstance(value, str) or not _IDENTIFIER.match(value):
         raise HTTPException(
             400,
-            f"{field} must be an identifier (letters, digits, '-', '_', '.', ':'; no '__'), got {value!r}",
+            f"{field} must be an identifier (letters, digits, '-', '_', '.', ':'; no '__', no '_' at the "
+            f"end), got {value!r}",
         )
     return value
 
@@ -75,9 +77,10 @@ def fastapi_app() -> dict[str, Any]:
         body: dict[str, Any] = Body(...),  # noqa: B008 (FastAPI's way of declaring a JSON body)
         authorization: str | None = Header(default=None),
     ) -> dict[str, str]:
-        expected = _expected_token()
         scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+        if scheme.lower() != "bearer" or not token.strip():  # before anything is looked up for the caller
+            raise HTTPException(401, "a decision callback needs Authorization: Bearer <the shared token>")
+        if not hmac.compare_digest(token.strip().encode(), _expected_token().encode()):
             raise HTTPException(401, "a decision callback needs Authorization: Bearer <the shared token>")
         process_instance_id = _identifier(body, "processInstanceId")
         activity_id = _identifier(body, "activityId")

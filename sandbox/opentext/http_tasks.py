@@ -25,7 +25,8 @@ from sandbox.opentext import juel
 from sandbox.opentext.engine import HttpCall
 
 log = logging.getLogger(__name__)
-DEFAULT_TIMEOUT_SECONDS = 10.0
+DEFAULT_TIMEOUT_MILLISECONDS = 10_000
+"""``requestTimeout`` is in milliseconds, as Flowable reads it."""
 
 
 def _headers(text: str) -> dict[str, str]:
@@ -70,14 +71,14 @@ class HttpTaskSender:
                 record["url"],
                 headers=_headers(fields.get("requestHeaders", "")),
                 data=fields.get("requestBody", "").encode(),
-                timeout=float(fields.get("requestTimeout") or DEFAULT_TIMEOUT_SECONDS),
+                timeout=float(fields.get("requestTimeout") or DEFAULT_TIMEOUT_MILLISECONDS) / 1000,
             )
             record["status"] = response.status_code
             if not response.ok:
                 log.warning(
                     "HttpTask %s answered %s: %s", call.activity_id, response.status_code, response.text[:200]
                 )
-        except (juel.JuelError, requests.RequestException, ValueError) as error:
+        except Exception as error:  # whatever it was, the call is listed with it and the process goes on
             record["error"] = f"{type(error).__name__}: {error}"
             log.warning(
                 "HttpTask %s of %s failed: %s", call.activity_id, execution["processInstanceId"], error

@@ -58,3 +58,16 @@ def test_the_lock_wait_is_not_given_to_a_postgres_metadata_database(tmp_path: Pa
         variable = f"AIRFLOW__DATABASE__{key.upper()}"
         assert sqlite_env[variable] == "prodigy_opentext.sqlite_metadata.CONNECT_ARGS"
         assert variable not in postgres_env
+
+
+def test_a_home_configured_for_sqlite_and_pointed_at_postgres_gets_no_sqlite_arguments(
+    tmp_path: Path,
+) -> None:
+    env = _site(tmp_path, "sqlite:////tmp/airflow.db").environment({"PATH": "/usr/bin:/bin"})
+    env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = "postgresql://postgres@127.0.0.1/airflow"
+    env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"] = "prodigy_opentext.sqlite_metadata.CONNECT_ARGS"
+    code = "from airflow import settings; print(settings._get_connect_args('sync'))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert (result.returncode, result.stdout.strip()) == (0, "{}"), result.stderr[-2000:]

@@ -69,11 +69,9 @@ def calls_of(sandbox: Any, business_key: str) -> list[dict[str, Any]]:
     return [call for call in sandbox.http_calls() if call["processInstanceId"] == process["id"]]
 
 
-def decided_then_resumed(
-    opentext, run_dag, deferred, tmp_path, poll_seconds: float
-) -> tuple[Any, float, str]:
-    """The approval DAG run while an SME approves once the sensor has deferred: the finished run, the
-    seconds from the decision to the sensor's end, and the business key."""
+def decided_then_resumed(opentext, run_dag, deferred, tmp_path, poll_seconds: float) -> tuple[float, str]:
+    """The approval DAG, run to success while an SME approves once the sensor has deferred: the seconds
+    from the decision to the sensor's end, and the business key."""
     dag_id, business_key, record = names(tmp_path)
     decided: list[float] = []
 

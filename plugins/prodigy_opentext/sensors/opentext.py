@@ -161,12 +161,22 @@ class OpenTextApprovalSensor(BaseSensorOperator, BranchMixIn):
         started = self.hook.process_started_at(self.process_instance_id)
         return (started or datetime.now(UTC)) + self.response_timeout
 
+    def _forget_signals(self) -> None:
+        """Best effort: a signal decides nothing, so failing to delete one never fails the wait."""
+        try:
+            forget_signals(self.process_instance_id)
+        except Exception as error:
+            self.log.warning(
+                "could not delete the decision signals of %s: %s", self.process_instance_id, error
+            )
+
     def _time_out(self, deadline: datetime) -> NoReturn:
         message = (
             f"no decision on OpenText process instance {self.process_instance_id} by {deadline.isoformat()}, "
             f"the end of its response timeout ({self.response_timeout} from the process start); the process "
             "still runs: cancel it in OpenText to ask again, or wait with a longer response_timeout"
         )
+        self._forget_signals()
         if self.soft_fail or self.never_fail:
             raise AirflowSkipException(message)
         raise AirflowSensorTimeout(message)
@@ -174,7 +184,7 @@ class OpenTextApprovalSensor(BaseSensorOperator, BranchMixIn):
     def _conclude(self, context: Context, decision: Decision) -> JudgedDecision:
         """Record the decision and take the approved or the configured rejection path; the process's
         callback signals, if any, have served (:func:`~prodigy_opentext.decision_signals.forget_signals`)."""
-        forget_signals(self.process_instance_id)
+        self._forget_signals()
         result = judged(
             decision, outcomes=self.approved_outcomes, end_activities=self.approved_end_activities
         )
