@@ -15,6 +15,10 @@ from prodigy_opentext.core.consensus import (
     LOW_SCORE,
     ConsensusError,
     build_consensus,
+    final_line,
+    item_groups,
+    merge_fields,
+    merge_item,
 )
 from tests.fixtures.samples import SAMPLE_FILES
 
@@ -212,3 +216,37 @@ def test_a_stream_in_input_hash_order_merges_as_the_whole_batch_does(prodigy_sam
         streamed = build_consensus(iter(in_order), adjudications=adjudications, min_score=0.5, presorted=True)
         assert by_item(streamed) == by_item(whole)
     assert whole.disputes and whole.merged and whole.resolved, "the shuffled batch has every outcome"
+
+
+@pytest.mark.parametrize("name", SAMPLE_FILES)
+def test_answers_decoded_into_their_merge_fields_merge_as_whole_answers_do(prodigy_samples_dir, name) -> None:
+    tasks = [json.loads(line) for line in (prodigy_samples_dir / name).read_text().splitlines()]
+    whole_answers = [json.loads(json.dumps(task)) for task in three_annotators(tasks)]
+    kinds = set()
+    for key, versions in item_groups(whole_answers):
+        encoded = [json.dumps(task).encode() for task in versions]
+        fields = [merge_fields(line) for line in encoded]
+        assert all(f is not None and "tokens" not in f for f in fields)
+        whole, light = merge_item(key, versions, min_score=0.5), merge_item(key, fields, min_score=0.5)
+        assert (whole.dispute is None) == (light.dispute is None)
+        if whole.dispute is not None:
+            assert light.dispute is not None and light.dispute.reasons == whole.dispute.reasons
+            kinds.add("dispute")
+            continue
+        assert whole.final is not None and light.final is not None and light.source is not None
+        source = next(i for i, task in enumerate(fields) if task is light.source)
+        assert versions[source] is whole.source
+        spliced = final_line(encoded[source], light.final)
+        assert json.loads(spliced) == whole.final
+        assert list(json.loads(spliced)) == list(whole.final), "the stored key order, _consensus last"
+        kinds.add("final")
+    assert kinds == {"dispute", "final"}
+
+
+def test_a_final_line_is_its_answers_line_with_its_consensus_added_last() -> None:
+    consensus = {"_consensus": {"method": "unanimous", "annotators": ["ann"]}}
+    for line in (b'{"text": "a", "_input_hash": 1}  ', b'{"_input_hash":1,"tokens":[{"a":1}]}', b"{ }"):
+        assert json.loads(final_line(line, consensus)) == {**json.loads(line), **consensus}
+    assert merge_fields(b'{"_input_hash": 1, "score": NaN}') is None
+    with pytest.raises(ConsensusError, match="not a JSON object line"):
+        final_line(b"[1, 2]", consensus)

@@ -7,7 +7,13 @@ import json
 
 import pytest
 
-from prodigy_opentext.core.export import JsonlSink, ParquetSink, QuarantineFile, export_records
+from prodigy_opentext.core.export import (
+    JsonlSink,
+    LinesByInput,
+    ParquetSink,
+    QuarantineFile,
+    export_records,
+)
 from prodigy_opentext.core.records import RecordSummary, parse_record
 from tests.core.test_records import ODD_SHAPES, valid_task
 
@@ -80,3 +86,23 @@ def test_parquet_export_keeps_each_task_and_its_counted_columns(tmp_path):
         (10 + n, ["B"], "news-ann") for n in range(3)
     ]
     assert manifest["sha256"] == hashlib.sha256((tmp_path / "out.parquet").read_bytes()).hexdigest()
+
+
+def test_lines_by_input_read_the_export_back_one_input_at_a_time_in_file_order(tmp_path):
+    inputs = [7, -3, 7, 12, -3, 7]
+    rows = [json.dumps(valid_task(_input_hash=h, _task_hash=n)).encode() for n, h in enumerate(inputs)]
+    rows[4] = json.dumps(json.loads(rows[4]), indent=2).encode()  # written as another (one-line) line
+    by_input = LinesByInput()
+    export(
+        tmp_path,
+        [[(n + 1, raw)] for n, raw in enumerate(rows)],
+        JsonlSink(tmp_path / "out.jsonl", by_input=by_input),
+    )
+    lines = (tmp_path / "out.jsonl").read_bytes().splitlines()
+
+    read = list(by_input.read(tmp_path / "out.jsonl"))
+
+    assert len(by_input) == len(rows)
+    assert [input_hash for input_hash, _ in read] == [-3, 7, 12]
+    assert dict(read) == {-3: [lines[1], lines[4]], 7: [lines[0], lines[2], lines[5]], 12: [lines[3]]}
+    assert json.loads(lines[4]) == json.loads(rows[4]) and b"\n" not in lines[4]

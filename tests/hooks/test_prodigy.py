@@ -414,38 +414,3 @@ def test_batch_counts_see_rows_replaced_under_reused_ids_and_stay_incremental_wi
     hook.add_examples("doubled", answers("erin", 3), session="doubled")
     assert hook.batch_counts("doubled", 2, doubled)["inputs_done"] == 3
     assert since == [doubled.last_example_id - 3], "a doubly linked dataset was read whole again"
-
-
-def test_answers_by_input_hash_come_together_in_the_order_they_were_saved(prodigy_conn):
-    """One input's answers together (several annotators, saved far apart), each input once, the same rows
-    as the export reads up to the version's last example, across batches and other datasets' examples."""
-    hook = ProdigyHook()
-    rows = sample_rows("textcat_docs_issues", 40)
-    answers = [
-        {**row, "_annotator_id": f"issues-{name}", "_session_id": f"issues-{name}"}
-        for name in ("ann", "bob")
-        for row in rows
-    ]
-    hook.add_examples("issues", answers[::2])
-    hook.add_examples("other", sample_rows("ner_manual_food", 7))
-    hook.add_examples("issues", answers[1::2])
-    until = hook.last_example_id("issues")
-    hook.add_examples("issues", [{**rows[0], "_annotator_id": "issues-late", "_session_id": "issues-late"}])
-    execute_sql(  # an example linked to its dataset twice is still one answer
-        prodigy_conn,
-        "INSERT INTO link (example_id, dataset_id) "
-        "SELECT example_id, dataset_id FROM link WHERE id = (SELECT MIN(id) FROM link)",
-    )
-
-    streamed = [
-        row
-        for batch in hook.iter_row_batches_by_input("issues", until_id=until, batch_size=7)
-        for row in batch
-    ]
-    by_id = [row for batch in hook.iter_row_batches("issues", until_id=until) for row in batch]
-    assert len(streamed) == len(by_id) == len(answers)
-    stored = {example_id: bytes(content) for example_id, content in by_id}
-    assert {example_id: bytes(content) for example_id, content in streamed} == stored
-    order = [(json.loads(bytes(content))["_input_hash"], example_id) for example_id, content in streamed]
-    assert order == sorted(order), "by input hash, then in the order they were saved"
-    assert len({h for h, _ in order}) < len(order), "inputs with several answers"

@@ -16,7 +16,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, groupby
-from typing import Any
+from typing import Any, TypedDict
+
+import msgspec
 
 from prodigy_opentext.core.agreement import ItemKey, decision_of, item_key, latest_by_annotator
 from prodigy_opentext.core.payloads import ConsensusCounts
@@ -60,6 +62,56 @@ class ConsensusResult:
         return ConsensusCounts(merged=len(self.merged), disputes=len(self.disputes), resolved=self.resolved)
 
 
+class MergeFields(TypedDict, total=False):
+    """The fields of an answer that merging, agreement and the review figures read: an answer decoded into
+    only these (:func:`merge_fields`) merges, and counts, as the whole answer does. A rule that reads
+    another field must be given it here."""
+
+    _input_hash: Any
+    _task_hash: Any
+    _timestamp: Any
+    _annotator_id: Any
+    _session_id: Any
+    _adjudicated: Any
+    _consensus: Any
+    answer: Any
+    label: Any
+    spans: Any
+    accept: Any
+    options: Any
+    flagged: Any
+    meta: Any
+    text: Any
+
+
+_decode_merge_fields = msgspec.json.Decoder(MergeFields).decode
+
+
+def merge_fields(line: bytes) -> dict[str, Any] | None:
+    """A stored answer's :class:`MergeFields` (the token lists that make up most of an NER answer are
+    skipped, not decoded); ``None`` where msgspec refuses the line (NaN, a lone surrogate), which the whole
+    decoder then reads."""
+    try:
+        return _decode_merge_fields(line)  # type: ignore[return-value]
+    except msgspec.MsgspecError:
+        return None
+
+
+_encode_json = msgspec.json.Encoder().encode
+
+
+def final_line(answer_line: bytes, final: Mapping[str, Any]) -> bytes:
+    """The JSON line of a final example that is an answer unchanged but for its ``_consensus``: that
+    answer's stored line with ``_consensus`` added last, as the merged dict holds it (the answer has no
+    ``_consensus`` of its own), without decoding the rest."""
+    body = answer_line.rstrip()
+    if not body.endswith(b"}"):
+        raise ConsensusError(f"not a JSON object line: {answer_line[:60]!r}")
+    body = body[:-1].rstrip()
+    separator = b"" if body.endswith(b"{") else b","
+    return body + separator + b'"_consensus":' + _encode_json(final["_consensus"]) + b"}"
+
+
 def dispute_reasons(versions: Iterable[Mapping[str, Any]], *, min_score: float | None = None) -> list[str]:
     """Why an item needs a reviewer: annotators disagree, someone ignored or flagged it, or a low score."""
     versions = list(versions)
@@ -86,11 +138,9 @@ def _is_adjudicated(task: Mapping[str, Any]) -> bool:
     return task.get("_adjudicated") is True
 
 
-def _ordered(versions: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def _ordered(versions: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """Versions in a stable order (time, then annotator) so reruns pick and list the same ones."""
-    return sorted(
-        (dict(task) for task in versions), key=lambda t: (t.get("_timestamp") or 0, annotator_of(t) or "")
-    )
+    return sorted(versions, key=lambda t: (t.get("_timestamp") or 0, annotator_of(t) or ""))
 
 
 @dataclass
@@ -100,6 +150,8 @@ class ItemOutcome:
     final: dict[str, Any] | None
     dispute: Dispute | None
     resolved_reasons: list[str]
+    source: Mapping[str, Any] | None = None
+    """The version (as it was passed in) the final example is a copy of."""
 
 
 def merge_item(
@@ -116,15 +168,16 @@ def merge_item(
     reasons = dispute_reasons(answers, min_score=min_score)
     annotators = [annotator_of(task) for task in answers]
     if adjudications:
-        final = _ordered(adjudications)[-1]
-        final["_consensus"] = {"method": "adjudicated", "annotators": annotators}
-        return ItemOutcome(final=final, dispute=None, resolved_reasons=reasons)
+        source = _ordered(adjudications)[-1]
+        final = {**source, "_consensus": {"method": "adjudicated", "annotators": annotators}}
+        return ItemOutcome(final=final, dispute=None, resolved_reasons=reasons, source=source)
     if reasons:
-        dispute = Dispute(input_hash=key[0], label=key[1], reasons=reasons, versions=answers)
+        versions_given = [dict(task) for task in answers]
+        dispute = Dispute(input_hash=key[0], label=key[1], reasons=reasons, versions=versions_given)
         return ItemOutcome(final=None, dispute=dispute, resolved_reasons=[])
-    final = answers[0]
-    final["_consensus"] = {"method": "unanimous", "annotators": annotators}
-    return ItemOutcome(final=final, dispute=None, resolved_reasons=[])
+    source = answers[0]
+    final = {**source, "_consensus": {"method": "unanimous", "annotators": annotators}}
+    return ItemOutcome(final=final, dispute=None, resolved_reasons=[], source=source)
 
 
 def item_groups(
@@ -167,6 +220,10 @@ class ItemMerger:
     def merge(self, key: ItemKey, versions: Sequence[Mapping[str, Any]]) -> ItemOutcome:
         """The outcome of one item of the stream (each item once)."""
         return self._settle(key, [*versions, *self._adjudicated.pop(key, [])])
+
+    def adjudicates(self, key: ItemKey) -> bool:
+        """Whether the reviewers decided this item (its outcome then comes from their decision)."""
+        return key in self._adjudicated
 
     def rest(self) -> Iterator[ItemOutcome]:
         """The outcomes of the adjudicated items the stream did not hold, once it is done."""

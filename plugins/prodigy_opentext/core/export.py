@@ -13,7 +13,8 @@ import os
 import queue
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import repeat
 from operator import contains
 from pathlib import Path
@@ -107,17 +108,68 @@ class _ChunkConsumer:
         self._thread.join()
 
 
+class LinesByInput:
+    """Where each line of a JSONL export is and which input it answers: 24 bytes a line, so the file can be
+    read back one input at a time (:meth:`read`) without reading the database again."""
+
+    def __init__(self) -> None:
+        self._input_hashes = array("q")
+        self._offsets = array("q")
+        self._lengths = array("q")
+
+    def add(self, input_hash: int, offset: int, length: int) -> None:
+        self._input_hashes.append(input_hash)
+        self._offsets.append(offset)
+        self._lengths.append(length)
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    def read(self, path: Path | str, chunk: int = 1 << 16) -> Iterator[tuple[int, list[bytes]]]:
+        """``(input hash, its lines)`` in input-hash order, each input's lines in file order. Lines are read
+        one by one (``pread``): the file stays in the page cache, not in this process's memory; the order
+        is worked out ``chunk`` lines at a time."""
+        import numpy as np
+
+        hashes = np.frombuffer(self._input_hashes, dtype=np.int64)
+        offsets = np.frombuffer(self._offsets, dtype=np.int64)
+        lengths = np.frombuffer(self._lengths, dtype=np.int64)
+        order = np.argsort(hashes, kind="stable")
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            current: int | None = None
+            lines: list[bytes] = []
+            for start in range(0, len(order), chunk):
+                some = order[start : start + chunk]
+                for input_hash, offset, length in zip(
+                    hashes[some].tolist(), offsets[some].tolist(), lengths[some].tolist(), strict=True
+                ):
+                    if input_hash != current:
+                        if lines:
+                            yield current, lines  # type: ignore[misc]
+                        current, lines = input_hash, []
+                    lines.append(os.pread(descriptor, length, offset))
+            if lines:
+                yield current, lines  # type: ignore[misc]
+        finally:
+            os.close(descriptor)
+
+
 class JsonlSink:
     """Writes records as JSONL, their stored bytes as they are, hashed and written by one background thread
     (both release the GIL; one thread, not two, halves the hand-offs with the exporting thread, and the
     chunk is still in cache for the write).
 
     The file is written beside itself (:func:`partial_path`) and renamed on ``close``, so a failed export
-    leaves no half-written file under the final name.
+    leaves no half-written file under the final name. With ``by_input``, each line's place and input hash is
+    recorded there as it is written.
     """
 
-    def __init__(self, path: Path | str, *, queued_chunks: int = 4) -> None:
+    def __init__(
+        self, path: Path | str, *, queued_chunks: int = 4, by_input: LinesByInput | None = None
+    ) -> None:
         self.path = Path(path)
+        self.by_input = by_input
         self._partial = partial_path(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self._partial.open("wb")
@@ -134,6 +186,11 @@ class JsonlSink:
             # it. Checked in C first, since almost no chunk has one.
             lines = [raw if b"\n" not in raw and b"\r" not in raw else _one_line(raw) for raw in lines]
             chunk = b"\n".join(lines)
+        if self.by_input is not None:
+            offset, add = self._bytes, self.by_input.add
+            for (_, _, keys), line in zip(rows, lines, strict=False):  # lines ends with the b"" joined last
+                add(keys["_input_hash"], offset, len(line))
+                offset += len(line) + 1
         self._writer.put(chunk)
         self._bytes += len(chunk)
 

@@ -533,30 +533,32 @@ def standard_json(value: Any, path: str = "") -> tuple[Any, list[str]]:
 
 
 _sorted_json: Callable[[Any], bytes] = msgspec.json.Encoder(order="sorted").encode
+_ordered_json: Callable[[Any], bytes] = msgspec.json.Encoder().encode
 _msgpack: Callable[[Any], bytes] = msgspec.msgpack.Encoder().encode
 _NON_FINITE_FLOAT64 = re.compile(rb"\xcb[\x7f\xff][\xf0-\xff]")
 """A msgpack float64 (marker 0xcb) with every exponent bit set: NaN, Infinity or -Infinity."""
 
 
-def standard_json_line(row: Any) -> tuple[bytes, list[str]]:
-    """``row`` as one line of standard JSON (keys sorted, UTF-8, no spaces) by the rule of
-    :func:`standard_json`, and the paths where the rule changed it.
+def standard_json_line(row: Any, *, sort_keys: bool = True) -> tuple[bytes, list[str]]:
+    """``row`` as one line of standard JSON (keys sorted unless ``sort_keys`` is false, UTF-8, no spaces)
+    by the rule of :func:`standard_json`, and the paths where the rule changed it.
 
     msgspec writes the line several times faster than ``json.dumps``, but would write NaN as null without
     saying where: each row is first packed as msgpack (a few microseconds), where every float is a float64,
     and only a row with one that may not be finite is walked value by value. What msgspec cannot write (a
     lone surrogate, an integer beyond 64 bits) is written by ``json.dumps``, escaped to ASCII.
     """
+    encode = _sorted_json if sort_keys else _ordered_json
     try:
         if _NON_FINITE_FLOAT64.search(_msgpack(row)) is None:
-            return _sorted_json(row), []
+            return encode(row), []
     except (TypeError, ValueError, OverflowError):
         pass
     clean, changed = standard_json(row)
     try:
-        return _sorted_json(clean), changed
+        return encode(clean), changed
     except (TypeError, ValueError, OverflowError):
-        line = json.dumps(clean, sort_keys=True, allow_nan=False, separators=(",", ":"))
+        line = json.dumps(clean, sort_keys=sort_keys, allow_nan=False, separators=(",", ":"))
         return line.encode("ascii"), changed
 
 

@@ -17,12 +17,16 @@ from prodigy_opentext.core.audit import AppendResult, AuditLog
 from prodigy_opentext.core.batches import version_last_example_id
 from prodigy_opentext.core.consensus import (
     ConsensusResult,
+    Dispute,
     ItemMerger,
     ItemOutcome,
     build_consensus,
-    item_groups,
+    final_line,
+    merge_fields,
+    merge_item,
 )
 from prodigy_opentext.core.escalation import adjudication_dataset, adjudications_in
+from prodigy_opentext.core.export import JsonlSink, LinesByInput
 from prodigy_opentext.core.paths import plain_name
 from prodigy_opentext.core.payloads import ExportManifest, QAFigures
 from prodigy_opentext.core.qa import correction_of
@@ -33,7 +37,6 @@ from prodigy_opentext.core.review_report import ReviewFigures, ReviewTally, revi
 from prodigy_opentext.exceptions import (
     AuditAnchorMismatch,
     DatasetNotFoundError,
-    ProdigyDatabaseError,
     UnsafeName,
 )
 from prodigy_opentext.failures import AuditLogTampered, DatasetRefused, NameRefused, RowsQuarantined
@@ -225,10 +228,20 @@ def export_and_merge(
     return MergedBatch(answers, export, tasks, consensus, corrections, adjudications)
 
 
+@dataclass(frozen=True)
+class StreamedItem:
+    """One item of a streamed batch: its final example (a dict, or its JSON line where it is an answer as
+    stored plus its ``_consensus``: :func:`~prodigy_opentext.core.consensus.final_line`) or its open
+    dispute."""
+
+    final: dict[str, Any] | bytes | None
+    dispute: Dispute | None
+
+
 class StreamedBatch:
-    """A batch exported to ``answers.jsonl``, then merged as it streams from Prodigy in input-hash order,
-    one input's answers in memory at a time (:meth:`outcomes`); what it keeps is what the review and the
-    release need of it: counts, figures, the QA corrections and the reviewers' decisions it used."""
+    """A batch exported to ``answers.jsonl``, then merged one input at a time as it is read back from that
+    file in input-hash order (:meth:`items`); what it keeps is what the review and the release need of it:
+    counts, figures, the QA corrections and the reviewers' decisions it used."""
 
     def __init__(
         self,
@@ -240,58 +253,84 @@ class StreamedBatch:
         min_score: float | None = None,
     ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.dataset, self.until_id = dataset, until_id
-        self._hook = ProdigyHook(prodigy_conn_id)
+        self.dataset = dataset
+        hook = ProdigyHook(prodigy_conn_id)
         self.answers = directory / "answers.jsonl"
-        self.export = whole_export(self._hook.export_jsonl(dataset, self.answers, until_id=until_id))
+        self._by_input = LinesByInput()
+        sink = JsonlSink(self.answers, by_input=self._by_input)
+        self.export = whole_export(hook.export(dataset, sink, until_id=until_id))
         self._candidates = rework_corrections(dataset, prodigy_conn_id, until_id=until_id)
         self.adjudications = adjudications_of(dataset, prodigy_conn_id)
         self.merger = ItemMerger(self.adjudications, min_score=min_score)
         self.tally = ReviewTally()
         self.corrections: list[dict[str, Any]] = []
-        """The corrections of the batch's items (once :meth:`outcomes` is done)."""
+        """The corrections of the batch's items (once :meth:`items` is done)."""
         self.sessions: set[str] = set()
         self._adjudicated: list[dict[str, Any]] = []
 
-    def outcomes(self) -> Iterator[ItemOutcome]:
+    def items(self) -> Iterator[StreamedItem]:
         """Every item's final example or open dispute, in input-hash order, then the adjudicated items the
-        batch does not hold; an answer streamed that the export did not write fails (the dataset changed
-        between the two reads)."""
+        batch does not hold.
+
+        Each answer is decoded into only what the rules read (:func:`~prodigy_opentext.core.consensus.
+        merge_fields`). An item whose final example is one of its answers unchanged is written from that
+        answer's line; one with QA corrections or reviewers' decisions, one that stays disputed and one
+        with a line msgspec refuses are decoded whole and merged as they are.
+        """
         pending: dict[ItemKey, list[dict[str, Any]]] = defaultdict(list)
         for correction in self._candidates:
             pending[item_key(correction)].append(correction)
         reworked: set[ItemKey] = set()
-        rows = (
-            decode_record(content, row=example_id, where="example id")
-            for batch in self._hook.iter_row_batches_by_input(self.dataset, until_id=self.until_id)
-            for example_id, content in batch
-        )
-        read = 0
-        for key, answers in item_groups(rows, presorted=True):
-            read += len(answers)
-            self.tally.add_answers(key, answers)
-            self.sessions.update(sessions_of(answers))
-            corrections = pending.pop(key, [])
-            if corrections:
-                reworked.add(key)
-            yield self._counted(self.merger.merge(key, [*answers, *corrections]))
-        if read != self.export["rows"]:
-            raise ProdigyDatabaseError(
-                f"dataset {self.dataset!r} changed while it was staged: {read} answers up to example "
-                f"{self.until_id} streamed, {self.export['rows']} exported; stage it again"
-            )
+        for _, lines in self._by_input.read(self.answers):
+            fields = [merge_fields(line) for line in lines]
+            by_item: dict[ItemKey, list[int]] = defaultdict(list)
+            for index, task in enumerate(fields):
+                by_item[item_key(task if task is not None else _whole(lines[index]))].append(index)
+            for key, indexes in by_item.items():
+                corrections = pending.pop(key, [])
+                if corrections:
+                    reworked.add(key)
+                yield self._item(key, [lines[i] for i in indexes], [fields[i] for i in indexes], corrections)
         self.corrections = [c for c in self._candidates if item_key(c) in reworked]
         for outcome in self.merger.rest():
-            yield self._counted(outcome)
+            yield self._counted(outcome, outcome.final)
 
-    def _counted(self, outcome: ItemOutcome) -> ItemOutcome:
+    def _item(
+        self,
+        key: ItemKey,
+        lines: list[bytes],
+        fields: list[dict[str, Any] | None],
+        corrections: list[dict[str, Any]],
+    ) -> StreamedItem:
+        """One item, from its answers' lines and their :func:`merge_fields` (``None``: refused)."""
+        plain = not corrections and not self.merger.adjudicates(key)
+        answers: list[dict[str, Any]] = []
+        for task in fields:
+            if task is None or "_consensus" in task or "_adjudicated" in task:
+                plain = False
+                break
+            answers.append(task)
+        if not plain:
+            answers = [_whole(line) for line in lines]
+        self.tally.add_answers(key, answers)
+        self.sessions.update(sessions_of(answers))
+        outcome = self.merger.merge(key, [*answers, *corrections])
+        if plain and outcome.dispute is not None:  # the reviewers see every annotator's whole answer
+            whole = merge_item(key, [_whole(line) for line in lines], min_score=self.merger.min_score)
+            outcome = ItemOutcome(final=None, dispute=whole.dispute, resolved_reasons=[])
+        if plain and outcome.final is not None:
+            source = next(i for i, task in enumerate(answers) if task is outcome.source)
+            return self._counted(outcome, final_line(lines[source], outcome.final))
+        return self._counted(outcome, outcome.final)
+
+    def _counted(self, outcome: ItemOutcome, final: dict[str, Any] | bytes | None) -> StreamedItem:
         if outcome.final is not None:
             self.tally.add_final(outcome.final)
             if outcome.final.get("_adjudicated"):
                 self._adjudicated.append(outcome.final)
         elif outcome.dispute is not None:
             self.tally.add_dispute(outcome.dispute.as_dict())
-        return outcome
+        return StreamedItem(final=final if outcome.final is not None else None, dispute=outcome.dispute)
 
     @property
     def adjudicated(self) -> list[dict[str, Any]]:
@@ -315,19 +354,28 @@ class StreamedBatch:
         )
 
 
-class JsonlWriter:
-    """Writes rows as standard JSON lines (:func:`~prodigy_opentext.core.records.standard_json_line`):
-    NaN and Infinity become null, the first ``named`` such rows named in the log and the rest counted in
-    ``nulled``."""
+def _whole(line: bytes) -> dict[str, Any]:
+    """A line of ``answers.jsonl`` decoded whole (the export checked it)."""
+    return decode_record(line, row="answers.jsonl")
 
-    def __init__(self, path: Path, named: int = 20) -> None:
-        self.path, self.named = path, named
+
+class JsonlWriter:
+    """Writes rows as standard JSON lines (:func:`~prodigy_opentext.core.records.standard_json_line`,
+    keys sorted unless ``sort_keys`` is false): NaN and Infinity become null, the first ``named`` such rows
+    named in the log and the rest counted in ``nulled``. A row given as bytes is a line already standard
+    (:func:`~prodigy_opentext.core.consensus.final_line`), written as it is."""
+
+    def __init__(self, path: Path, named: int = 20, *, sort_keys: bool = True) -> None:
+        self.path, self.named, self.sort_keys = path, named, sort_keys
         self.lines = self.nulled = 0
         self._out = open(path, "wb")  # noqa: SIM115 (closed by close(), or by the with block)
 
-    def write(self, row: Mapping[str, Any]) -> None:
+    def write(self, row: Mapping[str, Any] | bytes) -> None:
         self.lines += 1
-        line, changed = standard_json_line(row)
+        if isinstance(row, bytes):
+            self._out.write(row + b"\n")
+            return
+        line, changed = standard_json_line(row, sort_keys=self.sort_keys)
         if changed:
             self.nulled += 1
             if self.nulled <= self.named:

@@ -118,8 +118,9 @@ def stage_release_data(
 ) -> StagedRelease:
     """Export the version into ``<staging_root>/<dataset>/<version>/<run>/``, merge every annotator's
     answers into final examples, list open disputes, and keep the figures of the sign-off's review report
-    (with the QA rounds ``audit_path`` holds). The answers stream from Prodigy one input at a time
-    (:class:`~prodigy_opentext.flows._shared.StreamedBatch`), so memory does not grow with the batch."""
+    (with the QA rounds ``audit_path`` holds). The database is read once, into ``answers.jsonl``, which is
+    then read back one input at a time (:class:`~prodigy_opentext.flows._shared.StreamedBatch`), so memory
+    does not grow with the batch."""
     staging_dir = (
         staging_root
         / checked_name(target["dataset"], "dataset")
@@ -128,12 +129,13 @@ def stage_release_data(
     )
     batch = StreamedBatch(target["dataset"], target["last_example_id"], staging_dir, prodigy_conn_id)
     annotations, disputes = staging_dir / "annotations.jsonl", staging_dir / "disputes.jsonl"
-    with JsonlWriter(annotations) as finals, JsonlWriter(disputes) as still_open:
-        for outcome in batch.outcomes():
-            if outcome.final is not None:
-                finals.write(outcome.final)
-            elif outcome.dispute is not None:
-                still_open.write(outcome.dispute.as_dict())
+    finals, still_open = JsonlWriter(annotations, sort_keys=False), JsonlWriter(disputes)
+    with finals, still_open:
+        for item in batch.items():
+            if item.final is not None:
+                finals.write(item.final)
+            elif item.dispute is not None:
+                still_open.write(item.dispute.as_dict())
     figures = batch.review_figures(
         target["version"], regulated=bool(target["regulated"]), audit_path=audit_path
     )

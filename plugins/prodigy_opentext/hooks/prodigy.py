@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache, cached_property
@@ -47,10 +46,6 @@ if TYPE_CHECKING:
 DEFAULT_BATCH_SIZE = 256
 INSERT_CHUNK = 500
 SQLITE_IDS_PER_QUERY = 500
-SQLITE_IDS_BY_INPUT = (
-    "SELECT example.id, example.input_hash FROM example JOIN link ON link.example_id = example.id "
-    "WHERE link.dataset_id = ? AND example.id <= ? ORDER BY example.input_hash, example.id"
-)
 
 
 # The statements of a write that every call runs, as SQL text: each hook has its own engine, so its own
@@ -438,65 +433,6 @@ class ProdigyHook(BaseHook):
                     query = f"SELECT id, content FROM example WHERE id IN ({marks}) ORDER BY id"
                     rows += cursor.execute(query, tuple(some)).fetchall()
                 yield rows
-        finally:
-            cursor.close()
-
-    def iter_row_batches_by_input(
-        self, dataset: str, *, until_id: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE
-    ) -> Iterator[Sequence[tuple[int, bytes | memoryview]]]:
-        """Batches of ``(example_id, stored content)`` ordered by input hash, then example id: each input's
-        answers together and in the order they were saved, so a consensus holds one input at a time.
-
-        The same rows as :meth:`iter_row_batches` with ``until_id``. PostgreSQL and MySQL sort in one query
-        streamed through a server-side cursor; SQLite sorts the ids (8 bytes a row) and reads the contents
-        by id, a batch at a time.
-        """
-        import sqlalchemy as sa
-
-        check_dataset_name(dataset)
-        tables = prodigy_tables()
-        example, link = tables.example, tables.link
-        bound = until_id if until_id is not None else (1 << 63) - 1
-        with self._connection() as conn:
-            dataset_id = self._dataset_row(conn, dataset).id
-            if self.is_sqlite:
-                yield from self._sqlite_chunks_by_input(conn, dataset_id, bound, batch_size)
-                return
-            linked = sa.exists().where(link.c.example_id == example.c.id, link.c.dataset_id == dataset_id)
-            query = (
-                sa.select(example.c.id, example.c.content)
-                .where(linked, example.c.id <= bound)
-                .order_by(example.c.input_hash, example.c.id)
-            )
-            streaming = conn.execution_options(stream_results=True, max_row_buffer=batch_size)
-            yield from streaming.execute(query).partitions(batch_size)
-
-    @staticmethod
-    def _sqlite_chunks_by_input(
-        conn: sa.Connection, dataset_id: int, until_id: int, batch_size: int
-    ) -> Iterator[list[tuple[int, bytes]]]:
-        """SQLite sorts the dataset's ``(input_hash, id)`` in one query over Prodigy's link index (its
-        contents stay on disk; an example linked twice comes twice in a row, and is taken once), then each
-        batch of ids is one lookup by id, put back in sorted order; an example deleted meanwhile is left out
-        (the caller counts what it read)."""
-        driver = conn.connection.driver_connection
-        if driver is None:
-            raise ProdigyDatabaseError("the SQLite connection was closed while reading")
-        cursor = driver.cursor()
-        try:
-            ordered = array("q")
-            for example_id, _ in cursor.execute(SQLITE_IDS_BY_INPUT, (dataset_id, until_id)):
-                if not ordered or ordered[-1] != example_id:  # linked twice: taken once, as the export does
-                    ordered.append(example_id)
-            for start in range(0, len(ordered), batch_size):
-                chunk = ordered[start : start + batch_size]
-                contents: dict[int, bytes] = {}
-                for part in range(0, len(chunk), SQLITE_IDS_PER_QUERY):
-                    some = tuple(chunk[part : part + SQLITE_IDS_PER_QUERY])
-                    marks = ",".join("?" * len(some))
-                    query = f"SELECT id, content FROM example WHERE id IN ({marks})"
-                    contents.update(cursor.execute(query, some).fetchall())
-                yield [(example_id, contents[example_id]) for example_id in chunk if example_id in contents]
         finally:
             cursor.close()
 
