@@ -25,7 +25,7 @@ from typing import Any
 
 from prodigy_opentext.core.export import CHUNK, file_digest
 from prodigy_opentext.core.paths import PLAIN_NAME, plain_name
-from prodigy_opentext.core.records import RecordSummary, parse_record, refuse_non_standard_json
+from prodigy_opentext.core.records import RecordSummary, refuse_non_standard_json, scan_record
 from prodigy_opentext.exceptions import ReleaseConflict, ReleaseCorrupt, ReleaseError
 
 MANIFEST_NAME = "manifest.json"
@@ -49,7 +49,8 @@ def release_path(root: str | os.PathLike, dataset: str, version: str) -> Path:
 
 def _data_digest(path: Path, name: str, summary: RecordSummary) -> dict[str, Any]:
     """Checksum a JSONL data file and count its examples; a bad row (not a Prodigy example, or not standard
-    JSON: NaN, Infinity) raises naming file and line."""
+    JSON: NaN, Infinity) raises naming file and line. Rows are checked as the export checks them
+    (:func:`~prodigy_opentext.core.records.scan_record`), without decoding their tokens."""
     digest = hashlib.sha256()
     size = rows = 0
     with open(path, "rb") as source:
@@ -60,7 +61,7 @@ def _data_digest(path: Path, name: str, summary: RecordSummary) -> dict[str, Any
                 row = f"{name}:{line_no}"
                 if b"NaN" in line or b"Infinity" in line:  # cheap test first: almost no line has either
                     refuse_non_standard_json(line, row=row)
-                summary.add(parse_record(line, row=row))
+                summary.add_scanned(scan_record(line, row=row))
                 rows += 1
     return {"sha256": digest.hexdigest(), "bytes": size, "rows": rows}
 
