@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.export import FLOOR, SAMPLE, SCHEMA, row_templates, signed32
+from bench.export import EXPORT, FLOOR, SAMPLE, SCHEMA, row_templates, signed32
 
 REPO = Path(__file__).resolve().parent.parent
 DATASET = "ner_fashion_release"
@@ -182,21 +182,26 @@ def bench_size(answers: int, workdir: Path, rounds: int) -> tuple[list[str], dic
         f"{answers:,} answers ({answers // len(ANNOTATORS):,} items x {len(ANNOTATORS)} annotators): "
         f"database built in {build_seconds:.1f}s ({database.stat().st_size / 1e6:.0f} MB)"
     ]
-    floors, releases = [], []
-    for round_number in range(rounds):  # alternate, so machine noise hits both alike; best of each
+    floors, exports, releases = [], [], []
+    for round_number in range(rounds):  # alternate, so machine noise hits all alike; best of each
         floors.append(measure(FLOOR, database, workdir / "floor.jsonl", 0, DATASET))
+        exports.append(measure(EXPORT, database, workdir / "export.jsonl", 0, DATASET))
         run_dir = workdir / f"run-{round_number}"
         releases.append(measure(RELEASE, database, run_dir, DATASET, answers))
         shutil.rmtree(run_dir, ignore_errors=True)
-    (workdir / "floor.jsonl").unlink(missing_ok=True)
+    for leftover in ("floor.jsonl", "export.jsonl"):
+        (workdir / leftover).unlink(missing_ok=True)
     database.unlink()
     floor = min(floors, key=lambda m: m["seconds"])
+    export = min(exports, key=lambda m: m["seconds"])
     release = min(releases, key=lambda m: m["seconds"])
     phases = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in release["phases"].items())
     gx, pandas = release["phases"]["GX suites"], release["pandas_s"]
     lines += [
         f"  raw floor     {floor['seconds']:>7.1f} s  {answers / floor['seconds']:>9,.0f} rows/s"
         f"  peak {floor['above_baseline_mb']:>6.0f} MB above baseline",
+        f"  export alone  {export['seconds']:>7.1f} s  {answers / export['seconds']:>9,.0f} rows/s"
+        f"  {export['seconds'] / floor['seconds']:.2f}x the floor (information: the export step alone)",
         f"  release path  {release['seconds']:>7.1f} s  {answers / release['seconds']:>9,.0f} rows/s"
         f"  peak {release['above_baseline_mb']:>6.0f} MB above baseline "
         f"({release['baseline_mb']:.0f} MB after imports)",
