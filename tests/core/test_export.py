@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 
 import pytest
@@ -103,6 +104,16 @@ def test_lines_by_input_read_the_export_back_one_input_at_a_time_in_file_order(t
     read = list(by_input.read(tmp_path / "out.jsonl"))
 
     assert len(by_input) == len(rows)
-    assert [input_hash for input_hash, _ in read] == [-3, 7, 12]
-    assert dict(read) == {-3: [lines[1], lines[4]], 7: [lines[0], lines[2], lines[5]], 12: [lines[3]]}
+    assert [input_hash for input_hash, _, _ in read] == [-3, 7, 12]
+    assert {h: found for h, _, found in read} == {
+        -3: [lines[1], lines[4]],
+        7: [lines[0], lines[2], lines[5]],
+        12: [lines[3]],
+    }
+    starts = [0, *itertools.accumulate(len(line) + 1 for line in lines)]
+    assert {h: places for h, places, _ in read} == {
+        -3: [starts[1], starts[4]],
+        7: [starts[0], starts[2], starts[5]],
+        12: [starts[3]],
+    }
     assert json.loads(lines[4]) == json.loads(rows[4]) and b"\n" not in lines[4]

@@ -5,15 +5,23 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from prodigy_opentext.core.agreement import annotation_agreement
-from prodigy_opentext.core.consensus import build_consensus
+from prodigy_opentext.core.consensus import build_consensus, item_groups
+from prodigy_opentext.core.payloads import QAFigures
 from prodigy_opentext.core.records import RecordSummary
 from prodigy_opentext.core.release import write_release
-from prodigy_opentext.core.review_report import dataset_card_html, review_figures, review_report_html
+from prodigy_opentext.core.review_report import (
+    ReviewFigures,
+    ReviewTally,
+    dataset_card_html,
+    review_report_html,
+)
 from tests.fixtures.samples import SAMPLES_DIR as SAMPLES
 from tests.pages import chart_values, svg_count
 
@@ -34,6 +42,32 @@ def three_annotators() -> list[dict]:
                 answer["spans"] = answer["spans"][:-1]
             answers.append(answer)
     return answers
+
+
+def review_figures(
+    dataset: str,
+    version: str,
+    *,
+    regulated: bool,
+    tasks: Iterable[Mapping[str, Any]],
+    counts: Mapping[str, Mapping[str, int]],
+    merged: Iterable[Mapping[str, Any]],
+    disputes: Iterable[Mapping[str, Any]],
+    adjudications: Iterable[Mapping[str, Any]],
+    qa_rounds: Iterable[QAFigures] = (),
+) -> ReviewFigures:
+    """The figures of a batch held whole, by the tally the flows feed as they stream: ``tasks`` are every
+    annotator's answers, ``merged`` the final examples, ``disputes`` the open ones."""
+    tally = ReviewTally()
+    for key, answers in item_groups(tasks):
+        tally.add_answers(key, answers)
+    for final in merged:
+        tally.add_final(final)
+    for dispute in disputes:
+        tally.add_dispute(dispute)
+    return tally.figures(
+        dataset, version, regulated=regulated, counts=counts, adjudications=adjudications, qa_rounds=qa_rounds
+    )
 
 
 def figures_of(tasks: list[dict], *, regulated: bool = False):

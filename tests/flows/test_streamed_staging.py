@@ -6,18 +6,28 @@ the real samples answered by three annotators in a shuffled order, with QA corre
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from prodigy_opentext.core.agreement import item_key
+from prodigy_opentext.core.consensus import ConsensusResult, build_consensus
 from prodigy_opentext.core.escalation import adjudications_in
 from prodigy_opentext.core.qa import reworks_in
-from prodigy_opentext.flows._shared import StreamedBatch, export_and_merge
+from prodigy_opentext.core.release import reviewed_sha256
+from prodigy_opentext.flows._shared import (
+    ExportedAnswers,
+    StreamedBatch,
+    adjudications_of,
+    export_answers,
+    recorded_qa_rounds,
+)
 from prodigy_opentext.flows.release import stage_release_data
 from prodigy_opentext.hooks.prodigy import ProdigyHook
 from tests.core.test_consensus import three_annotators
+from tests.core.test_review_report import review_figures
 from tests.hooks import prodigy_support
 from tests.hooks.prodigy_support import SAMPLE_NAMES, sample_rows
 
@@ -73,6 +83,26 @@ def with_rework_and_decisions(dataset: str, answers: list[dict[str, Any]], versi
     )
 
 
+@dataclass
+class WholeBatch:
+    """The batch held whole and merged by the in-memory consensus: what the streamed staging must equal."""
+
+    exported: ExportedAnswers
+    adjudications: list[dict[str, Any]]
+    consensus: ConsensusResult
+
+    @property
+    def sha256(self) -> str:
+        return reviewed_sha256(self.exported.export["sha256"], self.adjudications, self.exported.corrections)
+
+
+def whole_batch(dataset: str, until: int, directory: Path) -> WholeBatch:
+    exported = export_answers(dataset, until, directory)
+    adjudications = adjudications_of(dataset)
+    consensus = build_consensus([*exported.tasks, *exported.corrections], adjudications=adjudications)
+    return WholeBatch(exported, adjudications, consensus)
+
+
 def by_item(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Final examples or disputes (``input_hash`` and ``label``) in one order, whatever the stream's."""
     return sorted(
@@ -107,7 +137,7 @@ def test_streamed_staging_gives_what_the_whole_batch_gives(prodigy_conn, tmp_pat
     with_rework_and_decisions(dataset, answers, f"b{until}")
     hook.add_examples(dataset, [{**answers[0], "_annotator_id": "late", "_session_id": "late"}])
 
-    whole = export_and_merge(dataset, until, tmp_path / "whole")
+    whole = whole_batch(dataset, until, tmp_path / "whole")
     streamed = StreamedBatch(dataset, until, tmp_path / "streamed")
     items = list(streamed.items())
     finals = [decoded(item.final) for item in items if item.final is not None]
@@ -115,18 +145,29 @@ def test_streamed_staging_gives_what_the_whole_batch_gives(prodigy_conn, tmp_pat
     assert any(isinstance(item.final, bytes) for item in items), "some finals come from their lines"
     assert any(isinstance(item.final, dict) for item in items), "and some are merged whole"
 
-    assert (tmp_path / "streamed" / "answers.jsonl").read_bytes() == whole.answers.read_bytes()
-    assert {**streamed.export, "path": None} == {**whole.export, "path": None}
+    assert (tmp_path / "streamed" / "answers.jsonl").read_bytes() == whole.exported.answers.read_bytes()
+    assert {**streamed.export, "path": None} == {**whole.exported.export, "path": None}
     assert by_item(finals) == by_item(whole.consensus.merged)
     assert by_item(disputes) == by_item([d.as_dict() for d in whole.consensus.disputes])
     assert streamed.merger.counts() == whole.consensus.counts()
-    assert streamed.corrections == whole.corrections and streamed.corrections, "QA rework was applied"
+    assert streamed.corrections == whole.exported.corrections and streamed.corrections, "QA rework applied"
     assert streamed.adjudicated == adjudications_in(whole.consensus.merged) and streamed.adjudicated
-    assert streamed.sha256 == whole.sha256 != whole.export["sha256"]
+    assert streamed.sha256 == whole.sha256 != whole.exported.export["sha256"]
     assert sorted(streamed.sessions) == sorted({a["_annotator_id"] for a in answers})
     audit = tmp_path / "audit.jsonl"
     kept = streamed.review_figures(f"b{until}", regulated=False, audit_path=audit)
-    held = whole.review_figures(dataset, f"b{until}", regulated=False, audit_path=audit)
+    exported = whole.exported
+    held = review_figures(
+        dataset,
+        f"b{until}",
+        regulated=False,
+        tasks=exported.tasks,
+        counts={kind: exported.export[kind] for kind in ("by_answer", "by_label", "by_annotator")},
+        merged=whole.consensus.merged,
+        disputes=[dispute.as_dict() for dispute in whole.consensus.disputes],
+        adjudications=adjudications_in(whole.consensus.merged),
+        qa_rounds=recorded_qa_rounds(audit, dataset, f"b{until}"),
+    )
     for figures in (kept, held):  # which samples come first follows the stream's order
         figures["disputes"].sort(key=lambda d: d["item"])
         assert len(figures.pop("samples")) == 5  # type: ignore[misc]
@@ -134,6 +175,8 @@ def test_streamed_staging_gives_what_the_whole_batch_gives(prodigy_conn, tmp_pat
     agreement = kept["agreement"]
     assert agreement["n_annotators"] == 3 and agreement["pairwise"] and agreement["per_label"]
     assert whole.consensus.disputes and whole.consensus.resolved, "the batch has every outcome"
+    in_batch_order = StreamedBatch(dataset, until, tmp_path / "again").open_disputes()
+    assert [d.as_dict() for d in in_batch_order] == [d.as_dict() for d in whole.consensus.disputes]
 
 
 def test_the_release_files_hold_the_streamed_outcomes(prodigy_conn, tmp_path) -> None:
@@ -157,7 +200,7 @@ def test_the_release_files_hold_the_streamed_outcomes(prodigy_conn, tmp_path) ->
     }
 
     staged = stage_release_data(target, tmp_path / "staging", "manual__1", tmp_path / "audit.jsonl")
-    whole = export_and_merge(dataset, until, tmp_path / "whole")
+    whole = whole_batch(dataset, until, tmp_path / "whole")
     assert by_item(read_lines(Path(staged["annotations"]))) == by_item(
         json.loads(json.dumps(whole.consensus.merged))
     )
@@ -166,7 +209,7 @@ def test_the_release_files_hold_the_streamed_outcomes(prodigy_conn, tmp_path) ->
     )
     assert staged["consensus"] == whole.consensus.counts()
     assert staged["reviewed_sha256"] == whole.sha256
-    assert staged["reworked"] == reworks_in(whole.corrections)
+    assert staged["reworked"] == reworks_in(whole.exported.corrections)
     assert staged["adjudications"] == adjudications_in(whole.consensus.merged)
     assert staged["sessions"] == sorted({a["_annotator_id"] for a in answers})
     figures = json.loads(Path(staged["review_figures"]).read_text())

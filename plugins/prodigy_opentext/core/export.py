@@ -125,10 +125,10 @@ class LinesByInput:
     def __len__(self) -> int:
         return len(self._offsets)
 
-    def read(self, path: Path | str, chunk: int = 1 << 16) -> Iterator[tuple[int, list[bytes]]]:
-        """``(input hash, its lines)`` in input-hash order, each input's lines in file order. Lines are read
-        one by one (``pread``): the file stays in the page cache, not in this process's memory; the order
-        is worked out ``chunk`` lines at a time."""
+    def read(self, path: Path | str, chunk: int = 1 << 16) -> Iterator[tuple[int, list[int], list[bytes]]]:
+        """``(input hash, its lines' offsets, its lines)`` in input-hash order, each input's lines in file
+        order. Lines are read one by one (``pread``): the file stays in the page cache, not in this
+        process's memory; the order is worked out ``chunk`` lines at a time."""
         import numpy as np
 
         hashes = np.frombuffer(self._input_hashes, dtype=np.int64)
@@ -138,6 +138,7 @@ class LinesByInput:
         descriptor = os.open(path, os.O_RDONLY)
         try:
             current: int | None = None
+            places: list[int] = []
             lines: list[bytes] = []
             for start in range(0, len(order), chunk):
                 some = order[start : start + chunk]
@@ -146,11 +147,12 @@ class LinesByInput:
                 ):
                     if input_hash != current:
                         if lines:
-                            yield current, lines  # type: ignore[misc]
-                        current, lines = input_hash, []
+                            yield current, places, lines  # type: ignore[misc]
+                        current, places, lines = input_hash, [], []
+                    places.append(offset)
                     lines.append(os.pread(descriptor, length, offset))
             if lines:
-                yield current, lines  # type: ignore[misc]
+                yield current, places, lines  # type: ignore[misc]
         finally:
             os.close(descriptor)
 

@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Any, TypedDict
 
 from prodigy_opentext.core.agreement import AgreementTally, ItemKey
-from prodigy_opentext.core.consensus import item_groups
 from prodigy_opentext.core.escalation import item_id
 from prodigy_opentext.core.payloads import Agreement, QAFigures
 from prodigy_opentext.core.records import AnnotationProgress, annotator_of
@@ -194,32 +193,6 @@ class ReviewTally:
             adjudications=[dict(a) for a in adjudications],
             qa_rounds=list(qa_rounds),
         )
-
-
-def review_figures(
-    dataset: str,
-    version: str,
-    *,
-    regulated: bool,
-    tasks: Iterable[Mapping[str, Any]],
-    counts: Mapping[str, Mapping[str, int]],
-    merged: Iterable[Mapping[str, Any]],
-    disputes: Iterable[Mapping[str, Any]],
-    adjudications: Iterable[Mapping[str, Any]],
-    qa_rounds: Iterable[QAFigures] = (),
-) -> ReviewFigures:
-    """The figures of one batch held whole (:class:`ReviewTally`): ``tasks`` are every annotator's
-    answers, ``merged`` the final examples, ``disputes`` the open ones."""
-    tally = ReviewTally()
-    for key, answers in item_groups(tasks):
-        tally.add_answers(key, answers)
-    for final in merged:
-        tally.add_final(final)
-    for dispute in disputes:
-        tally.add_dispute(dispute)
-    return tally.figures(
-        dataset, version, regulated=regulated, counts=counts, adjudications=adjudications, qa_rounds=qa_rounds
-    )
 
 
 # --- the pages -------------------------------------------------------------------------------------------

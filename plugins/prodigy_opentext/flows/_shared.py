@@ -16,11 +16,9 @@ from prodigy_opentext.core.agreement import ItemKey, item_key
 from prodigy_opentext.core.audit import AppendResult, AuditLog
 from prodigy_opentext.core.batches import version_last_example_id
 from prodigy_opentext.core.consensus import (
-    ConsensusResult,
     Dispute,
     ItemMerger,
     ItemOutcome,
-    build_consensus,
     final_line,
     merge_fields,
     merge_item,
@@ -33,7 +31,7 @@ from prodigy_opentext.core.qa import correction_of
 from prodigy_opentext.core.records import decode_record, sessions_of, standard_json_line
 from prodigy_opentext.core.regulated import frozen_reason
 from prodigy_opentext.core.release import reviewed_sha256
-from prodigy_opentext.core.review_report import ReviewFigures, ReviewTally, review_figures
+from prodigy_opentext.core.review_report import ReviewFigures, ReviewTally
 from prodigy_opentext.exceptions import (
     AuditAnchorMismatch,
     DatasetNotFoundError,
@@ -95,43 +93,15 @@ def whole_export(export: ExportManifest) -> ExportManifest:
 
 
 @dataclass
-class MergedBatch:
-    """A batch exported to ``answers.jsonl`` and every annotator's answers merged into final examples."""
+class ExportedAnswers:
+    """A batch exported to ``answers.jsonl`` and held whole: every annotator's answers, and the corrections
+    QA rework brought to its items."""
 
     answers: Path
     export: ExportManifest
     tasks: list[dict[str, Any]]
-    consensus: ConsensusResult
     corrections: list[dict[str, Any]]
     """The annotators' answers from QA rework, each as its annotator's newest answer to the item."""
-    adjudications: list[dict[str, Any]]
-    """The reviewers' decisions on the dataset's disputes."""
-
-    @property
-    def sha256(self) -> str:
-        """What reviewers approve and the release ships
-        (:func:`~prodigy_opentext.core.release.reviewed_sha256`)."""
-        return reviewed_sha256(self.export["sha256"], self.adjudications, self.corrections)
-
-    def review_figures(
-        self, dataset: str, version: str, *, regulated: bool, audit_path: Path
-    ) -> ReviewFigures:
-        """What the batch's review report shows, with the QA rounds the audit log holds for it."""
-        return review_figures(
-            dataset,
-            version,
-            regulated=regulated,
-            tasks=self.tasks,
-            counts={
-                "by_answer": self.export["by_answer"],
-                "by_label": self.export["by_label"],
-                "by_annotator": self.export["by_annotator"],
-            },
-            merged=self.consensus.merged,
-            disputes=[dispute.as_dict() for dispute in self.consensus.disputes],
-            adjudications=adjudications_in(self.consensus.merged),
-            qa_rounds=recorded_qa_rounds(audit_path, dataset, version),
-        )
 
 
 def adjudications_of(
@@ -202,19 +172,17 @@ def corrections_of(
     return [correction for correction in candidates if item_key(correction) in items]
 
 
-def export_and_merge(
+def export_answers(
     dataset: str,
     until_id: int,
     directory: Path,
     prodigy_conn_id: str = ProdigyHook.default_conn_name,
     *,
-    min_score: float | None = None,
     before_round: int | None = None,
-) -> MergedBatch:
-    """Export ``dataset`` up to example ``until_id`` into ``directory`` and build its consensus, with
-    the corrections from QA rework replacing the answers they redo and the reviewers' adjudications
-    settling the items they decided (``min_score``: disputes scores below; ``before_round``: only the
-    corrections of the QA rounds before it, so a round sees the batch as it was when it began)."""
+) -> ExportedAnswers:
+    """Export ``dataset`` up to example ``until_id`` into ``directory`` with the corrections QA rework
+    brought to its items (``before_round``: only those of the QA rounds before it, so a round sees the batch
+    as it was when it began)."""
     directory.mkdir(parents=True, exist_ok=True)
     answers = directory / "answers.jsonl"
     export = ProdigyHook(prodigy_conn_id).export_jsonl(dataset, answers, until_id=until_id)
@@ -223,19 +191,19 @@ def export_and_merge(
     corrections = corrections_of(
         dataset, tasks, prodigy_conn_id, until_id=until_id, before_round=before_round
     )
-    adjudications = adjudications_of(dataset, prodigy_conn_id)
-    consensus = build_consensus([*tasks, *corrections], adjudications=adjudications, min_score=min_score)
-    return MergedBatch(answers, export, tasks, consensus, corrections, adjudications)
+    return ExportedAnswers(answers, export, tasks, corrections)
 
 
 @dataclass(frozen=True)
 class StreamedItem:
     """One item of a streamed batch: its final example (a dict, or its JSON line where it is an answer as
     stored plus its ``_consensus``: :func:`~prodigy_opentext.core.consensus.final_line`) or its open
-    dispute."""
+    dispute, and where its first answer is in ``answers.jsonl`` (``None`` for an item only the reviewers'
+    decisions hold): items sorted by it come in the order the whole batch merges them."""
 
     final: dict[str, Any] | bytes | None
     dispute: Dispute | None
+    position: int | None
 
 
 class StreamedBatch:
@@ -258,7 +226,8 @@ class StreamedBatch:
         self.answers = directory / "answers.jsonl"
         self._by_input = LinesByInput()
         sink = JsonlSink(self.answers, by_input=self._by_input)
-        self.export = whole_export(hook.export(dataset, sink, until_id=until_id))
+        self.export = hook.export(dataset, sink, until_id=until_id)
+        """The export's manifest; rows it quarantined are not in the batch (:func:`whole_export`)."""
         self._candidates = rework_corrections(dataset, prodigy_conn_id, until_id=until_id)
         self.adjudications = adjudications_of(dataset, prodigy_conn_id)
         self.merger = ItemMerger(self.adjudications, min_score=min_score)
@@ -281,7 +250,7 @@ class StreamedBatch:
         for correction in self._candidates:
             pending[item_key(correction)].append(correction)
         reworked: set[ItemKey] = set()
-        for _, lines in self._by_input.read(self.answers):
+        for _, places, lines in self._by_input.read(self.answers):
             fields = [merge_fields(line) for line in lines]
             by_item: dict[ItemKey, list[int]] = defaultdict(list)
             for index, task in enumerate(fields):
@@ -290,10 +259,18 @@ class StreamedBatch:
                 corrections = pending.pop(key, [])
                 if corrections:
                     reworked.add(key)
-                yield self._item(key, [lines[i] for i in indexes], [fields[i] for i in indexes], corrections)
+                item_lines, item_fields = [lines[i] for i in indexes], [fields[i] for i in indexes]
+                yield self._item(key, item_lines, item_fields, corrections, places[indexes[0]])
         self.corrections = [c for c in self._candidates if item_key(c) in reworked]
         for outcome in self.merger.rest():
-            yield self._counted(outcome, outcome.final)
+            yield self._counted(outcome, outcome.final, None)
+
+    def open_disputes(self) -> list[Dispute]:
+        """Merge the whole batch for its figures and counts, without keeping its final examples; its open
+        disputes, in the order the batch first holds them (as the whole batch's
+        :func:`~prodigy_opentext.core.consensus.build_consensus` lists them)."""
+        found = [(item.position, item.dispute) for item in self.items() if item.dispute is not None]
+        return [dispute for _, dispute in sorted(found, key=lambda pair: pair[0] or 0)]
 
     def _item(
         self,
@@ -301,6 +278,7 @@ class StreamedBatch:
         lines: list[bytes],
         fields: list[dict[str, Any] | None],
         corrections: list[dict[str, Any]],
+        position: int,
     ) -> StreamedItem:
         """One item, from its answers' lines and their :func:`merge_fields` (``None``: refused)."""
         plain = not corrections and not self.merger.adjudicates(key)
@@ -320,17 +298,20 @@ class StreamedBatch:
             outcome = ItemOutcome(final=None, dispute=whole.dispute, resolved_reasons=[])
         if plain and outcome.final is not None:
             source = next(i for i, task in enumerate(answers) if task is outcome.source)
-            return self._counted(outcome, final_line(lines[source], outcome.final))
-        return self._counted(outcome, outcome.final)
+            return self._counted(outcome, final_line(lines[source], outcome.final), position)
+        return self._counted(outcome, outcome.final, position)
 
-    def _counted(self, outcome: ItemOutcome, final: dict[str, Any] | bytes | None) -> StreamedItem:
+    def _counted(
+        self, outcome: ItemOutcome, final: dict[str, Any] | bytes | None, position: int | None
+    ) -> StreamedItem:
         if outcome.final is not None:
             self.tally.add_final(outcome.final)
             if outcome.final.get("_adjudicated"):
                 self._adjudicated.append(outcome.final)
         elif outcome.dispute is not None:
             self.tally.add_dispute(outcome.dispute.as_dict())
-        return StreamedItem(final=final if outcome.final is not None else None, dispute=outcome.dispute)
+        final = final if outcome.final is not None else None
+        return StreamedItem(final=final, dispute=outcome.dispute, position=position)
 
     @property
     def adjudicated(self) -> list[dict[str, Any]]:
@@ -339,11 +320,12 @@ class StreamedBatch:
 
     @property
     def sha256(self) -> str:
-        """What reviewers approve and the release ships (as :attr:`MergedBatch.sha256`)."""
+        """What reviewers approve and the release ships
+        (:func:`~prodigy_opentext.core.release.reviewed_sha256`)."""
         return reviewed_sha256(self.export["sha256"], self.adjudications, self.corrections)
 
     def review_figures(self, version: str, *, regulated: bool, audit_path: Path) -> ReviewFigures:
-        """What the batch's review report shows (as :meth:`MergedBatch.review_figures`)."""
+        """What the batch's review report shows, with the QA rounds the audit log holds for it."""
         return self.tally.figures(
             self.dataset,
             version,

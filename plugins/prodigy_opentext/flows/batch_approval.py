@@ -36,14 +36,13 @@ from prodigy_opentext.core.payloads import (
     ReviewPackage,
     RunRequest,
 )
-from prodigy_opentext.core.records import sessions_of
 from prodigy_opentext.core.review_report import REVIEW_REPORT_NAME, review_report_html
 from prodigy_opentext.exceptions import ApprovalRefused, DatasetNotGovernable, UnsafeName
 from prodigy_opentext.failures import DatasetRefused
 from prodigy_opentext.flows._approvals import annotators_of, read_approval, require_qa
 from prodigy_opentext.flows._shared import (
+    StreamedBatch,
     checked_name,
-    export_and_merge,
     governable_dataset,
     record_in_audit_log,
     whole_export,
@@ -176,19 +175,19 @@ def prepare_review_package(
     dataset, version = batch["dataset"], batch["version"]
     require_qa(batch)
     package_dir = review_root / checked_name(dataset, "dataset") / checked_name(version, "version")
-    merged = export_and_merge(dataset, batch["last_example_id"], package_dir, prodigy_conn_id)
+    merged = StreamedBatch(dataset, batch["last_example_id"], package_dir, prodigy_conn_id)
     manifest = whole_export(merged.export)
-    annotators = annotators_of(dataset, sessions_of(merged.tasks), prodigy_conn_id)
-    figures = merged.review_figures(
-        dataset, version, regulated=bool(batch["regulated"]), audit_path=audit_path
-    )
+    merged.open_disputes()
+    annotators = annotators_of(dataset, sorted(merged.sessions), prodigy_conn_id)
+    figures = merged.review_figures(version, regulated=bool(batch["regulated"]), audit_path=audit_path)
     report = package_dir / REVIEW_REPORT_NAME
     report.write_text(review_report_html(figures))
+    counts = merged.merger.counts()
     statistics = BatchStatistics(
         examples=manifest["rows"],
         agreement=figures["agreement"],
-        disputes=len(merged.consensus.disputes),
-        items=len(merged.consensus.merged),
+        disputes=counts["disputes"],
+        items=counts["merged"],
         counts={
             "by_answer": manifest["by_answer"],
             "by_label": manifest["by_label"],

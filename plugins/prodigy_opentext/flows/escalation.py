@@ -36,10 +36,9 @@ from prodigy_opentext.core.payloads import (
     RunRequest,
     ServiceTaskResult,
 )
-from prodigy_opentext.core.records import sessions_of
 from prodigy_opentext.exceptions import AdjudicationInvalid
 from prodigy_opentext.flows._approvals import annotators_of, qa_settings
-from prodigy_opentext.flows._shared import checked_name, export_and_merge, record_in_audit_log
+from prodigy_opentext.flows._shared import StreamedBatch, checked_name, record_in_audit_log
 from prodigy_opentext.flows.batch_approval import approval_run
 from prodigy_opentext.flows.qa import qa_run
 from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
@@ -65,19 +64,19 @@ def find_cases(
     """
     dataset, version = batch["dataset"], batch["version"]
     folder = work_root / checked_name(dataset, "dataset") / checked_name(version, "version") / "escalation"
-    merged = export_and_merge(dataset, batch["last_example_id"], folder, prodigy_conn_id, min_score=min_score)
-    annotators_of(dataset, sessions_of(merged.tasks), prodigy_conn_id)
-    items = case_items(
-        merged.consensus.disputes, include_ignored=include_ignored, include_flagged=include_flagged
-    )
+    merged = StreamedBatch(dataset, batch["last_example_id"], folder, prodigy_conn_id, min_score=min_score)
+    disputes = merged.open_disputes()
+    annotators_of(dataset, sorted(merged.sessions), prodigy_conn_id)
+    items = case_items(disputes, include_ignored=include_ignored, include_flagged=include_flagged)
     cases = cases_of(dataset, version, items, per_case)
+    counts = merged.merger.counts()
     log.info(
         "%s@%s: %d of %d items need a reviewer (%d already adjudicated), in %d case(s) of up to %d",
         dataset,
         version,
         len(items),
-        len(merged.consensus.merged) + len(merged.consensus.disputes),
-        merged.consensus.resolved,
+        counts["merged"] + counts["disputes"],
+        counts["resolved"],
         len(cases),
         per_case,
     )

@@ -59,7 +59,7 @@ from prodigy_opentext.core.records import dumps_compact, sessions_of
 from prodigy_opentext.exceptions import QAJudgementsInvalid
 from prodigy_opentext.failures import DatasetRefused, QASampleChanged
 from prodigy_opentext.flows._approvals import annotators_of
-from prodigy_opentext.flows._shared import MergedBatch, checked_name, export_and_merge, record_in_audit_log
+from prodigy_opentext.flows._shared import ExportedAnswers, checked_name, export_answers, record_in_audit_log
 from prodigy_opentext.flows.batch_approval import approval_run
 from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
 from prodigy_opentext.hooks.prodigy import ProdigyHook
@@ -73,10 +73,10 @@ NO_LEAD_OUTCOME = {"outcome": "", f"{LEAD_REVIEW}_outcome": ""}
 """What clears an outcome before the leads decide, so only the lead who completes the task gives one."""
 
 
-def _merged(batch: BatchToReview, work_root: Path, qa_round: int, prodigy_conn_id: str) -> MergedBatch:
+def _exported(batch: BatchToReview, work_root: Path, qa_round: int, prodigy_conn_id: str) -> ExportedAnswers:
     dataset, version = batch["dataset"], batch["version"]
     folder = work_root / checked_name(dataset, "dataset") / checked_name(version, "version") / f"r{qa_round}"
-    return export_and_merge(dataset, batch["last_example_id"], folder, prodigy_conn_id, before_round=qa_round)
+    return export_answers(dataset, batch["last_example_id"], folder, prodigy_conn_id, before_round=qa_round)
 
 
 def draw_sample(
@@ -98,12 +98,12 @@ def draw_sample(
     they annotated; a session naming nobody fails here, before anyone is asked.
     """
     fraction = None if size is not None else fraction  # a size given wins over a fraction
-    merged = _merged(batch, work_root, qa_round, prodigy_conn_id)
-    answers = current_answers([*merged.tasks, *merged.corrections])
+    exported = _exported(batch, work_root, qa_round, prodigy_conn_id)
+    answers = current_answers([*exported.tasks, *exported.corrections])
     problem = sample_problem(len(answers), size, fraction, max_error_rate, confidence)
     if problem:
         raise DatasetRefused(f"{batch['dataset']}@{batch['version']} QA round {qa_round}: {problem}")
-    annotators = annotators_of(batch["dataset"], sessions_of(merged.tasks), prodigy_conn_id)
+    annotators = annotators_of(batch["dataset"], sessions_of(exported.tasks), prodigy_conn_id)
     drawn = draw_round(
         batch["dataset"],
         batch["version"],
@@ -121,7 +121,7 @@ def draw_sample(
         drawn["business_key"],
         len(drawn["items"]),
         drawn["population"],
-        len(merged.corrections),
+        len(exported.corrections),
         len(drawn["strata"]),
     )
     return drawn
@@ -324,8 +324,8 @@ def create_rework(
     dataset, pid = batch["dataset"], outcome["process_instance_id"]
     _, variables = _process(opentext, pid)
     judged = parse_judgements(qa_round, variables.get(JUDGEMENTS_VARIABLE))
-    merged = _merged(batch, work_root, qa_round["round"], prodigy_conn_id)
-    answers = current_answers([*merged.tasks, *merged.corrections])
+    exported = _exported(batch, work_root, qa_round["round"], prodigy_conn_id)
+    answers = current_answers([*exported.tasks, *exported.corrections])
     tasks = [
         rework_task(
             answer,

@@ -60,6 +60,7 @@ from prodigy_opentext.flows._shared import (
     checked_name,
     governable_dataset,
     record_in_audit_log,
+    whole_export,
 )
 from prodigy_opentext.hooks.opentext import OpenTextWorkflowHook
 from prodigy_opentext.hooks.prodigy import ProdigyHook
@@ -128,6 +129,7 @@ def stage_release_data(
         / run_folder_name(run_id)
     )
     batch = StreamedBatch(target["dataset"], target["last_example_id"], staging_dir, prodigy_conn_id)
+    whole_export(batch.export)
     annotations, disputes = staging_dir / "annotations.jsonl", staging_dir / "disputes.jsonl"
     finals, still_open = JsonlWriter(annotations, sort_keys=False), JsonlWriter(disputes)
     with finals, still_open:
