@@ -258,7 +258,7 @@ def test_agreement_counted_item_by_item_in_input_hash_order_equals_the_whole_lis
     for sample in (tasks, two):
         tally = AgreementTally()
         in_order = sorted(sample, key=lambda task: task["_input_hash"])
-        for key, versions in item_groups(iter(in_order), presorted=True):
+        for key, versions in item_groups(iter(in_order)):
             tally.add_item(key, versions)
         streamed, whole, expected = (
             tally.agreement(),

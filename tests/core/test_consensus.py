@@ -157,23 +157,6 @@ def test_binary_questions_about_one_input_are_merged_separately() -> None:
     assert [(d.input_hash, d.label, d.reasons) for d in result.disputes] == [(7, "HAM", [CONFLICT])]
 
 
-def test_presorted_streams_merge_group_by_group_and_unsorted_ones_are_refused() -> None:
-    ordered = [
-        answer(1, "ann", []),
-        answer(1, "bob", []),
-        answer(2, "ann", [BRAND]),
-        answer(2, "bob", [CITY]),
-    ]
-    streamed = build_consensus(iter(ordered), presorted=True)
-    assert (
-        streamed.counts() == build_consensus(ordered).counts() == {"merged": 1, "disputes": 1, "resolved": 0}
-    )
-    with pytest.raises(ConsensusError, match="input_hash 1 appears again"):
-        build_consensus(
-            iter([answer(1, "ann", []), answer(2, "ann", []), answer(1, "bob", [])]), presorted=True
-        )
-
-
 def test_two_items_ending_in_the_same_task_hash_are_refused() -> None:
     with pytest.raises(ConsensusError, match="task_hash 500 is the final example of two items"):
         build_consensus([answer(1, "ann", [], _task_hash=500), answer(2, "ann", [], _task_hash=500)])
@@ -213,7 +196,7 @@ def test_a_stream_in_input_hash_order_merges_as_the_whole_batch_does(prodigy_sam
         adjudications = [{**task, "answer": "accept", "_annotator_id": "ds-senior"} for task in sample[::17]]
         whole = build_consensus(sample, adjudications=adjudications, min_score=0.5)
         in_order = sorted(sample, key=lambda task: task["_input_hash"])
-        streamed = build_consensus(iter(in_order), adjudications=adjudications, min_score=0.5, presorted=True)
+        streamed = build_consensus(iter(in_order), adjudications=adjudications, min_score=0.5)
         assert by_item(streamed) == by_item(whole)
     assert whole.disputes and whole.merged and whole.resolved, "the shuffled batch has every outcome"
 
@@ -248,5 +231,6 @@ def test_a_final_line_is_its_answers_line_with_its_consensus_added_last() -> Non
     for line in (b'{"text": "a", "_input_hash": 1}  ', b'{"_input_hash":1,"tokens":[{"a":1}]}', b"{ }"):
         assert json.loads(final_line(line, consensus)) == {**json.loads(line), **consensus}
     assert merge_fields(b'{"_input_hash": 1, "score": NaN}') is None
+    assert merge_fields(b'{"_input_hash": 1, "tokens": [{"s": 1e400}]}') is None, "read whole: Infinity"
     with pytest.raises(ConsensusError, match="not a JSON object line"):
         final_line(b"[1, 2]", consensus)

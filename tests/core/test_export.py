@@ -117,3 +117,6 @@ def test_lines_by_input_read_the_export_back_one_input_at_a_time_in_file_order(t
         12: [starts[3]],
     }
     assert json.loads(lines[4]) == json.loads(rows[4]) and b"\n" not in lines[4]
+    (tmp_path / "out.jsonl").write_bytes(b"\n".join(lines[:-1]) + b"\n")  # another run wrote it since
+    with pytest.raises(OSError, match="it was written again"):
+        next(by_input.read(tmp_path / "out.jsonl"))

@@ -200,9 +200,17 @@ def test_fast_summary_counts_as_the_generic_one_on_real_and_odd_rows():
 
 
 def test_fast_scan_takes_what_json_takes_beyond_its_types():
-    huge_hash = 2**70
-    odd = b'{"text": "x", "_input_hash": 1, "_task_hash": %d, "answer": "accept", "label": 7}' % huge_hash
+    odd = b'{"text": "x", "_input_hash": 1, "_task_hash": 2, "answer": "accept", "label": 7}'
     assert scan_record(odd, row=1)["label"] == 7
+    for huge in (2**63, 2**70, -(2**63) - 1):  # beyond Prodigy's BIGINT columns: refused alike
+        beyond = b'{"text": "x", "_input_hash": %d, "_task_hash": 2, "answer": "accept"}' % huge
+        with pytest.raises(InvalidRecord, match=r"_input_hash': .* beyond Prodigy's 64-bit hash columns"):
+            scan_record(beyond, row=1)
+        with pytest.raises(InvalidRecord, match=r"_input_hash': .* beyond Prodigy's 64-bit hash columns"):
+            parse_record(beyond, row=1)
+    assert scan_record(
+        b'{"text": "x", "_input_hash": %d, "_task_hash": 2, "answer": "accept"}' % (2**63 - 1), row=1
+    )
     assert scan_record(
         b'{"html": "<b>", "_input_hash": 1, "_task_hash": 2, "answer": "reject", "score": NaN}', row=1
     )
@@ -309,6 +317,9 @@ def test_a_standard_json_line_is_json_dumps_value_with_nan_named_and_nulled() ->
         line, changed = standard_json_line(odd)
         assert json.loads(line, parse_constant=pytest.fail) == standard_json(odd)[0]
         assert changed == (["score"] if "score" in odd else [])
+    for row in ({"z": 1, "a": {"y": float("nan"), "b": 2}}, {"z": 2**70, "a": float("inf")}):
+        line, changed = standard_json_line(row, sort_keys=False)
+        assert list(json.loads(line)) == list(row) and changed, "the keys' order kept, non-finite still named"
 
 
 def test_decode_record_gives_json_loads_value_and_errors() -> None:

@@ -17,6 +17,7 @@ from prodigy_opentext.core.consensus import ConsensusResult, build_consensus
 from prodigy_opentext.core.escalation import adjudications_in
 from prodigy_opentext.core.qa import reworks_in
 from prodigy_opentext.core.release import reviewed_sha256
+from prodigy_opentext.exceptions import ConsensusError
 from prodigy_opentext.flows._shared import (
     ExportedAnswers,
     StreamedBatch,
@@ -144,6 +145,8 @@ def test_streamed_staging_gives_what_the_whole_batch_gives(prodigy_conn, tmp_pat
     disputes = [item.dispute.as_dict() for item in items if item.dispute is not None]
     assert any(isinstance(item.final, bytes) for item in items), "some finals come from their lines"
     assert any(isinstance(item.final, dict) for item in items), "and some are merged whole"
+    with pytest.raises(ConsensusError, match="merged once"):
+        next(streamed.items())
 
     assert (tmp_path / "streamed" / "answers.jsonl").read_bytes() == whole.exported.answers.read_bytes()
     assert {**streamed.export, "path": None} == {**whole.exported.export, "path": None}

@@ -6,16 +6,17 @@ reasons and every annotator's version, for senior reviewers (OpenText escalation
 (``_adjudicated: true`` in the stream, or any task of an adjudication dataset passed in) is the reviewers'
 decision: it becomes the final example and resolves the item's dispute.
 
-Items are merged one group at a time, so a stream already ordered by input hash (``ORDER BY input_hash``)
-is merged holding one group at a time (``presorted=True``).
+Items are merged one at a time (:class:`ItemMerger`), so a batch read back one input at a time is merged
+holding one input's answers at a time; each answer needs only its :class:`MergeFields`.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, groupby
+from itertools import chain
 from typing import Any, TypedDict
 
 import msgspec
@@ -87,10 +88,16 @@ class MergeFields(TypedDict, total=False):
 _decode_merge_fields = msgspec.json.Decoder(MergeFields).decode
 
 
+_EXPONENT_BEYOND_FLOAT = re.compile(rb"[:,\[]\s*-?\d+(?:\.\d+)?[eE][+-]?\d{3}")
+"""A number like ``1e400``, which the whole decoder reads as Infinity (or 0): its line is decoded whole."""
+
+
 def merge_fields(line: bytes) -> dict[str, Any] | None:
     """A stored answer's :class:`MergeFields` (the token lists that make up most of an NER answer are
-    skipped, not decoded); ``None`` where msgspec refuses the line (NaN, a lone surrogate), which the whole
-    decoder then reads."""
+    skipped, not decoded); ``None`` where msgspec refuses the line (NaN, a lone surrogate) or it holds a
+    number beyond a float's range, which the whole decoder then reads (and the writers write as null)."""
+    if _EXPONENT_BEYOND_FLOAT.search(line) is not None:
+        return None
     try:
         return _decode_merge_fields(line)  # type: ignore[return-value]
     except msgspec.MsgspecError:
@@ -180,26 +187,12 @@ def merge_item(
     return ItemOutcome(final=final, dispute=None, resolved_reasons=[], source=source)
 
 
-def item_groups(
-    tasks: Iterable[Mapping[str, Any]], *, presorted: bool = False
-) -> Iterator[tuple[ItemKey, list[Mapping[str, Any]]]]:
-    """Each item's answers, in stream order within the item. ``presorted``: ``tasks`` arrive ordered by
-    ``_input_hash`` (checked), so only one input's answers are held at a time."""
-    if not presorted:
-        groups: dict[ItemKey, list[Mapping[str, Any]]] = defaultdict(list)
-        for task in tasks:
-            groups[item_key(task)].append(task)
-        yield from groups.items()
-        return
-    finished: set[Any] = set()
-    for input_hash, group in groupby(tasks, key=lambda t: t.get("_input_hash")):
-        if input_hash in finished:
-            raise ConsensusError(f"stream not ordered by input hash: input_hash {input_hash} appears again")
-        finished.add(input_hash)
-        by_label: dict[ItemKey, list[Mapping[str, Any]]] = defaultdict(list)
-        for task in group:
-            by_label[item_key(task)].append(task)
-        yield from by_label.items()
+def item_groups(tasks: Iterable[Mapping[str, Any]]) -> Iterator[tuple[ItemKey, list[Mapping[str, Any]]]]:
+    """Each item's answers, in stream order within the item, items in the order they first appear."""
+    groups: dict[ItemKey, list[Mapping[str, Any]]] = defaultdict(list)
+    for task in tasks:
+        groups[item_key(task)].append(task)
+    yield from groups.items()
 
 
 class ItemMerger:
@@ -261,16 +254,12 @@ def build_consensus(
     *,
     adjudications: Iterable[Mapping[str, Any]] = (),
     min_score: float | None = None,
-    presorted: bool = False,
 ) -> ConsensusResult:
-    """Merge all annotators' answers; ``adjudications`` are reviewers' decisions from another dataset.
-
-    ``min_score``: items whose ``meta.score`` is below it are disputed as low confidence.
-    ``presorted``: ``tasks`` arrive ordered by ``_input_hash`` (checked), so groups stream through.
-    """
+    """Merge all annotators' answers held in memory; ``adjudications`` are reviewers' decisions from another
+    dataset. ``min_score``: items whose ``meta.score`` is below it are disputed as low confidence."""
     merger = ItemMerger(adjudications, min_score=min_score)
     result = ConsensusResult()
-    outcomes = (merger.merge(key, versions) for key, versions in item_groups(tasks, presorted=presorted))
+    outcomes = (merger.merge(key, versions) for key, versions in item_groups(tasks))
     for outcome in chain(outcomes, merger.rest()):
         if outcome.dispute is not None:
             result.disputes.append(outcome.dispute)

@@ -109,18 +109,21 @@ class _ChunkConsumer:
 
 
 class LinesByInput:
-    """Where each line of a JSONL export is and which input it answers: 24 bytes a line, so the file can be
+    """Where each line of a JSONL export is and which input it answers: 20 bytes a line, so the file can be
     read back one input at a time (:meth:`read`) without reading the database again."""
 
     def __init__(self) -> None:
         self._input_hashes = array("q")
         self._offsets = array("q")
-        self._lengths = array("q")
+        self._lengths = array("i")  # a line of 2 GiB is no Prodigy task
+        self.size = 0
+        """The bytes of the file the lines were written to (each line and its newline)."""
 
     def add(self, input_hash: int, offset: int, length: int) -> None:
         self._input_hashes.append(input_hash)
         self._offsets.append(offset)
         self._lengths.append(length)
+        self.size = offset + length + 1
 
     def __len__(self) -> int:
         return len(self._offsets)
@@ -133,10 +136,14 @@ class LinesByInput:
 
         hashes = np.frombuffer(self._input_hashes, dtype=np.int64)
         offsets = np.frombuffer(self._offsets, dtype=np.int64)
-        lengths = np.frombuffer(self._lengths, dtype=np.int64)
+        lengths = np.frombuffer(self._lengths, dtype=np.int32)
         order = np.argsort(hashes, kind="stable")
         descriptor = os.open(path, os.O_RDONLY)
         try:
+            if (found := os.fstat(descriptor).st_size) != self.size:
+                raise OSError(
+                    f"{path} holds {found} bytes, not the {self.size} exported: it was written again"
+                )
             current: int | None = None
             places: list[int] = []
             lines: list[bytes] = []
@@ -150,7 +157,10 @@ class LinesByInput:
                             yield current, places, lines  # type: ignore[misc]
                         current, places, lines = input_hash, [], []
                     places.append(offset)
-                    lines.append(os.pread(descriptor, length, offset))
+                    line = os.pread(descriptor, length, offset)
+                    if len(line) != length:
+                        raise OSError(f"{path}: {len(line)} of {length} bytes read at {offset}")
+                    lines.append(line)
             if lines:
                 yield current, places, lines  # type: ignore[misc]
         finally:

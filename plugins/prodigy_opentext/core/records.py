@@ -26,6 +26,7 @@ from prodigy_opentext.exceptions import InvalidRecord, InvalidRecords
 INPUT_KEYS = ("text", "image", "html", "input")
 ANSWERS = ("accept", "reject", "ignore")
 HASH_KEYS = ("_input_hash", "_task_hash")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 RawRecord = bytes | bytearray | memoryview | str
 
@@ -88,13 +89,16 @@ def check_input(task: Mapping[str, Any], *, row: int | str, where: str = "row") 
 
 
 def check_hashes(task: Mapping[str, Any], *, row: int | str, where: str = "row") -> None:
-    """Require ``_input_hash`` and ``_task_hash`` as integers (Prodigy stores them in BIGINT columns)."""
+    """Require ``_input_hash`` and ``_task_hash`` as integers that fit the BIGINT columns Prodigy stores
+    them in."""
     for key in HASH_KEYS:
         if key not in task:
             raise InvalidRecord(row, key, "missing", where=where)
         value = task[key]
         if not isinstance(value, int) or isinstance(value, bool):
             raise InvalidRecord(row, key, f"{value!r} is not an integer", where=where)
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise InvalidRecord(row, key, f"{value} is beyond Prodigy's 64-bit hash columns", where=where)
 
 
 def check_record(task: Mapping[str, Any], *, row: int | str, where: str = "row") -> None:
@@ -160,7 +164,14 @@ def scan_record(raw: RawRecord, *, row: int | str, where: str = "row") -> dict[s
     except (msgspec.MsgspecError, UnicodeDecodeError):
         return parse_record(raw, row=row, where=where)
     # The decoder already made both hashes integers; the common case is settled without check_record's walk.
-    if "_task_hash" not in keys or "_input_hash" not in keys or keys.get("answer") not in ANSWERS:
+    if (
+        "_task_hash" not in keys
+        or "_input_hash" not in keys
+        or keys.get("answer") not in ANSWERS
+        or not (
+            INT64_MIN <= keys["_input_hash"] <= INT64_MAX and INT64_MIN <= keys["_task_hash"] <= INT64_MAX
+        )
+    ):
         check_record(keys, row=row, where=where)
     elif "text" not in keys and keys.keys().isdisjoint(INPUT_KEYS):
         check_input(keys, row=row, where=where)

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from prodigy_opentext.core.paths import INCLUDE_DIR
-from prodigy_opentext.core.records import INPUT_KEYS, decode_record, record_labels
+from prodigy_opentext.core.records import INPUT_KEYS, INT64_MAX, INT64_MIN, decode_record, record_labels
 from prodigy_opentext.exceptions import SuiteDefinitionError
 
 if TYPE_CHECKING:
@@ -46,7 +46,6 @@ PARAMETERS = ("label_scheme", "min_examples_per_label", "max_ignore_rate", "min_
 RESULT_FIELDS = ("observed_value", "unexpected_count", "unexpected_percent")
 DEFAULT_SUITE_DIR = INCLUDE_DIR / "gx" / "annotation_dataset"
 SAMPLE_ROWS = 5
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 COLUMN_TYPES = {
     **dict.fromkeys(
         ("row", "_task_hash", "_input_hash", "input_hash", "start", "end", "text_length"), "Int64"

@@ -34,6 +34,7 @@ from prodigy_opentext.core.release import reviewed_sha256
 from prodigy_opentext.core.review_report import ReviewFigures, ReviewTally
 from prodigy_opentext.exceptions import (
     AuditAnchorMismatch,
+    ConsensusError,
     DatasetNotFoundError,
     UnsafeName,
 )
@@ -236,6 +237,7 @@ class StreamedBatch:
         """The corrections of the batch's items (once :meth:`items` is done)."""
         self.sessions: set[str] = set()
         self._adjudicated: list[dict[str, Any]] = []
+        self._merged = False
 
     def items(self) -> Iterator[StreamedItem]:
         """Every item's final example or open dispute, in input-hash order, then the adjudicated items the
@@ -246,6 +248,11 @@ class StreamedBatch:
         answer's line; one with QA corrections or reviewers' decisions, one that stays disputed and one
         with a line msgspec refuses are decoded whole and merged as they are.
         """
+        if self._merged:
+            raise ConsensusError(
+                f"{self.dataset}: a streamed batch is merged once; build another to merge again"
+            )
+        self._merged = True
         pending: dict[ItemKey, list[dict[str, Any]]] = defaultdict(list)
         for correction in self._candidates:
             pending[item_key(correction)].append(correction)
@@ -265,9 +272,14 @@ class StreamedBatch:
         for outcome in self.merger.rest():
             yield self._counted(outcome, outcome.final, None)
 
+    def settle(self) -> None:
+        """Merge the whole batch for its figures and counts alone, keeping none of its items."""
+        for _ in self.items():
+            pass
+
     def open_disputes(self) -> list[Dispute]:
-        """Merge the whole batch for its figures and counts, without keeping its final examples; its open
-        disputes, in the order the batch first holds them (as the whole batch's
+        """Merge the whole batch for its figures and counts, keeping only its open disputes, in the order
+        the batch first holds them (the order an in-memory
         :func:`~prodigy_opentext.core.consensus.build_consensus` lists them)."""
         found = [(item.position, item.dispute) for item in self.items() if item.dispute is not None]
         return [dispute for _, dispute in sorted(found, key=lambda pair: pair[0] or 0)]
@@ -295,6 +307,11 @@ class StreamedBatch:
         outcome = self.merger.merge(key, [*answers, *corrections])
         if plain and outcome.dispute is not None:  # the reviewers see every annotator's whole answer
             whole = merge_item(key, [_whole(line) for line in lines], min_score=self.merger.min_score)
+            if whole.dispute is None or whole.dispute.reasons != outcome.dispute.reasons:
+                raise ConsensusError(
+                    f"item input_hash {key[0]} (label {key[1]!r}) merges otherwise whole than by its merge "
+                    "fields: a rule reads a field MergeFields does not hold"
+                )
             outcome = ItemOutcome(final=None, dispute=whole.dispute, resolved_reasons=[])
         if plain and outcome.final is not None:
             source = next(i for i, task in enumerate(answers) if task is outcome.source)
@@ -344,8 +361,8 @@ def _whole(line: bytes) -> dict[str, Any]:
 class JsonlWriter:
     """Writes rows as standard JSON lines (:func:`~prodigy_opentext.core.records.standard_json_line`,
     keys sorted unless ``sort_keys`` is false): NaN and Infinity become null, the first ``named`` such rows
-    named in the log and the rest counted in ``nulled``. A row given as bytes is a line already standard
-    (:func:`~prodigy_opentext.core.consensus.final_line`), written as it is."""
+    named in the log and the rest counted in ``nulled``. A row given as bytes is already a JSON line (a
+    stored answer's own, from :func:`~prodigy_opentext.core.consensus.final_line`), written as it is."""
 
     def __init__(self, path: Path, named: int = 20, *, sort_keys: bool = True) -> None:
         self.path, self.named, self.sort_keys = path, named, sort_keys

@@ -175,14 +175,14 @@ def prepare_review_package(
     dataset, version = batch["dataset"], batch["version"]
     require_qa(batch)
     package_dir = review_root / checked_name(dataset, "dataset") / checked_name(version, "version")
-    merged = StreamedBatch(dataset, batch["last_example_id"], package_dir, prodigy_conn_id)
-    manifest = whole_export(merged.export)
-    merged.open_disputes()
-    annotators = annotators_of(dataset, sorted(merged.sessions), prodigy_conn_id)
-    figures = merged.review_figures(version, regulated=bool(batch["regulated"]), audit_path=audit_path)
+    streamed = StreamedBatch(dataset, batch["last_example_id"], package_dir, prodigy_conn_id)
+    manifest = whole_export(streamed.export)
+    streamed.settle()
+    annotators = annotators_of(dataset, sorted(streamed.sessions), prodigy_conn_id)
+    figures = streamed.review_figures(version, regulated=bool(batch["regulated"]), audit_path=audit_path)
     report = package_dir / REVIEW_REPORT_NAME
     report.write_text(review_report_html(figures))
-    counts = merged.merger.counts()
+    counts = streamed.merger.counts()
     statistics = BatchStatistics(
         examples=manifest["rows"],
         agreement=figures["agreement"],
@@ -219,7 +219,7 @@ def prepare_review_package(
                 "dataset": dataset,
                 "version": version,
                 "regulated": bool(batch["regulated"]),
-                "answers_sha256": merged.sha256,
+                "answers_sha256": streamed.sha256,
                 "examples": statistics["examples"],
                 "agreement_method": statistics["agreement"]["method"],
                 "agreement": statistics["agreement"]["value"],

@@ -64,12 +64,12 @@ def find_cases(
     """
     dataset, version = batch["dataset"], batch["version"]
     folder = work_root / checked_name(dataset, "dataset") / checked_name(version, "version") / "escalation"
-    merged = StreamedBatch(dataset, batch["last_example_id"], folder, prodigy_conn_id, min_score=min_score)
-    disputes = merged.open_disputes()
-    annotators_of(dataset, sorted(merged.sessions), prodigy_conn_id)
+    streamed = StreamedBatch(dataset, batch["last_example_id"], folder, prodigy_conn_id, min_score=min_score)
+    disputes = streamed.open_disputes()
+    annotators_of(dataset, sorted(streamed.sessions), prodigy_conn_id)
     items = case_items(disputes, include_ignored=include_ignored, include_flagged=include_flagged)
     cases = cases_of(dataset, version, items, per_case)
-    counts = merged.merger.counts()
+    counts = streamed.merger.counts()
     log.info(
         "%s@%s: %d of %d items need a reviewer (%d already adjudicated), in %d case(s) of up to %d",
         dataset,

@@ -131,8 +131,7 @@ def stage_release_data(
     batch = StreamedBatch(target["dataset"], target["last_example_id"], staging_dir, prodigy_conn_id)
     whole_export(batch.export)
     annotations, disputes = staging_dir / "annotations.jsonl", staging_dir / "disputes.jsonl"
-    finals, still_open = JsonlWriter(annotations, sort_keys=False), JsonlWriter(disputes)
-    with finals, still_open:
+    with JsonlWriter(annotations, sort_keys=False) as finals, JsonlWriter(disputes) as still_open:
         for item in batch.items():
             if item.final is not None:
                 finals.write(item.final)
