@@ -378,7 +378,7 @@ def test_release_triggered_from_the_ui_succeeds_after_signoff_in_the_inbox(
         assert state == "Success", api.failure_report(RELEASE_DAG, run_id)
         page.goto(run_page)
         for task_id in RELEASE_TASKS:
-            expect(state_badge(page, task_id)).to_have_text("Success")
+            expect(state_badge(page, task_id)).to_have_text("Success", timeout=UI_TIMEOUT_MS)
         shots.take(page, "task-instances")
 
     assert api.run(RELEASE_DAG, run_id)["state"] == "success"

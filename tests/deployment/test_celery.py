@@ -16,7 +16,9 @@ from scripts.stories import DAG_IDS
 from scripts.stories.batch_approval import SME_REVIEWER
 from scripts.stories.release import RELEASE_MANAGER
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
+# Every flow's story on Celery workers takes 5-10 minutes on two shared cores, against pytest's 10-minute
+# guard for one test: this one gets 20.
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis, pytest.mark.timeout(1200)]
 
 
 def test_batch_approval_to_consumed_release_on_celery_workers(airflow_cluster):
