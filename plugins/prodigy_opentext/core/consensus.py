@@ -12,7 +12,6 @@ holding one input's answers at a time; each answer needs only its :class:`MergeF
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -88,16 +87,11 @@ class MergeFields(TypedDict, total=False):
 _decode_merge_fields = msgspec.json.Decoder(MergeFields).decode
 
 
-_EXPONENT_BEYOND_FLOAT = re.compile(rb"[:,\[]\s*-?\d+(?:\.\d+)?[eE][+-]?\d{3}")
-"""A number like ``1e400``, which the whole decoder reads as Infinity (or 0): its line is decoded whole."""
-
-
 def merge_fields(line: bytes) -> dict[str, Any] | None:
     """A stored answer's :class:`MergeFields` (the token lists that make up most of an NER answer are
-    skipped, not decoded); ``None`` where msgspec refuses the line (NaN, a lone surrogate) or it holds a
-    number beyond a float's range, which the whole decoder then reads (and the writers write as null)."""
-    if _EXPONENT_BEYOND_FLOAT.search(line) is not None:
-        return None
+    skipped, not decoded); ``None`` where msgspec refuses the line (NaN, a lone surrogate), which the whole
+    decoder then reads. msgspec checks the skipped fields' syntax, not their numbers' range: a number
+    beyond a float's (``1e400``, which JSON allows and Prodigy never writes) stays as stored."""
     try:
         return _decode_merge_fields(line)  # type: ignore[return-value]
     except msgspec.MsgspecError:
